@@ -1,0 +1,47 @@
+# Developer and CI entry points. Every target works from a fresh clone.
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+INI ?= development.ini
+PYTEST_ARGS ?=
+# When set, `make test` also writes pytest's own exit code here, because make
+# itself collapses every failure to exit status 2.
+PYTEST_EXIT_FILE ?=
+
+.PHONY: venv services browser test run lint
+
+venv: $(STAMP)
+
+# The stamp is only refreshed after a successful install, so an interrupted
+# install is retried on the next run.
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -e '.[testing]'
+	touch $@
+
+services:
+	scripts/ensure-services
+
+browser:
+	@if [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ]; then \
+		echo "chromium is already installed"; \
+	else \
+		apt-get update && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
+			chromium chromium-driver; \
+	fi
+
+test: venv services
+	rc=0; $(BIN)/python -m pytest $(PYTEST_ARGS) || rc=$$?; \
+	if [ -n "$(PYTEST_EXIT_FILE)" ]; then echo $$rc > "$(PYTEST_EXIT_FILE)"; fi; \
+	exit $$rc
+
+run: venv
+	$(BIN)/alembic -c $(INI) upgrade head
+	$(BIN)/myapp-create-user --ini $(INI) --if-missing demo demo-password
+	$(BIN)/pserve $(INI)
+
+lint: venv
+	$(BIN)/ruff check . && $(BIN)/ruff format --check .
