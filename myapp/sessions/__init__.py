@@ -1,0 +1,94 @@
+"""Server-side sessions for any Pyramid app: ``config.include('myapp.sessions')``.
+
+Reads the ``session.*`` settings once, builds the store chain (sql, redis, memory by
+default), picks the first store that is ready, and registers the ISessionFactory,
+pyramid_tm, the SQLAlchemy wiring and ``GET /healthz``.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from pyramid.config import Configurator
+from pyramid.csrf import SessionCSRFStoragePolicy
+
+from .chain import NoStoreReady, StoreChain, build_chain
+from .events import ObserverGroup, SessionObserver
+from .factory import SessionConflict, SessionFactory, SessionStoreUnavailable
+from .options import SessionOptions
+from .session import Session
+from .stores import build_store
+
+__all__ = [
+    "NoStoreReady",
+    "Session",
+    "SessionConflict",
+    "SessionFactory",
+    "SessionOptions",
+    "SessionStoreUnavailable",
+    "StoreChain",
+    "get_chain",
+    "get_options",
+    "includeme",
+]
+
+log = logging.getLogger(__name__)
+
+OPTIONS_KEY = "myapp.sessions.options"
+CHAIN_KEY = "myapp.sessions.chain"
+OBSERVER_KEY = "myapp.sessions.observer"
+
+
+def get_options(registry) -> SessionOptions:
+    return registry[OPTIONS_KEY]
+
+
+def get_chain(registry) -> StoreChain:
+    return registry[CHAIN_KEY]
+
+
+def get_observer(registry) -> ObserverGroup:
+    return registry[OBSERVER_KEY]
+
+
+def includeme(config: Configurator) -> None:
+    settings = config.get_settings()
+    options = SessionOptions.from_settings(settings)
+    config.registry[OPTIONS_KEY] = options
+    config.include("myapp.models")  # pyramid_tm, the engine, request.dbsession
+
+    observer = config.registry.get(OBSERVER_KEY)
+    if observer is None:
+        observer = config.registry[OBSERVER_KEY] = ObserverGroup()
+    chain = build_chain(
+        options.backends,
+        lambda name: build_store(name, options, config.registry),
+        observer,
+    )
+    chain.select()  # raises NoStoreReady: the app does not start without a store
+    config.registry[CHAIN_KEY] = chain
+
+    config.set_session_factory(SessionFactory(options, chain, observer=observer))
+    config.set_csrf_storage_policy(SessionCSRFStoragePolicy())
+    config.add_request_method(lambda request: chain.degraded, "sessions_degraded", reify=True)
+
+    if options.healthz_path:
+        config.add_route("myapp.sessions.healthz", options.healthz_path)
+        config.add_view(
+            "myapp.sessions.health.healthz",
+            route_name="myapp.sessions.healthz",
+            renderer="json",
+            request_method="GET",
+            http_cache=0,
+        )
+    config.add_exception_view(
+        "myapp.sessions.health.store_unavailable", context=SessionStoreUnavailable
+    )
+
+
+def add_observer(config: Configurator, observer: SessionObserver) -> None:
+    """Let another package (metrics, tests) listen to session events."""
+    group = config.registry.get(OBSERVER_KEY)
+    if group is None:
+        group = config.registry[OBSERVER_KEY] = ObserverGroup()
+    group.add(observer)

@@ -1,0 +1,44 @@
+"""What the session layer reports as it works; metrics and tests listen here."""
+
+from __future__ import annotations
+
+
+class SessionObserver:
+    """Receives one call per event. The base class ignores everything.
+
+    Implementations must be cheap and must never raise: they run on the hot path.
+    """
+
+    def session_loaded(self, store: str) -> None: ...
+    def session_created(self, store: str) -> None: ...
+    def session_saved(self, store: str) -> None: ...
+    def session_touched(self, store: str) -> None: ...
+    def session_invalidated(self, store: str) -> None: ...
+    def session_conflict(self, store: str, gone: bool) -> None: ...
+    def bad_cookie(self, reason: str) -> None: ...
+    def store_error(self, store: str, kind: str) -> None: ...
+    def store_latency(self, store: str, operation: str, seconds: float) -> None: ...
+    def active_store(self, store: str, preferred: bool) -> None: ...
+    def fallback(self, from_store: str | None, to_store: str, reason: str) -> None: ...
+    def purged(self, store: str, count: int) -> None: ...
+
+
+class ObserverGroup(SessionObserver):
+    """Fans every event out to several observers."""
+
+    def __init__(self, observers: list[SessionObserver] | None = None) -> None:
+        self.observers = list(observers or [])
+
+    def add(self, observer: SessionObserver) -> None:
+        self.observers.append(observer)
+
+    def __getattribute__(self, name: str):
+        if name.startswith("_") or name in ("observers", "add"):
+            return object.__getattribute__(self, name)
+        observers = object.__getattribute__(self, "observers")
+
+        def fan_out(*args: object) -> None:
+            for observer in observers:
+                getattr(observer, name)(*args)
+
+        return fan_out

@@ -1,0 +1,330 @@
+"""The ISessionFactory: cookie in, load from the serving store, write inside the transaction.
+
+Nothing happens until a view touches ``request.session`` (Pyramid calls the factory
+lazily). Then the session is loaded, and hooks are put on the request's transaction:
+the write runs just before commit (so it commits or rolls back with the view's own
+data), and the cookie is set in a response callback once the commit succeeded.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from pyramid.interfaces import ISessionFactory
+from pyramid_tm import is_tm_active
+from transaction.interfaces import TransientError
+from zope.interface import implementer
+
+from .codec import CookieSigner, new_token, storage_key
+from .events import SessionObserver
+from .serializer import dumps_checked, loads
+from .session import Session
+from .stores.base import SessionRecord, SessionStore, StaleSession, StoreError
+from .txn import DeferredWrites
+
+if TYPE_CHECKING:
+    from pyramid.request import Request
+    from pyramid.response import Response
+
+    from .chain import StoreChain
+    from .options import SessionOptions
+
+log = logging.getLogger(__name__)
+
+USER_AGENT_LENGTH = 256
+
+
+class SessionStoreUnavailable(StoreError):
+    """The serving store failed during a request; rendered as a 503."""
+
+
+class SessionConflict(TransientError):
+    """Another request saved this session since ours read it.
+
+    A TransientError: with pyramid_retry the whole request is run again on fresh
+    data instead of overwriting the other request's change.
+    """
+
+
+@implementer(ISessionFactory)
+class SessionFactory:
+    """Builds the :class:`Session` for a request. One instance serves the whole app."""
+
+    def __init__(
+        self,
+        options: SessionOptions,
+        chain: StoreChain,
+        *,
+        observer: SessionObserver | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.options = options
+        self.chain = chain
+        self.signer = CookieSigner(options.secret_bytes)
+        self.observer = observer or SessionObserver()
+        self.clock = clock
+
+    def __call__(self, request: Request) -> Session:
+        return RequestSession(self, request).session
+
+    # -- helpers shared with RequestSession ------------------------------
+    def expiry(self, created: float, now: float) -> float:
+        return min(now + self.options.timeout, created + self.options.max_lifetime)
+
+    def timed(self, store: SessionStore, operation: str, fn: Callable[[], object]) -> object:
+        started = time.perf_counter()
+        try:
+            return fn()
+        except StoreError as exc:
+            self.observer.store_error(store.name, exc.kind)
+            log.error("session store %r failed during %s: %s", store.name, operation, exc)
+            raise SessionStoreUnavailable(store.name, exc.kind, str(exc)) from exc
+        finally:
+            self.observer.store_latency(store.name, operation, time.perf_counter() - started)
+
+
+class RequestSession:
+    """The life of one request's session: load, then write and cookie at the end."""
+
+    def __init__(self, factory: SessionFactory, request: Request) -> None:
+        self.factory = factory
+        self.request = request
+        self.options = factory.options
+        self.store = factory.chain.active
+        self.now = factory.clock()
+        self.token: str | None = None
+        self.record: SessionRecord | None = None
+        self.issue_cookie = False
+        self.delete_cookie = False
+        self.committed = False
+        self.session = self._load()
+        self._register()
+
+    # -- loading ------------------------------------------------------------
+    def _load(self) -> Session:
+        factory = self.factory
+        verdict = factory.signer.loads(self.request.cookies.get(self.options.cookie_name))
+        if verdict.token is None:
+            if verdict.reason != "absent":
+                factory.observer.bad_cookie(verdict.reason or "unknown")
+                log.info("ignored a session cookie: %s", verdict.reason)
+            return self._fresh()
+        key = storage_key(verdict.token)
+        store = self._bound_store()
+        record = factory.timed(self.store, "load", lambda: store.load(key, self.now))
+        if record is None:
+            record = self._read_through(key)
+        if record is None:
+            # Unknown, ended or expired: never adopt a token we did not issue.
+            factory.observer.bad_cookie("unknown_session")
+            self.delete_cookie = True
+            return self._fresh()
+        try:
+            data = loads(record.data)
+        except ValueError:
+            log.warning("a stored session could not be decoded; starting a fresh one")
+            factory.observer.bad_cookie("corrupt_data")
+            self.delete_cookie = True
+            return self._fresh()
+        self.token, self.record = verdict.token, record
+        # Re-sign with the newest secret once an older, still-listed one was used.
+        self.issue_cookie = verdict.stale_secret
+        factory.observer.session_loaded(self.store.name)
+        return Session(data, created=record.created, new=False, user_id=record.user_id)
+
+    def _fresh(self) -> Session:
+        return Session(created=self.now, new=True)
+
+    def _read_through(self, key: str) -> SessionRecord | None:
+        """A miss in the serving store: look where sessions lived before a switch."""
+        for older in self.factory.chain.read_through_stores():
+            try:
+                record = older.load(key, self.now)
+            except StoreError as exc:
+                log.info("read-through from %r skipped: %s", older.name, exc)
+                continue
+            if record is not None:
+                self.moved_from = older
+                return record.with_changes(version=0)
+        return None
+
+    moved_from: SessionStore | None = None
+
+    def _bound_store(self) -> SessionStore:
+        bind = getattr(self.store, "bind", None)
+        return bind(self.request) if bind is not None else self.store
+
+    # -- the end of the request -------------------------------------------
+    def _register(self) -> None:
+        request = self.request
+        if is_tm_active(request):
+            txn = request.tm.get()
+            txn.addBeforeCommitHook(self._persist, (txn,))
+            txn.addAfterCommitHook(self._after_commit)
+            request.add_response_callback(self._cookie)
+        else:
+            # Touched after pyramid_tm finished (an exception view, a response
+            # callback): write in a short transaction of our own.
+            request.add_response_callback(self._persist_late)
+
+    def _after_commit(self, success: bool) -> None:
+        self.committed = success
+
+    def _persist_late(self, request: Request, response: Response) -> None:
+        with request.tm as txn:
+            self._persist(txn)
+        self.committed = True
+        self._cookie(request, response)
+
+    def _persist(self, txn: object) -> None:
+        session, record, factory = self.session, self.record, self.factory
+        now = factory.clock()
+        changed = (
+            session.explicitly_changed
+            or session.new
+            or record is None
+            or self.moved_from is not None
+            or loads(record.data) != session
+        )
+        if not changed:
+            if record is not None and now - record.last_active >= self.options.reissue_time:
+                self._touch(txn, record, now)
+            return
+        writes = self._writer(txn)
+        ending = record is not None and (session.invalidated or session.rotated)
+        if ending:
+            writes.delete(record.key, record)
+            if session.invalidated:
+                factory.observer.session_invalidated(self.store.name)
+            self.delete_cookie = True
+        if session.new and not session and not ending:
+            return  # nothing worth storing: no row, no cookie
+        if session.invalidated and not session:
+            return
+        text = dumps_checked(session, self.options.max_size)
+        starts_anew = record is None or ending
+        created = now if starts_anew else record.created
+        new_record = SessionRecord(
+            key="",
+            data=text,
+            created=created,
+            last_active=now,
+            expires=factory.expiry(created, now),
+            user_id=session.user_id,
+            user_agent=_user_agent(self.request),
+        )
+        if starts_anew:
+            self.token = new_token()
+            new_record.key = storage_key(self.token)
+            writes.save(new_record, None, None)
+            self.issue_cookie, self.delete_cookie = True, False
+            factory.observer.session_created(self.store.name)
+        else:
+            new_record.key = record.key
+            expected = None if self.moved_from is not None else record.version
+            writes.save(new_record, expected, record)
+            factory.observer.session_saved(self.store.name)
+        if self.moved_from is not None and not ending:
+            moved_from, key = self.moved_from, record.key
+            txn.addAfterCommitHook(lambda ok: ok and _quietly(moved_from.delete, key))
+
+    def conflict(self, exc: StaleSession) -> None:
+        """A save was refused. A session ended meanwhile stays ended; a newer one wins."""
+        self.factory.observer.session_conflict(exc.store, exc.gone)
+        if exc.gone:
+            log.info("refused a late write to a session that has ended (%s store)", exc.store)
+            self.token = None
+            self.issue_cookie, self.delete_cookie = False, True
+            return
+        raise SessionConflict(str(exc)) from exc
+
+    def _touch(self, txn: object, record: SessionRecord, now: float) -> None:
+        self._writer(txn).touch(record.key, now, self.factory.expiry(record.created, now), now)
+        self.factory.observer.session_touched(self.store.name)
+
+    def _writer(self, txn: object) -> _Writes:
+        return _Writes(self, txn)
+
+    def _cookie(self, request: Request, response: Response) -> None:
+        if not self.committed:
+            return
+        options = self.options
+        if self.issue_cookie and self.token is not None:
+            if options.cookie_max_age is None:
+                max_age: int | None = max(
+                    1, int(self.session.created + options.max_lifetime - self.factory.clock())
+                )
+            else:
+                max_age = options.cookie_max_age or None
+            response.set_cookie(
+                options.cookie_name,
+                self.factory.signer.dumps(self.token),
+                max_age=max_age,
+                path=options.cookie_path,
+                domain=options.cookie_domain,
+                secure=options.cookie_secure,
+                httponly=True,
+                samesite=options.cookie_samesite,
+            )
+        elif self.delete_cookie and options.cookie_name in request.cookies:
+            response.delete_cookie(
+                options.cookie_name, path=options.cookie_path, domain=options.cookie_domain
+            )
+
+
+class _Writes:
+    """Runs a request's session writes where they belong.
+
+    SQL writes go straight into the request's database transaction (we are in a
+    before-commit hook); other stores queue into a data manager that writes when
+    the transaction votes.
+    """
+
+    def __init__(self, owner: RequestSession, txn: object) -> None:
+        self.owner = owner
+        factory = owner.factory
+        bind = getattr(owner.store, "bind", None)
+        self.direct = owner._bound_store() if bind is not None else None
+        self.deferred = (
+            None if bind is not None else DeferredWrites(owner.store, txn, on_stale=owner.conflict)
+        )
+        self.timed = factory.timed
+
+    def save(self, record: SessionRecord, expected: int | None, previous: SessionRecord | None) -> None:
+        if self.deferred is not None:
+            self.deferred.save(record, expected, previous)
+            return
+        store = self.direct
+        try:
+            self.timed(self.owner.store, "save", lambda: store.save(record, expected))
+        except StaleSession as exc:
+            self.owner.conflict(exc)
+
+    def touch(self, key: str, last_active: float, expires: float, now: float) -> None:
+        if self.deferred is not None:
+            self.deferred.touch(key, last_active, expires, now)
+            return
+        store = self.direct
+        self.timed(self.owner.store, "touch", lambda: store.touch(key, last_active, expires, now))
+
+    def delete(self, key: str, previous: SessionRecord | None) -> None:
+        if self.deferred is not None:
+            self.deferred.delete(key, previous)
+            return
+        store = self.direct
+        self.timed(self.owner.store, "delete", lambda: store.delete(key))
+
+
+def _user_agent(request: Request) -> str | None:
+    agent = request.user_agent
+    return agent[:USER_AGENT_LENGTH] if agent else None
+
+
+def _quietly(fn: Callable[[str], None], key: str) -> None:
+    try:
+        fn(key)
+    except StoreError as exc:
+        log.info("could not remove a moved session from the old store: %s", exc)

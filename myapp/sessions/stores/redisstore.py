@@ -1,0 +1,239 @@
+"""The Redis store: one key per session with a server-side TTL, plus a set per user.
+
+A value is ``<header JSON>\\n<data JSON>``; the header is
+``[version, last_active, expires, created, user_id, user_agent]`` (the two times
+that a touch rewrites come first, so a script can swap them without parsing JSON). Writes that must
+be conditional (versions, "still alive") run as one Lua script: one round trip.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import TYPE_CHECKING
+
+import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+from .base import SessionRecord, SessionStore, StaleSession, StoreError, StoreNotReady
+
+if TYPE_CHECKING:
+    from pyramid.registry import Registry
+
+    from ..options import SessionOptions
+
+# KEYS: session key, user index key or "". ARGV: expected version ("" = new),
+# new value, ttl ms, user index ttl ms. Returns 1 stored, 0 gone, -1 changed.
+_SAVE = """
+local current = redis.call('GET', KEYS[1])
+if ARGV[1] == '' then
+  if current then return -1 end
+else
+  if not current then return 0 end
+  if string.match(current, '^%[(%d+),') ~= ARGV[1] then return -1 end
+end
+redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+if KEYS[2] ~= '' then
+  redis.call('SADD', KEYS[2], KEYS[1])
+  redis.call('PEXPIRE', KEYS[2], ARGV[4])
+end
+return 1
+"""
+
+# KEYS: session key. ARGV: "last_active,expires", ttl ms. Returns 1 or 0.
+_TOUCH = """
+local current = redis.call('GET', KEYS[1])
+if not current then return 0 end
+local version, rest = string.match(current, '^%[(%d+),[^,]*,[^,]*(,.*)$')
+redis.call('SET', KEYS[1], '[' .. version .. ',' .. ARGV[1] .. rest, 'PX', ARGV[2])
+return 1
+"""
+
+# KEYS: session key; ARGV: user index prefix. Deletes and unindexes.
+_DELETE = """
+local current = redis.call('GET', KEYS[1])
+if not current then return 0 end
+local newline = string.find(current, '\\n', 1, true)
+local header = cjson.decode(string.sub(current, 1, newline - 1))
+redis.call('DEL', KEYS[1])
+if type(header[5]) == 'string' then
+  redis.call('SREM', ARGV[1] .. header[5], KEYS[1])
+end
+return 1
+"""
+
+
+def make_client(url: str, timeout: float) -> redis.Redis:
+    """A client that fails within ``timeout`` instead of retrying with back-off."""
+    return redis.Redis.from_url(
+        url,
+        socket_connect_timeout=timeout,
+        socket_timeout=timeout,
+        retry=Retry(NoBackoff(), 0),
+        retry_on_timeout=False,
+        health_check_interval=0,
+    )
+
+
+def _ms(seconds: float) -> int:
+    return max(1, math.ceil(seconds * 1000))
+
+
+def _header(record: SessionRecord, version: int) -> str:
+    return json.dumps(
+        [
+            version,
+            record.last_active,
+            record.expires,
+            record.created,
+            record.user_id,
+            record.user_agent,
+        ],
+        separators=(",", ":"),
+    )
+
+
+class RedisStore(SessionStore):
+    name = "redis"
+    shared = True
+
+    def __init__(
+        self, client: redis.Redis, *, prefix: str, max_lifetime: int, url_for_messages: str = ""
+    ) -> None:
+        self.client = client
+        self.prefix = prefix
+        self.user_prefix = prefix + "user:"
+        self.max_lifetime = max_lifetime
+        self.url_for_messages = url_for_messages
+        self._save = client.register_script(_SAVE)
+        self._touch = client.register_script(_TOUCH)
+        self._delete = client.register_script(_DELETE)
+
+    def _key(self, key: str) -> str:
+        return self.prefix + key
+
+    def _call(self, what: str, fn, *args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except redis.TimeoutError as exc:
+            raise StoreError(self.name, "timeout", f"{what} timed out ({exc})") from exc
+        except redis.ConnectionError as exc:
+            raise StoreError(self.name, "connection", f"{what} failed: {exc}") from exc
+        except redis.RedisError as exc:
+            raise StoreError(self.name, type(exc).__name__.lower(), f"{what}: {exc}") from exc
+
+    def check(self) -> None:
+        try:
+            self.client.ping()
+        except redis.RedisError as exc:
+            raise StoreNotReady(
+                self.name,
+                f"PING failed ({exc})",
+                f"check session.redis_url ({self.url_for_messages}) and that Redis is running",
+            ) from exc
+
+    def load(self, key: str, now: float) -> SessionRecord | None:
+        raw = self._call("GET", self.client.get, self._key(key))
+        if raw is None:
+            return None
+        return self._parse(key, raw, now)
+
+    def _parse(self, key: str, raw: bytes, now: float) -> SessionRecord | None:
+        header_text, _, data = raw.decode("utf-8").partition("\n")
+        version, last_active, expires, created, user_id, user_agent = json.loads(header_text)
+        if expires <= now:
+            return None
+        return SessionRecord(key, data, created, last_active, expires, user_id, user_agent, version)
+
+    def encode(self, record: SessionRecord, version: int) -> str:
+        return f"{_header(record, version)}\n{record.data}"
+
+    def save(self, record: SessionRecord, expected_version: int | None) -> int:
+        new_version = 1 if expected_version is None else expected_version + 1
+        user_key = self.user_prefix + record.user_id if record.user_id else ""
+        result = self._call(
+            "save",
+            self._save,
+            keys=[self._key(record.key), user_key],
+            args=[
+                "" if expected_version is None else str(expected_version),
+                self.encode(record, new_version),
+                _ms(record.expires - record.last_active),
+                _ms(self.max_lifetime),
+            ],
+        )
+        if result == 1:
+            return new_version
+        raise StaleSession(self.name, gone=result == 0)
+
+    def touch(self, key: str, last_active: float, expires: float, now: float) -> bool:
+        times = f"{json.dumps(last_active)},{json.dumps(expires)}"
+        result = self._call(
+            "touch", self._touch, keys=[self._key(key)], args=[times, _ms(expires - now)]
+        )
+        return result == 1
+
+    def delete(self, key: str) -> None:
+        self._call("delete", self._delete, keys=[self._key(key)], args=[self.user_prefix])
+
+    def delete_user(self, user_id: str, *, except_key: str | None = None) -> int:
+        index = self.user_prefix + user_id
+        members = self._call("SMEMBERS", self.client.smembers, index)
+        victims = [m for m in members if m.decode() != self._key(except_key or "")]
+        if not victims:
+            return 0
+        pipe = self.client.pipeline(transaction=True)
+        pipe.delete(*victims)
+        pipe.srem(index, *victims)
+        deleted, _ = self._call("delete_user", pipe.execute)
+        return int(deleted)
+
+    def list_user(self, user_id: str, now: float) -> list[SessionRecord]:
+        index = self.user_prefix + user_id
+        members = sorted(self._call("SMEMBERS", self.client.smembers, index))
+        if not members:
+            return []
+        values = self._call("MGET", self.client.mget, members)
+        records, stale = [], []
+        for member, raw in zip(members, values, strict=True):
+            record = None if raw is None else self._parse(member.decode()[len(self.prefix) :], raw, now)
+            if record is None:
+                stale.append(member)
+            else:
+                records.append(record)
+        if stale:
+            self._call("SREM", self.client.srem, index, *stale)
+        return sorted(records, key=lambda r: r.created)
+
+    def purge_expired(self, now: float, batch_size: int) -> int:
+        # Redis expires session keys itself; nothing is left to purge.
+        return 0
+
+    def count(self, now: float) -> tuple[int, int]:
+        live = 0
+        for key in self.client.scan_iter(match=self.prefix + "*", count=1000):
+            if not key.startswith(self.user_prefix.encode()):
+                live += 1
+        return live, 0
+
+    def close(self) -> None:
+        self.client.close()
+
+
+def build(options: SessionOptions, registry: Registry) -> RedisStore:
+    client = make_client(options.redis_url, options.store_timeout)
+    return RedisStore(
+        client,
+        prefix=options.redis_prefix,
+        max_lifetime=options.max_lifetime,
+        url_for_messages=_redact(options.redis_url),
+    )
+
+
+def _redact(url: str) -> str:
+    """The URL without its password, for log lines."""
+    scheme, sep, rest = url.partition("://")
+    if "@" in rest:
+        rest = "***@" + rest.split("@", 1)[1]
+    return scheme + sep + rest

@@ -1,0 +1,326 @@
+"""The primary store: the ``user_sessions`` table, through SQLAlchemy Core.
+
+Inside a request, statements run on ``request.dbsession`` and so commit or roll back
+with the request's transaction; outside one (checks, purges, scripts) each call is
+its own short transaction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import sqlalchemy as sa
+import zope.sqlalchemy
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import SQLAlchemyError
+
+from myapp.models import USER_SESSIONS_REVISION, get_engine, user_sessions
+from myapp.models.user_sessions import REQUIRED_COLUMNS
+
+from .base import SessionRecord, SessionStore, StaleSession, StoreError, StoreNotReady
+
+if TYPE_CHECKING:
+    from pyramid.registry import Registry
+    from pyramid.request import Request
+    from sqlalchemy.orm import Session as DBSession
+
+    from ..options import SessionOptions
+
+T = TypeVar("T")
+t = user_sessions.c
+
+
+def _to_dt(epoch: float) -> datetime:
+    return datetime.fromtimestamp(epoch, UTC)
+
+
+def _to_epoch(value: datetime) -> float:
+    if value.tzinfo is None:  # SQLite hands back naive UTC
+        value = value.replace(tzinfo=UTC)
+    return value.timestamp()
+
+
+class SqlStore(SessionStore):
+    name = "sql"
+    shared = True
+
+    def __init__(self, engine: Engine, *, config_file: str | None = None) -> None:
+        self.engine = engine
+        self.config_file = config_file
+        dialect = engine.dialect.name
+        self._is_postgres = dialect == "postgresql"
+        self._insert = postgresql.insert if self._is_postgres else sqlite.insert
+        data = sa.bindparam("data", type_=sa.Text)
+        # The JSON text is made (and checked) by the serializer; bind it as text so
+        # SQLAlchemy does not encode it a second time.
+        self._data_param = sa.cast(data, postgresql.JSONB) if self._is_postgres else data
+        self._data_text = sa.cast(t.data, sa.Text)
+        self._load = (
+            sa.select(
+                self._data_text,
+                t.created_at,
+                t.last_active_at,
+                t.expires_at,
+                t.user_id,
+                t.user_agent,
+                t.version,
+            )
+            .where(t.id == sa.bindparam("key"), t.expires_at > sa.bindparam("now"))
+        )
+
+    # -- how statements run (overridden by the request-bound store) ----------
+    def _read(self, fn: Callable[[Connection], T]) -> T:
+        try:
+            with self.engine.connect() as conn:
+                return fn(conn)
+        except SQLAlchemyError as exc:
+            raise _store_error(exc) from exc
+
+    def _write(self, fn: Callable[[Connection], T]) -> T:
+        try:
+            with self.engine.begin() as conn:
+                return fn(conn)
+        except SQLAlchemyError as exc:
+            raise _store_error(exc) from exc
+
+    def bind(self, request: Request) -> SqlStore:
+        """This store, running its statements in ``request``'s transaction."""
+        return _RequestSqlStore(self, request)
+
+    # -- the interface ------------------------------------------------------
+    def check(self) -> None:
+        fix = f"run `alembic -c {self.config_file or '<your ini file>'} upgrade head`"
+        try:
+            with self.engine.connect() as conn:
+                problem = _schema_problem(conn, self._is_postgres)
+        except SQLAlchemyError as exc:
+            cause = _short_cause(exc)
+            raise StoreNotReady(
+                self.name,
+                f"cannot connect to the database ({cause})",
+                "check sqlalchemy.url and that the database server is running",
+            ) from exc
+        if problem:
+            raise StoreNotReady(self.name, problem, fix)
+
+    def load(self, key: str, now: float) -> SessionRecord | None:
+        row = self._read(lambda conn: conn.execute(self._load, {"key": key, "now": _to_dt(now)}).first())
+        if row is None:
+            return None
+        return SessionRecord(
+            key=key,
+            data=row[0],
+            created=_to_epoch(row[1]),
+            last_active=_to_epoch(row[2]),
+            expires=_to_epoch(row[3]),
+            user_id=row[4],
+            user_agent=row[5],
+            version=row[6],
+        )
+
+    def save(self, record: SessionRecord, expected_version: int | None) -> int:
+        values: dict[str, Any] = {
+            "data": record.data,
+            "last_active_at": _to_dt(record.last_active),
+            "expires_at": _to_dt(record.expires),
+            "user_id": record.user_id,
+            "user_agent": record.user_agent,
+        }
+        if expected_version is None:
+            statement = (
+                self._insert(user_sessions)
+                .values(
+                    id=record.key,
+                    data=self._data_param,
+                    created_at=_to_dt(record.created),
+                    last_active_at=values["last_active_at"],
+                    expires_at=values["expires_at"],
+                    user_id=record.user_id,
+                    user_agent=record.user_agent,
+                    version=1,
+                )
+                .on_conflict_do_nothing(index_elements=["id"])
+            )
+            params = {"data": record.data}
+            new_version = 1
+        else:
+            values["data"] = self._data_param
+            statement = (
+                sa.update(user_sessions)
+                .where(
+                    t.id == record.key,
+                    t.version == expected_version,
+                    t.expires_at > _to_dt(record.last_active),
+                )
+                .values(version=t.version + 1, **values)
+            )
+            params = {"data": record.data}
+            new_version = expected_version + 1
+        rowcount = self._write(lambda conn: conn.execute(statement, params).rowcount)
+        if rowcount == 1:
+            return new_version
+        if expected_version is None:
+            raise StaleSession(self.name, gone=False)
+        still_live = self._read(
+            lambda conn: conn.execute(
+                sa.select(t.version).where(
+                    t.id == record.key, t.expires_at > _to_dt(record.last_active)
+                )
+            ).first()
+        )
+        raise StaleSession(self.name, gone=still_live is None)
+
+    def touch(self, key: str, last_active: float, expires: float, now: float) -> bool:
+        statement = (
+            sa.update(user_sessions)
+            .where(t.id == key, t.expires_at > _to_dt(now))
+            .values(last_active_at=_to_dt(last_active), expires_at=_to_dt(expires))
+        )
+        return self._write(lambda conn: conn.execute(statement).rowcount) == 1
+
+    def delete(self, key: str) -> None:
+        self._write(lambda conn: conn.execute(sa.delete(user_sessions).where(t.id == key)))
+
+    def delete_user(self, user_id: str, *, except_key: str | None = None) -> int:
+        statement = sa.delete(user_sessions).where(t.user_id == user_id)
+        if except_key is not None:
+            statement = statement.where(t.id != except_key)
+        return self._write(lambda conn: conn.execute(statement).rowcount)
+
+    def list_user(self, user_id: str, now: float) -> list[SessionRecord]:
+        statement = (
+            sa.select(
+                t.id,
+                self._data_text,
+                t.created_at,
+                t.last_active_at,
+                t.expires_at,
+                t.user_id,
+                t.user_agent,
+                t.version,
+            )
+            .where(t.user_id == user_id, t.expires_at > _to_dt(now))
+            .order_by(t.created_at)
+        )
+        rows = self._read(lambda conn: conn.execute(statement).all())
+        return [
+            SessionRecord(
+                key=row[0],
+                data=row[1],
+                created=_to_epoch(row[2]),
+                last_active=_to_epoch(row[3]),
+                expires=_to_epoch(row[4]),
+                user_id=row[5],
+                user_agent=row[6],
+                version=row[7],
+            )
+            for row in rows
+        ]
+
+    def purge_expired(self, now: float, batch_size: int) -> int:
+        victims = sa.select(t.id).where(t.expires_at <= _to_dt(now)).limit(batch_size)
+        if self._is_postgres:
+            # Rows a concurrent purge (or request) holds are skipped, never waited on.
+            victims = victims.with_for_update(skip_locked=True)
+        statement = sa.delete(user_sessions).where(t.id.in_(victims.scalar_subquery()))
+        return self._write(lambda conn: conn.execute(statement).rowcount)
+
+    def count(self, now: float) -> tuple[int, int]:
+        moment = _to_dt(now)
+        statement = sa.select(
+            sa.func.count().filter(t.expires_at > moment),
+            sa.func.count().filter(t.expires_at <= moment),
+        )
+        live, expired = self._read(lambda conn: conn.execute(statement).one())
+        return int(live), int(expired)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+
+class _RequestSqlStore(SqlStore):
+    """The same statements, on the request's database session and transaction."""
+
+    def __init__(self, parent: SqlStore, request: Request) -> None:
+        self.__dict__.update(parent.__dict__)
+        self._request = request
+
+    @property
+    def _dbsession(self) -> DBSession:
+        return self._request.dbsession
+
+    def _read(self, fn: Callable[[Connection], T]) -> T:
+        try:
+            return fn(self._dbsession.connection())
+        except SQLAlchemyError as exc:
+            raise _store_error(exc) from exc
+
+    def _write(self, fn: Callable[[Connection], T]) -> T:
+        dbsession = self._dbsession
+        try:
+            result = fn(dbsession.connection())
+        except SQLAlchemyError as exc:
+            raise _store_error(exc) from exc
+        # Core statements are invisible to the ORM: tell zope.sqlalchemy to commit them.
+        zope.sqlalchemy.mark_changed(dbsession)
+        return result
+
+
+def _schema_problem(conn: Connection, is_postgres: bool) -> str | None:
+    """Why user_sessions cannot be used as it is, or None. Reads only; never creates."""
+    if is_postgres:
+        relkind = conn.execute(
+            sa.text(
+                "SELECT c.relkind FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+                "WHERE c.relname = 'user_sessions' AND n.nspname = current_schema()"
+            )
+        ).scalar()
+        if relkind is None:
+            return "table user_sessions is missing"
+        if relkind not in ("r", "p"):
+            return f"user_sessions exists but is not a table (pg_class.relkind = {relkind!r})"
+    inspector = sa.inspect(conn)
+    if not inspector.has_table("user_sessions"):
+        return "table user_sessions is missing"
+    columns = {column["name"] for column in inspector.get_columns("user_sessions")}
+    missing = REQUIRED_COLUMNS - columns
+    if missing:
+        return f"user_sessions lacks columns {', '.join(sorted(missing))}"
+    if not inspector.has_table("alembic_version"):
+        return "user_sessions exists but alembic_version does not (the schema is not Alembic's)"
+    revisions = set(conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalars())
+    if not revisions:
+        return "alembic_version is empty: the database was never migrated"
+    if USER_SESSIONS_REVISION not in revisions and _older_than_required(revisions):
+        return (
+            f"the database is at revision {', '.join(sorted(revisions))}, "
+            f"older than {USER_SESSIONS_REVISION}"
+        )
+    return None
+
+
+def _older_than_required(revisions: set[str]) -> bool:
+    # Our revision ids start with a sequence number ("0001_..."); a database at a
+    # later revision (a newer release migrated first) carries the columns we need.
+    required = USER_SESSIONS_REVISION.split("_", 1)[0]
+    return all(rev.split("_", 1)[0] < required for rev in revisions)
+
+
+def _short_cause(exc: SQLAlchemyError) -> str:
+    text = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
+
+def _store_error(exc: SQLAlchemyError) -> StoreError:
+    kind = "timeout" if "timeout" in str(exc).lower() else type(exc).__name__.lower()
+    return StoreError("sql", kind, _short_cause(exc))
+
+
+def build(options: SessionOptions, registry: Registry) -> SqlStore:
+    engine = registry.get("dbengine")
+    if engine is None:  # pragma: no cover - myapp.models is included first
+        engine = get_engine(dict(registry.settings))
+    return SqlStore(engine, config_file=options.config_file)

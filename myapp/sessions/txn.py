@@ -1,0 +1,99 @@
+"""Joining non-SQL session writes to the request's transaction.
+
+Redis and the memory store know nothing of transactions, so their writes are queued
+and carried out when the transaction votes, before SQLAlchemy's commit (which votes
+last). If a later resource fails, ``tpc_abort`` puts back what was written.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+import transaction
+from transaction.interfaces import IDataManager
+from zope.interface import implementer
+
+from .stores.base import SessionRecord, SessionStore, StaleSession, StoreError
+
+log = logging.getLogger(__name__)
+
+Undo = Callable[[], None]
+
+
+@implementer(IDataManager)
+class DeferredWrites:
+    """A data manager holding session writes until the transaction votes."""
+
+    def __init__(
+        self,
+        store: SessionStore,
+        txn: transaction.interfaces.ITransaction,
+        *,
+        on_stale: Callable[[StaleSession], None],
+    ) -> None:
+        self.store = store
+        self.on_stale = on_stale
+        self.transaction_manager = None
+        self._pending: list[Callable[[], Undo | None]] = []
+        self._undo: list[Undo] = []
+        txn.join(self)
+
+    # -- queueing ---------------------------------------------------------
+    def save(self, record: SessionRecord, expected_version: int | None, previous: SessionRecord | None) -> None:
+        def run() -> Undo | None:
+            self.store.save(record, expected_version)
+            if previous is None:
+                return lambda: self.store.delete(record.key)
+            return lambda: self.store.delete(record.key) or self.store.save(previous, None)
+
+        self._pending.append(run)
+
+    def touch(self, key: str, last_active: float, expires: float, now: float) -> None:
+        self._pending.append(lambda: self.store.touch(key, last_active, expires, now) and None)
+
+    def delete(self, key: str, previous: SessionRecord | None) -> None:
+        def run() -> Undo | None:
+            self.store.delete(key)
+            return None if previous is None else (lambda: self.store.save(previous, None) and None)
+
+        self._pending.append(run)
+
+    # -- IDataManager -------------------------------------------------------
+    def abort(self, txn: object) -> None:
+        self._pending.clear()
+
+    def tpc_begin(self, txn: object) -> None:
+        pass
+
+    def commit(self, txn: object) -> None:
+        pass
+
+    def tpc_vote(self, txn: object) -> None:
+        for run in self._pending:
+            try:
+                undo = run()
+            except StaleSession as exc:
+                self.on_stale(exc)  # raises when the transaction must not commit
+                continue
+            if undo is not None:
+                self._undo.append(undo)
+        self._pending.clear()
+
+    def tpc_finish(self, txn: object) -> None:
+        self._undo.clear()
+
+    def tpc_abort(self, txn: object) -> None:
+        self._pending.clear()
+        for undo in reversed(self._undo):
+            try:
+                undo()
+            except (StoreError, StaleSession) as exc:
+                # The store failed again; the session write stays. Say so once.
+                log.error("could not undo a session write on %r after an abort: %s", self.store.name, exc)
+        self._undo.clear()
+
+    def sortKey(self) -> str:  # noqa: N802 - the IDataManager name
+        # "~m" sorts before zope.sqlalchemy's "~sqlalchemy": we vote first, so a
+        # refused session write aborts the database commit too.
+        return f"~myapp.sessions:{id(self)}"
