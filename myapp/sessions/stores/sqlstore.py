@@ -143,9 +143,8 @@ class SqlStore(SessionStore):
                     version=1,
                 )
                 .on_conflict_do_nothing(index_elements=["id"])
+                .returning(t.version)
             )
-            params = {"data": record.data}
-            new_version = 1
         else:
             values["data"] = self._data_param
             statement = (
@@ -156,12 +155,13 @@ class SqlStore(SessionStore):
                     t.expires_at > _to_dt(record.last_active),
                 )
                 .values(version=t.version + 1, **values)
+                .returning(t.version)
             )
-            params = {"data": record.data}
-            new_version = expected_version + 1
-        rowcount = self._write(lambda conn: conn.execute(statement, params).rowcount)
-        if rowcount == 1:
-            return new_version
+        stored_version = self._write(
+            lambda conn: conn.execute(statement, {"data": record.data}).scalar()
+        )
+        if stored_version is not None:
+            return int(stored_version)
         if expected_version is None:
             raise StaleSession(self.name, gone=False)
         still_live = self._read(

@@ -1,0 +1,141 @@
+"""Shared fixtures: a migrated PostgreSQL database and SQLite file per run, a Redis key
+prefix per run, and apps built from settings on each store."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+import redis
+import sqlalchemy as sa
+from pyramid.router import Router
+from webtest import TestApp
+
+import myapp
+from myapp.sessions import get_chain
+from tests.support.databases import create_database, drop_database, migrate, pg_url
+
+SECRET = "test-secret-0123456789-abcdefghijklmnopqrstuvwxyz"
+REDIS_URL = "redis://127.0.0.1:6379/0"
+BACKENDS = ("sql-postgres", "sql-sqlite", "redis", "memory")
+
+TEST_MARKS = sa.text("CREATE TABLE test_marks (id INTEGER PRIMARY KEY, note VARCHAR(64))")
+TEST_MARKS_PG = sa.text("CREATE TABLE test_marks (id SERIAL PRIMARY KEY, note VARCHAR(64))")
+
+
+def _add_test_marks(url: str) -> None:
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:
+        conn.execute(TEST_MARKS_PG if url.startswith("postgresql") else TEST_MARKS)
+    engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A fresh database on the shared PostgreSQL, migrated to head, dropped at the end."""
+    name = create_database()
+    url = pg_url(name)
+    migrate(url)
+    _add_test_marks(url)
+    yield url
+    drop_database(name)
+
+
+@pytest.fixture(scope="session")
+def sqlite_url(tmp_path_factory: pytest.TempPathFactory) -> str:
+    url = f"sqlite:///{tmp_path_factory.mktemp('sqlite') / 'myapp.sqlite'}"
+    migrate(url)
+    _add_test_marks(url)
+    return url
+
+
+@pytest.fixture(scope="session")
+def redis_prefix() -> Iterator[str]:
+    """A key prefix no other run uses; its keys are deleted at the end."""
+    prefix = f"myapp-test-{uuid.uuid4().hex[:12]}:"
+    yield prefix
+    client = redis.Redis.from_url(REDIS_URL)
+    keys = list(client.scan_iter(match=prefix + "*", count=1000))
+    if keys:
+        client.delete(*keys)
+    client.close()
+
+
+def base_settings(**overrides: Any) -> dict[str, Any]:
+    settings = {
+        "session.secret": SECRET,
+        "session.redis_url": REDIS_URL,
+        "session.check_timeout": "2",
+        "session.store_timeout": "1",
+        "pyramid.includes": "tests.support.views",
+    }
+    settings.update({k: str(v) for k, v in overrides.items()})
+    return settings
+
+
+@dataclass
+class AppHandle:
+    """An app under test, with what the tests need to look behind it."""
+
+    app: TestApp
+    router: Router
+    backend: str
+
+    @property
+    def registry(self):
+        return self.router.registry
+
+    @property
+    def chain(self):
+        return get_chain(self.registry)
+
+    @property
+    def store(self):
+        return self.chain.active
+
+    @property
+    def engine(self) -> sa.Engine:
+        return self.registry["dbengine"]
+
+
+@pytest.fixture
+def make_app(
+    postgres_url: str, sqlite_url: str, redis_prefix: str
+) -> Iterator[Callable[..., AppHandle]]:
+    """Build an app for one of BACKENDS; keyword arguments become settings."""
+    built: list[AppHandle] = []
+
+    def factory(backend: str = "sql-postgres", **overrides: Any) -> AppHandle:
+        settings = {
+            "sql-postgres": {"sqlalchemy.url": postgres_url, "session.backends": "sql"},
+            "sql-sqlite": {"sqlalchemy.url": sqlite_url, "session.backends": "sql"},
+            "redis": {
+                "sqlalchemy.url": postgres_url,
+                "session.backends": "redis",
+                "session.redis_prefix": redis_prefix,
+            },
+            "memory": {"sqlalchemy.url": postgres_url, "session.backends": "memory"},
+        }.get(backend, {})
+        settings = base_settings(**{**settings, **overrides})
+        router = myapp.main({}, **settings)
+        handle = AppHandle(TestApp(router), router, backend)
+        built.append(handle)
+        return handle
+
+    yield factory
+    for handle in built:
+        handle.chain.close()
+        handle.engine.dispose()
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    return request.param
+
+
+@pytest.fixture
+def app(make_app: Callable[..., AppHandle], backend: str) -> AppHandle:
+    return make_app(backend)

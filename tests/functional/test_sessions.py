@@ -1,0 +1,205 @@
+"""The session layer through WebTest, the same suite on every store."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+import sqlalchemy as sa
+
+from myapp.sessions.codec import storage_key
+from tests.support.counting import RedisCommandLog, count_sql
+
+COOKIE = "session"
+
+
+def cookie_token(app) -> str:
+    value = app.app.cookies[COOKIE]
+    return value.split(".", 1)[0]
+
+
+def stored(app, token: str):
+    return app.store.load(storage_key(token), now=__import__("time").time())
+
+
+def count_marks(app, note: str) -> int:
+    with app.engine.connect() as conn:
+        return conn.execute(sa.text("SELECT count(*) FROM test_marks WHERE note = :n"), {"n": note}).scalar()
+
+
+class TestEveryStore:
+    def test_session_implements_isession(self, app):
+        assert app.app.get("/_t/isession").json == {"verified": True}
+
+    def test_home_counts_visits(self, app):
+        first = app.app.get("/")
+        assert first.html.find(id="visits").text == "1"
+        second = app.app.get("/")
+        assert second.html.find(id="visits").text == "2"
+
+    def test_untouched_session_sets_no_cookie_and_calls_no_store(self, app):
+        app.app.get("/_t/write?value=a")
+        with count_sql(app.engine) as statements:
+            log = RedisCommandLog(app.store.client) if app.backend == "redis" else None
+            response = app.app.get("/_t/untouched")
+            if log:
+                log.restore()
+        assert "Set-Cookie" not in response.headers
+        assert len(statements) == 0
+        if log:
+            assert len(log) == 0
+
+    def test_unchanged_session_is_not_rewritten_within_reissue_time(self, app):
+        app.app.get("/_t/write?value=a")
+        token = cookie_token(app)
+        version = stored(app, token).version
+        log = RedisCommandLog(app.store.client) if app.backend == "redis" else None
+        with count_sql(app.engine) as statements:
+            for _ in range(3):
+                response = app.app.get("/_t/read")
+                assert response.json["value"] == "a"
+                assert "Set-Cookie" not in response.headers
+        if app.backend.startswith("sql"):
+            assert statements.writes() == []
+            assert len(statements.reads()) == 3
+        if log:
+            log.restore()
+            assert log.commands == ["GET"] * 3
+        assert stored(app, token).version == version
+
+    def test_write_persists_and_cookie_is_not_the_stored_key(self, app):
+        app.app.get("/_t/write?value=hello")
+        token = cookie_token(app)
+        record = stored(app, token)
+        assert record is not None
+        assert record.key == storage_key(token) != token
+        assert '"hello"' in record.data
+        assert app.app.get("/_t/read").json == {"value": "hello", "new": False}
+
+    def test_nested_change_is_saved_without_changed(self, app):
+        app.app.get("/_t/write_nested?item=a")
+        app.app.get("/_t/write_nested?item=b")
+        assert app.app.get("/_t/write_nested?item=c").json == {"items": ["a", "b", "c"]}
+
+    def test_write_then_raise_leaves_nothing_behind(self, app):
+        with pytest.raises(Exception, match="the view failed after writing"):
+            app.app.get("/_t/write_then_raise")
+        assert COOKIE not in app.app.cookies
+        assert count_marks(app, "must-not-persist") == 0
+
+    def test_write_then_raise_keeps_the_previous_value(self, app):
+        app.app.get("/_t/write?value=before")
+        with pytest.raises(Exception, match="the view failed"):
+            app.app.get("/_t/write_then_raise")
+        assert app.app.get("/_t/read").json["value"] == "before"
+
+    def test_doomed_transaction_does_not_persist_the_session(self, app):
+        app.app.get("/_t/write?value=before")
+        app.app.get("/_t/write_then_doom")
+        assert app.app.get("/_t/read").json["value"] == "before"
+
+    def test_view_data_and_session_commit_together(self, app):
+        app.app.get("/_t/write_with_data")
+        assert app.app.get("/_t/read").json["value"] == "persisted"
+        assert count_marks(app, "persisted") >= 1
+
+    def test_invalidate_removes_the_record_and_the_cookie(self, app):
+        app.app.get("/_t/write?value=a")
+        token = cookie_token(app)
+        response = app.app.get("/_t/invalidate")
+        assert stored(app, token) is None
+        assert re.search(rf"{COOKIE}=;", response.headers["Set-Cookie"])
+        assert app.app.get("/_t/read").json == {"value": None, "new": True}
+
+    def test_replaying_an_invalidated_cookie_gets_a_fresh_session(self, app):
+        app.app.get("/_t/write?value=secret")
+        old_cookie = app.app.cookies[COOKIE]
+        app.app.get("/_t/invalidate")
+        app.app.set_cookie(COOKIE, old_cookie)
+        assert app.app.get("/_t/read").json == {"value": None, "new": True}
+
+    def test_invalidate_then_write_starts_a_new_session(self, app):
+        app.app.get("/_t/write?value=a")
+        old = cookie_token(app)
+        app.app.get("/_t/invalidate_and_write")
+        new = cookie_token(app)
+        assert new != old
+        assert stored(app, old) is None
+        assert app.app.get("/_t/read").json["value"] == "after-invalidate"
+
+    def test_rotate_keeps_data_under_a_new_token(self, app):
+        app.app.get("/_t/write?value=cart")
+        old = cookie_token(app)
+        app.app.get("/_t/rotate")
+        new = cookie_token(app)
+        assert new != old
+        assert stored(app, old) is None
+        assert app.app.get("/_t/read").json["value"] == "cart"
+
+    def test_ending_all_sessions_of_a_user(self, make_app, backend):
+        handle = make_app(backend)
+        other = make_app.__wrapped__ if False else None  # noqa: F841 - same app, two browsers
+        from webtest import TestApp
+
+        browser_a, browser_b = handle.app, TestApp(handle.router)
+        browser_a.get("/_t/login?user=alice")
+        browser_b.get("/_t/login?user=alice")
+        assert len(handle.store.list_user("alice", __import__("time").time())) == 2
+        assert handle.store.delete_user("alice") == 2
+        assert browser_a.get("/_t/read").json["new"] is True
+        assert browser_b.get("/_t/read").json["new"] is True
+
+    def test_bad_value_is_refused_when_set(self, app):
+        assert app.app.get("/_t/bad_value").text.startswith("refused: session['bad']")
+
+    def test_oversize_session_is_refused_not_truncated(self, make_app, backend):
+        handle = make_app(backend, **{"session.max_size": 1024})
+        handle.app.get("/_t/write?value=small")
+        with pytest.raises(ValueError, match=r"session\.max_size"):
+            handle.app.get("/_t/big?size=5000")
+        assert handle.app.get("/_t/read").json["value"] == "small"
+
+    def test_csrf_with_the_session_storage_policy(self, app):
+        token = app.app.get("/_t/csrf_form").json["token"]
+        assert app.app.post("/_t/csrf_post", {"csrf_token": token}).json == {"posted": True}
+        app.app.post("/_t/csrf_post", {"csrf_token": "wrong"}, status=400)
+
+
+BAD_COOKIES = {
+    "garbage": "garbage",
+    "tampered": None,  # built from a real cookie below
+    "truncated": None,
+    "oversize": "a" * 9000,
+    "non_ascii": "sessión=ü",
+    "empty": "",
+    "dots": "." * 87,
+}
+
+
+@pytest.mark.parametrize("kind", sorted(BAD_COOKIES))
+def test_bad_cookie_gets_a_fresh_session(make_app, kind):
+    handle = make_app("sql-postgres")
+    handle.app.get("/_t/write?value=mine")
+    real = handle.app.cookies[COOKIE]
+    value = {
+        "tampered": real[:-2] + ("AA" if not real.endswith("AA") else "BB"),
+        "truncated": real[:40],
+    }.get(kind, BAD_COOKIES[kind])
+    handle.app.cookiejar.clear()
+    response = handle.app.get(
+        "/_t/read", headers={"Cookie": f"{COOKIE}={value}".encode("utf-8").decode("latin-1")}
+    )
+    assert response.status_int == 200
+    assert response.json == {"value": None, "new": True}
+
+
+def test_duplicate_cookies_never_error(make_app):
+    handle = make_app("sql-postgres")
+    handle.app.get("/_t/write?value=mine")
+    real = handle.app.cookies[COOKIE]
+    handle.app.cookiejar.clear()
+    response = handle.app.get("/_t/read", headers={"Cookie": f"{COOKIE}=junk; {COOKIE}={real}"})
+    assert response.status_int == 200
+    response = handle.app.get("/_t/read", headers={"Cookie": f"{COOKIE}={real}; {COOKIE}=junk"})
+    assert response.status_int == 200
+    assert response.json["new"] is True

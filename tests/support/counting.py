@@ -1,0 +1,64 @@
+"""Count what actually reaches the stores: SQL statements and Redis commands."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
+
+
+class StatementLog:
+    def __init__(self) -> None:
+        self.statements: list[str] = []
+
+    def __len__(self) -> int:
+        return len(self.statements)
+
+    def writes(self) -> list[str]:
+        return [s for s in self.statements if s.split(None, 1)[0].upper() in {"INSERT", "UPDATE", "DELETE"}]
+
+    def reads(self) -> list[str]:
+        return [s for s in self.statements if s.split(None, 1)[0].upper() == "SELECT"]
+
+    def clear(self) -> None:
+        self.statements.clear()
+
+
+@contextlib.contextmanager
+def count_sql(engine: Engine) -> Iterator[StatementLog]:
+    log = StatementLog()
+
+    def record(conn, cursor, statement, parameters, context, executemany):  # noqa: ARG001
+        log.statements.append(statement.strip())
+
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        yield log
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
+
+
+class RedisCommandLog:
+    """Wraps a real client's ``execute_command`` so every command sent is recorded."""
+
+    def __init__(self, client) -> None:
+        self.client = client
+        self.commands: list[str] = []
+        self._original = client.execute_command
+
+        def execute_command(*args, **kwargs):
+            self.commands.append(str(args[0]).upper())
+            return self._original(*args, **kwargs)
+
+        client.execute_command = execute_command
+
+    def __len__(self) -> int:
+        return len(self.commands)
+
+    def clear(self) -> None:
+        self.commands.clear()
+
+    def restore(self) -> None:
+        self.client.execute_command = self._original

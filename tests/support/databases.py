@@ -1,0 +1,41 @@
+"""Per-run databases on the shared PostgreSQL, and Alembic run from Python."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+
+import psycopg
+from alembic import command
+from alembic.config import Config
+from psycopg import sql
+
+REPO = Path(__file__).resolve().parents[2]
+ADMIN_DSN = "host=127.0.0.1 port=5432 user=postgres dbname=postgres"
+
+
+def pg_url(name: str, host: str = "127.0.0.1", port: int = 5432) -> str:
+    return f"postgresql+psycopg://postgres@{host}:{port}/{name}"
+
+
+def create_database(prefix: str = "myapp_test", dsn: str = ADMIN_DSN) -> str:
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    return name
+
+
+def drop_database(name: str, dsn: str = ADMIN_DSN) -> None:
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+def alembic_config(url: str) -> Config:
+    config = Config(str(REPO / "development.ini"))
+    config.set_main_option("script_location", str(REPO / "migrations"))
+    config.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
+    return config
+
+
+def migrate(url: str, revision: str = "head") -> None:
+    command.upgrade(alembic_config(url), revision)
