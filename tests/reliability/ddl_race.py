@@ -95,8 +95,10 @@ def race_create_tables(
     dsn: str, tables: list[str], workers: int, with_lock: bool = False
 ) -> list[Failure]:
     """Let ``workers`` processes create each table in turn, all at once; return failures."""
-    # spawn, not fork: forking a process that may hold threads or sockets is unsafe.
-    ctx = multiprocessing.get_context("spawn")
+    # Not plain fork: forking a process that may hold threads or sockets is unsafe. The
+    # fork server imports this module once, so each worker starts without a fresh import.
+    ctx = multiprocessing.get_context("forkserver")
+    ctx.set_forkserver_preload([__name__])
     barrier = ctx.Barrier(workers)
     results: Queue[list[Failure] | str] = ctx.Queue()
     procs = [
