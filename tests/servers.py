@@ -28,6 +28,8 @@ START_TIMEOUT = 20.0
 STOP_TIMEOUT = 10.0
 _POLL_INTERVAL = 0.05
 _LOG_TAIL_CHARS = 4000
+# free_port() can race with other processes; a server that loses gets another port.
+_PORT_ATTEMPTS = 3
 
 # Servers still alive at interpreter exit; a crashed test must not leak processes.
 _LIVE: set[ThrowawayServer] = set()
@@ -90,6 +92,10 @@ class ThrowawayServer:
         self.log_path = self.dir / "server.log"
         self._proc: subprocess.Popen[bytes] | None = None
         self._frozen: list[int] = []
+        # Only a port picked here may be swapped; a caller's port (or one clients already
+        # know from an earlier start) must stay.
+        self._may_change_port = port is None
+        _LIVE.add(self)
 
     # Hooks for subclasses.
 
@@ -122,6 +128,22 @@ class ThrowawayServer:
         if self.running:
             return self
         self._prepare()
+        attempts = _PORT_ATTEMPTS if self._may_change_port else 1
+        for attempt in range(1, attempts + 1):
+            log_offset = self.log_path.stat().st_size if self.log_path.exists() else 0
+            try:
+                self._start_once()
+            except ServerStartError:
+                new_output = self.log_text()[log_offset:]
+                if attempt == attempts or "Address already in use" not in new_output:
+                    raise
+                self.port = free_port()
+            else:
+                break
+        self._may_change_port = False
+        return self
+
+    def _start_once(self) -> None:
         with open(self.log_path, "ab") as log:
             self._proc = subprocess.Popen(
                 self._command(),
@@ -133,7 +155,6 @@ class ThrowawayServer:
                 start_new_session=True,
                 **self._popen_kwargs(),
             )
-        _LIVE.add(self)
         deadline = time.monotonic() + self.start_timeout
         while not self._is_ready():
             code = self._proc.poll()
@@ -146,7 +167,6 @@ class ThrowawayServer:
                     f"{self._log_tail()}"
                 )
             time.sleep(_POLL_INTERVAL)
-        return self
 
     def stop(self) -> None:
         """Shut the server down cleanly, killing it if that takes too long."""
@@ -253,11 +273,12 @@ class ThrowawayPostgres(ThrowawayServer):
     stop_signal = signal.SIGINT
 
     def __init__(self, port: int | None = None, start_timeout: float = START_TIMEOUT) -> None:
-        super().__init__(port, start_timeout)
+        # Looked up before the temp dir exists, so a missing install leaks nothing.
         self.bindir = _postgres_bindir()
-        self.data_dir = self.dir / "data"
         # The server refuses to run as root, so it runs as the postgres user instead.
         self._owner = pwd.getpwnam("postgres") if os.geteuid() == 0 else None
+        super().__init__(port, start_timeout)
+        self.data_dir = self.dir / "data"
         if self._owner is not None:
             os.chown(self.dir, self._owner.pw_uid, self._owner.pw_gid)
 
@@ -314,7 +335,6 @@ class ThrowawayPostgres(ThrowawayServer):
             raise ServerStartError(f"initdb failed:\n{result.stdout}{result.stderr}")
         settings = {
             "listen_addresses": "'127.0.0.1'",
-            "port": str(self.port),
             "unix_socket_directories": f"'{self.dir}'",
             # Durability is pointless for a server that lives for one test.
             "fsync": "off",
@@ -328,7 +348,8 @@ class ThrowawayPostgres(ThrowawayServer):
             conf.writelines(f"{key} = {value}\n" for key, value in settings.items())
 
     def _command(self) -> list[str]:
-        return [str(self.bindir / "postgres"), "-D", str(self.data_dir)]
+        # The port goes on the command line so that a port clash can be retried.
+        return [str(self.bindir / "postgres"), "-D", str(self.data_dir), "-p", str(self.port)]
 
     def _popen_kwargs(self) -> dict[str, Any]:
         return self._as_owner()

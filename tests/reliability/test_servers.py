@@ -110,6 +110,17 @@ def test_postgres_start_failure_includes_log() -> None:
             clash.cleanup()
 
 
+def test_port_clash_moves_to_a_free_port() -> None:
+    server = ThrowawayRedis()
+    taken = server.port
+    with socket.socket() as blocker:
+        blocker.bind(("127.0.0.1", taken))
+        blocker.listen()
+        with server:
+            assert server.port != taken
+            assert _redis_client(server).ping()
+
+
 def test_redis_lifecycle(throwaway_redis: ThrowawayRedis) -> None:
     client = _redis_client(throwaway_redis)
     assert throwaway_redis.url == f"redis://127.0.0.1:{throwaway_redis.port}/0"
