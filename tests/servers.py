@@ -88,6 +88,7 @@ class ThrowawayServer:
     def __init__(self, port: int | None = None, start_timeout: float = START_TIMEOUT) -> None:
         self.port = port or free_port()
         self.start_timeout = start_timeout
+        # /tmp rather than $TMPDIR: the postgres user must be able to reach the directory.
         self.dir = Path(tempfile.mkdtemp(prefix=f"throwaway-{self.kind}-", dir="/tmp"))
         self.log_path = self.dir / "server.log"
         self._proc: subprocess.Popen[bytes] | None = None
@@ -266,7 +267,11 @@ def _postgres_bindir() -> Path:
 
 
 class ThrowawayPostgres(ThrowawayServer):
-    """A private PostgreSQL cluster on 127.0.0.1 with trust auth and fsync off."""
+    """A private PostgreSQL cluster on 127.0.0.1 with trust auth and fsync off.
+
+    The postmaster runs in the foreground as our child, so ``pid`` is the pid recorded in
+    postmaster.pid (start() checks that) and signals reach it without pg_ctl.
+    """
 
     kind = "postgres"
     # SIGINT is PostgreSQL's "fast" shutdown: abort transactions, disconnect, exit.
