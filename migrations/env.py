@@ -46,7 +46,9 @@ def run_migrations_online() -> None:
         finally:
             if is_postgres:
                 connection.rollback()
-                connection.execute(text("SELECT pg_advisory_unlock(:id)"), {"id": MIGRATION_LOCK_ID})
+                connection.execute(
+                    text("SELECT pg_advisory_unlock(:id)"), {"id": MIGRATION_LOCK_ID}
+                )
                 connection.commit()
     engine.dispose()
 

@@ -24,7 +24,9 @@ def stored(app, token: str):
 
 def count_marks(app, note: str) -> int:
     with app.engine.connect() as conn:
-        return conn.execute(sa.text("SELECT count(*) FROM test_marks WHERE note = :n"), {"n": note}).scalar()
+        return conn.execute(
+            sa.text("SELECT count(*) FROM test_marks WHERE note = :n"), {"n": note}
+        ).scalar()
 
 
 class TestEveryStore:
@@ -187,7 +189,7 @@ def test_bad_cookie_gets_a_fresh_session(make_app, kind):
     }.get(kind, BAD_COOKIES[kind])
     handle.app.cookiejar.clear()
     response = handle.app.get(
-        "/_t/read", headers={"Cookie": f"{COOKIE}={value}".encode("utf-8").decode("latin-1")}
+        "/_t/read", headers={"Cookie": f"{COOKIE}={value}".encode().decode("latin-1")}
     )
     assert response.status_int == 200
     assert response.json == {"value": None, "new": True}

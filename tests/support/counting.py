@@ -17,7 +17,11 @@ class StatementLog:
         return len(self.statements)
 
     def writes(self) -> list[str]:
-        return [s for s in self.statements if s.split(None, 1)[0].upper() in {"INSERT", "UPDATE", "DELETE"}]
+        return [
+            s
+            for s in self.statements
+            if s.split(None, 1)[0].upper() in {"INSERT", "UPDATE", "DELETE"}
+        ]
 
     def reads(self) -> list[str]:
         return [s for s in self.statements if s.split(None, 1)[0].upper() == "SELECT"]
@@ -30,7 +34,7 @@ class StatementLog:
 def count_sql(engine: Engine) -> Iterator[StatementLog]:
     log = StatementLog()
 
-    def record(conn, cursor, statement, parameters, context, executemany):  # noqa: ARG001
+    def record(conn, cursor, statement, parameters, context, executemany):
         log.statements.append(statement.strip())
 
     event.listen(engine, "before_cursor_execute", record)

@@ -27,7 +27,9 @@ def create_database(prefix: str = "myapp_test", dsn: str = ADMIN_DSN) -> str:
 
 def drop_database(name: str, dsn: str = ADMIN_DSN) -> None:
     with psycopg.connect(dsn, autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+        conn.execute(
+            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+        )
 
 
 def alembic_config(url: str) -> Config:

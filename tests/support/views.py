@@ -137,7 +137,11 @@ def includeme(config: Configurator) -> None:
         config.add_view(view, route_name=f"t.{name}", renderer=renderer)
     config.add_route("t.csrf_post", "/_t/csrf_post")
     config.add_view(
-        csrf_post, route_name="t.csrf_post", renderer="json", request_method="POST", require_csrf=True
+        csrf_post,
+        route_name="t.csrf_post",
+        renderer="json",
+        request_method="POST",
+        require_csrf=True,
     )
 
 

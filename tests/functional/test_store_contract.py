@@ -1,0 +1,168 @@
+"""One contract, every store: the same behaviour from sql (PostgreSQL, SQLite), redis, memory."""
+
+from __future__ import annotations
+
+import secrets
+import time
+
+import pytest
+import sqlalchemy as sa
+
+from myapp.sessions.stores.base import SessionRecord, StaleSession
+from myapp.sessions.stores.memorystore import MemoryStore
+from myapp.sessions.stores.redisstore import RedisStore, make_client
+from myapp.sessions.stores.sqlstore import SqlStore
+
+STORES = ("sql-postgres", "sql-sqlite", "redis", "memory")
+
+
+@pytest.fixture(params=STORES)
+def store(request, postgres_url, sqlite_url, redis_prefix):
+    kind = request.param
+    if kind.startswith("sql"):
+        engine = sa.create_engine(postgres_url if kind == "sql-postgres" else sqlite_url)
+        built = SqlStore(engine)
+    elif kind == "redis":
+        built = RedisStore(
+            make_client("redis://127.0.0.1:6379/0", 1.0),
+            prefix=redis_prefix + "contract:",
+            max_lifetime=3600,
+        )
+    else:
+        built = MemoryStore(max_entries=1000)
+    yield built
+    built.close()
+
+
+def record(
+    now: float | None = None, *, ttl: float = 600, user: str | None = None, data: str = '{"a":1}'
+):
+    now = time.time() if now is None else now
+    return SessionRecord(
+        key=secrets.token_hex(32),
+        data=data,
+        created=now,
+        last_active=now,
+        expires=now + ttl,
+        user_id=user,
+        user_agent="pytest",
+    )
+
+
+def test_check_passes(store):
+    store.check()
+
+
+def test_new_session_round_trips(store):
+    saved = record(data='{"name":"Zoë ✓","n":[1,2.5,null,true],"d":{"k":"v"}}')
+    assert store.save(saved, None) == 1
+    loaded = store.load(saved.key, time.time())
+    assert loaded is not None
+    assert loaded.version == 1
+    assert __import__("json").loads(loaded.data) == {
+        "name": "Zoë ✓",
+        "n": [1, 2.5, None, True],
+        "d": {"k": "v"},
+    }
+    assert loaded.user_agent == "pytest"
+    assert abs(loaded.expires - saved.expires) < 0.01
+
+
+def test_inserting_an_existing_key_is_refused(store):
+    saved = record()
+    store.save(saved, None)
+    with pytest.raises(StaleSession) as info:
+        store.save(saved, None)
+    assert info.value.gone is False
+
+
+def test_update_needs_the_version_it_read(store):
+    saved = record()
+    store.save(saved, None)
+    assert store.save(saved.with_changes(data='{"a":2}'), 1) == 2
+    with pytest.raises(StaleSession) as info:
+        store.save(saved.with_changes(data='{"a":3}'), 1)
+    assert info.value.gone is False
+    assert store.load(saved.key, time.time()).data.replace(" ", "") == '{"a":2}'
+
+
+def test_update_of_a_deleted_session_is_refused_and_not_resurrected(store):
+    saved = record()
+    store.save(saved, None)
+    store.delete(saved.key)
+    with pytest.raises(StaleSession) as info:
+        store.save(saved.with_changes(data='{"late":true}'), 1)
+    assert info.value.gone is True
+    assert store.load(saved.key, time.time()) is None
+
+
+def test_expired_session_is_not_loaded(store):
+    now = time.time()
+    saved = record(now - 100, ttl=1)
+    store.save(saved.with_changes(last_active=now - 0.5, expires=now + 0.2), None)
+    assert store.load(saved.key, now) is not None
+    assert store.load(saved.key, now + 1) is None
+
+
+def test_late_touch_does_not_revive_an_expired_session(store):
+    now = time.time()
+    saved = record(now, ttl=0.3)
+    store.save(saved, None)
+    time.sleep(0.4)
+    later = time.time()
+    assert store.touch(saved.key, later, later + 600, later) is False
+    assert store.load(saved.key, later) is None
+
+
+def test_touch_moves_the_expiry_of_a_live_session(store):
+    now = time.time()
+    saved = record(now, ttl=60)
+    store.save(saved, None)
+    assert store.touch(saved.key, now + 1, now + 900, now + 1) is True
+    loaded = store.load(saved.key, now + 2)
+    assert abs(loaded.expires - (now + 900)) < 0.01
+    assert loaded.version == 1  # a touch is not a data change
+    assert loaded.data.replace(" ", "") == saved.data
+
+
+def test_delete_is_idempotent(store):
+    saved = record()
+    store.save(saved, None)
+    store.delete(saved.key)
+    store.delete(saved.key)
+    assert store.load(saved.key, time.time()) is None
+
+
+def test_sessions_of_one_user_are_listed_and_ended_together(store):
+    user = "user-" + secrets.token_hex(4)
+    now = time.time()
+    mine = [record(now + i, user=user) for i in range(3)]
+    other = record(user="someone-else-" + user)
+    for item in [*mine, other]:
+        store.save(item, None)
+    listed = store.list_user(user, time.time())
+    assert [r.key for r in listed] == [r.key for r in mine]
+    assert store.delete_user(user, except_key=mine[0].key) == 2
+    assert [r.key for r in store.list_user(user, time.time())] == [mine[0].key]
+    assert store.load(other.key, time.time()) is not None
+
+
+def test_purge_removes_only_expired_sessions(store):
+    now = time.time()
+    live = record(now, ttl=600)
+    store.save(live, None)
+    dead = [record(now - 1000, ttl=1) for _ in range(5)]
+    for item in dead:
+        # Written as if long ago (Redis gets a 1 ms TTL and drops it by itself).
+        store.save(item.with_changes(last_active=now - 0.001, expires=now + 0.001), None)
+    time.sleep(0.01)
+    purged = 0
+    while True:
+        batch = store.purge_expired(time.time(), batch_size=2)
+        purged += batch
+        if batch == 0:
+            break
+    if store.name != "redis":
+        assert purged >= 5
+    assert all(store.load(item.key, time.time()) is None for item in dead)
+    assert store.load(live.key, time.time()) is not None

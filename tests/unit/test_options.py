@@ -1,0 +1,88 @@
+"""Settings are parsed once; a bad value stops start-up with a message naming its key."""
+
+from __future__ import annotations
+
+import pytest
+from pyramid.exceptions import ConfigurationError
+
+from myapp.sessions.options import SessionOptions
+
+SECRET = "s" * 40
+
+
+def parse(environ=None, **settings):
+    return SessionOptions.from_settings({"session.secret": SECRET, **settings}, environ or {})
+
+
+def test_defaults_are_the_documented_ones():
+    options = parse()
+    assert options.backends == ("sql", "redis", "memory")
+    assert options.cookie_name == "session"
+    assert options.cookie_samesite == "Lax"
+    assert options.cookie_secure is False
+    assert options.secrets == (SECRET,)
+
+
+def test_backends_are_read_in_order():
+    assert parse(**{"session.backends": "redis  sql"}).backends == ("redis", "sql")
+    assert parse(**{"session.backends": "memory,redis"}).backends == ("memory", "redis")
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "fragment"),
+    [
+        ("session.backends", "sql mongo", "session.backends: unknown backend 'mongo'"),
+        ("session.backends", "sql sql", "session.backends: a backend is listed twice"),
+        ("session.timeout", "soon", "session.timeout: expected a whole number"),
+        ("session.timeout", "0", "session.timeout: must be at least 1"),
+        ("session.cookie_secure", "maybe", "session.cookie_secure: expected true or false"),
+        ("session.cookie_samesite", "Sometimes", "session.cookie_samesite: expected one of"),
+        ("session.store_timeout", "nan", "session.store_timeout"),
+        ("session.store_timeout", "inf", "session.store_timeout"),
+        ("session.cookie_name", "bad name", "session.cookie_name"),
+        ("session.reissue_time", "100000", "session.reissue_time (100000) must be shorter"),
+        ("session.cache", "memcached", "session.cache: expected one of redis"),
+    ],
+)
+def test_bad_value_names_its_key(key, value, fragment):
+    with pytest.raises(ConfigurationError, match=fragment.replace("(", r"\(").replace(")", r"\)")):
+        parse(**{key: value})
+
+
+def test_samesite_none_needs_secure():
+    with pytest.raises(ConfigurationError, match="session.cookie_secure = true"):
+        parse(**{"session.cookie_samesite": "none"})
+    assert parse(**{"session.cookie_samesite": "none", "session.cookie_secure": "true"})
+
+
+def test_secret_is_required():
+    with pytest.raises(ConfigurationError, match="session.secret is required"):
+        SessionOptions.from_settings({}, {})
+
+
+def test_short_secret_is_refused():
+    with pytest.raises(ConfigurationError, match="at least 32 characters"):
+        SessionOptions.from_settings({"session.secret": "short"}, {})
+
+
+def test_secrets_are_a_list_newest_first():
+    options = parse(**{"session.secret": f"{'n' * 40}\n{'o' * 40}"})
+    assert options.secrets == ("n" * 40, "o" * 40)
+
+
+def test_secret_from_the_environment():
+    options = SessionOptions.from_settings(
+        {"session.secret_env": "MYAPP_SESSION_SECRET"}, {"MYAPP_SESSION_SECRET": "e" * 40}
+    )
+    assert options.secrets == ("e" * 40,)
+
+
+def test_missing_environment_secret_names_the_variable():
+    with pytest.raises(ConfigurationError, match="MYAPP_SESSION_SECRET is not set"):
+        SessionOptions.from_settings({"session.secret_env": "MYAPP_SESSION_SECRET"}, {})
+
+
+def test_cookie_max_age_forms():
+    assert parse().cookie_max_age is None
+    assert parse(**{"session.cookie_max_age": "browser"}).cookie_max_age == 0
+    assert parse(**{"session.cookie_max_age": "3600"}).cookie_max_age == 3600
