@@ -24,12 +24,22 @@ BACKENDS = ("sql-postgres", "sql-sqlite", "redis", "memory")
 
 TEST_MARKS = sa.text("CREATE TABLE test_marks (id INTEGER PRIMARY KEY, note VARCHAR(64))")
 TEST_MARKS_PG = sa.text("CREATE TABLE test_marks (id SERIAL PRIMARY KEY, note VARCHAR(64))")
+# A unique constraint checked only at COMMIT: lets a test make the database commit fail
+# after every other resource has voted.
+TEST_DEFERRED_PG = sa.text(
+    "CREATE TABLE test_deferred (n INTEGER, "
+    "CONSTRAINT uq_test_deferred_n UNIQUE (n) DEFERRABLE INITIALLY DEFERRED)"
+)
 
 
 def _add_test_marks(url: str) -> None:
     engine = sa.create_engine(url)
     with engine.begin() as conn:
-        conn.execute(TEST_MARKS_PG if url.startswith("postgresql") else TEST_MARKS)
+        if url.startswith("postgresql"):
+            conn.execute(TEST_MARKS_PG)
+            conn.execute(TEST_DEFERRED_PG)
+        else:
+            conn.execute(TEST_MARKS)
     engine.dispose()
 
 

@@ -100,6 +100,43 @@ class TestEveryStore:
         app.app.get("/_t/write_then_doom")
         assert app.app.get("/_t/read").json["value"] == "before"
 
+    def test_doomed_new_session_sets_no_cookie(self, app):
+        response = app.app.get("/_t/write_then_doom")
+        assert "Set-Cookie" not in response.headers
+        assert app.app.get("/_t/read").json == {"value": None, "new": True}
+
+    def test_failed_commit_leaves_neither_session_nor_cookie(self, app):
+        if app.backend == "sql-sqlite":
+            pytest.skip("SQLite cannot defer a unique constraint to COMMIT")
+        app.app.get("/_t/write?value=before")
+        cookie = app.app.cookies[COOKIE]
+        with pytest.raises(Exception, match="uq_test_deferred_n"):
+            app.app.get("/_t/write_then_commit_fails")
+        assert app.app.cookies[COOKIE] == cookie
+        # Redis and memory wrote when the transaction voted; the abort undid it.
+        assert app.app.get("/_t/read").json["value"] == "before"
+
+    def test_failed_commit_of_a_new_session_stores_nothing(self, app):
+        if app.backend == "sql-sqlite":
+            pytest.skip("SQLite cannot defer a unique constraint to COMMIT")
+        with pytest.raises(Exception, match="uq_test_deferred_n"):
+            app.app.get("/_t/write_then_commit_fails")
+        assert COOKIE not in app.app.cookies
+
+    def test_session_first_touched_after_commit_is_written_in_its_own_transaction(self, app):
+        response = app.app.get("/_t/touch_in_callback")
+        assert COOKIE in response.headers["Set-Cookie"]
+        assert app.app.get("/_t/read").json["value"] == "from-callback"
+        if app.backend == "sql-postgres":
+            with app.engine.connect() as conn:
+                idle = conn.execute(
+                    sa.text(
+                        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+                        " AND state = 'idle in transaction'"
+                    )
+                ).scalar()
+            assert idle == 0
+
     def test_view_data_and_session_commit_together(self, app):
         app.app.get("/_t/write_with_data")
         assert app.app.get("/_t/read").json["value"] == "persisted"

@@ -61,6 +61,24 @@ def write_with_data(request: Request) -> dict:
     return {"ok": True}
 
 
+def write_then_commit_fails(request: Request) -> dict:
+    """The session write is queued or done, then the database refuses the COMMIT."""
+    request.session["value"] = "must-not-persist"
+    request.dbsession.execute(text("INSERT INTO test_deferred (n) VALUES (1), (1)"))
+    mark_changed(request.dbsession)
+    return {"ok": True}
+
+
+def touch_in_callback(request: Request) -> Response:
+    """First touches the session after pyramid_tm has committed."""
+
+    def callback(request: Request, response: Response) -> None:
+        request.session["value"] = "from-callback"
+
+    request.add_response_callback(callback)
+    return Response("ok")
+
+
 def invalidate(request: Request) -> dict:
     request.session.invalidate()
     return {"invalidated": True}
@@ -123,6 +141,8 @@ def includeme(config: Configurator) -> None:
         "write_then_doom": (write_then_doom, "json"),
         "write_then_abort": (write_then_abort, "json"),
         "write_with_data": (write_with_data, "json"),
+        "write_then_commit_fails": (write_then_commit_fails, "json"),
+        "touch_in_callback": (touch_in_callback, None),
         "invalidate": (invalidate, "json"),
         "invalidate_and_write": (invalidate_and_write, "json"),
         "rotate": (rotate, "json"),
