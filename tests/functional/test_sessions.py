@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import re
+import time
 
 import pytest
 import sqlalchemy as sa
+from webtest import TestApp
 
 from myapp.sessions.codec import storage_key
 from tests.support.counting import RedisCommandLog, count_sql
@@ -19,7 +21,7 @@ def cookie_token(app) -> str:
 
 
 def stored(app, token: str):
-    return app.store.load(storage_key(token), now=__import__("time").time())
+    return app.store.load(storage_key(token), now=time.time())
 
 
 def count_marks(app, note: str) -> int:
@@ -177,13 +179,10 @@ class TestEveryStore:
 
     def test_ending_all_sessions_of_a_user(self, make_app, backend):
         handle = make_app(backend)
-        other = make_app.__wrapped__ if False else None  # noqa: F841 - same app, two browsers
-        from webtest import TestApp
-
-        browser_a, browser_b = handle.app, TestApp(handle.router)
+        browser_a, browser_b = handle.app, TestApp(handle.router)  # one site, two browsers
         browser_a.get("/_t/login?user=alice")
         browser_b.get("/_t/login?user=alice")
-        assert len(handle.store.list_user("alice", __import__("time").time())) == 2
+        assert len(handle.store.list_user("alice", time.time())) == 2
         assert handle.store.delete_user("alice") == 2
         assert browser_a.get("/_t/read").json["new"] is True
         assert browser_b.get("/_t/read").json["new"] is True
