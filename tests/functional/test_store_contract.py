@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import secrets
 import time
 
@@ -59,7 +60,7 @@ def test_new_session_round_trips(store):
     loaded = store.load(saved.key, time.time())
     assert loaded is not None
     assert loaded.version == 1
-    assert __import__("json").loads(loaded.data) == {
+    assert json.loads(loaded.data) == {
         "name": "Zoë ✓",
         "n": [1, 2.5, None, True],
         "d": {"k": "v"},
