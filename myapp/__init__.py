@@ -12,9 +12,15 @@ def main(global_config: dict[str, Any], **settings: Any) -> Router:
     """The WSGI application, built from an ini file's ``[app:main]`` settings."""
     if global_config and global_config.get("__file__"):
         settings.setdefault("myapp.config_file", global_config["__file__"])
+    settings.setdefault("retry.attempts", 3)
     with Configurator(settings=settings) as config:
         config.include("pyramid_jinja2")
+        config.include("pyramid_retry")  # re-runs a request that hit a transient conflict
+        config.include("myapp.metrics")  # before the sessions: it hears the start-up choice
         config.include("myapp.sessions")
+        config.set_default_csrf_options(require_csrf=True)
+        config.include("myapp.auth")
+        config.include("myapp.cart")
         config.include("myapp.routes")
         config.scan("myapp.views")
     return config.make_wsgi_app()

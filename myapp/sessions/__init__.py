@@ -64,13 +64,19 @@ def includeme(config: Configurator) -> None:
         options.backends,
         lambda name: build_store(name, options, config.registry),
         observer,
+        recheck_interval=options.recheck_interval,
+        breaker_threshold=options.breaker_threshold,
+        breaker_cooldown=options.breaker_cooldown,
     )
     chain.select()  # raises NoStoreReady: the app does not start without a store
+    chain.ensure_probing()  # a process that starts degraded finds its way back
     config.registry[CHAIN_KEY] = chain
 
     config.set_session_factory(SessionFactory(options, chain, observer=observer))
     config.set_csrf_storage_policy(SessionCSRFStoragePolicy())
     config.add_request_method(lambda request: chain.degraded, "sessions_degraded", reify=True)
+    config.add_request_method("myapp.sessions.current.session_key", "session_key", reify=True)
+    config.include(".purge")  # the purge thread, when session.purge_interval > 0
 
     if options.healthz_path:
         config.add_route("myapp.sessions.healthz", options.healthz_path)
@@ -84,6 +90,7 @@ def includeme(config: Configurator) -> None:
     config.add_exception_view(
         "myapp.sessions.health.store_unavailable", context=SessionStoreUnavailable
     )
+    config.add_exception_view("myapp.sessions.health.session_conflict", context=SessionConflict)
 
 
 def add_observer(config: Configurator, observer: SessionObserver) -> None:

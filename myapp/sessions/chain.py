@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import os
+import random
 import threading
 import time
 from collections.abc import Callable
@@ -55,7 +57,17 @@ class StoreChain:
     # Stores that served sessions before the current one, most recent first:
     # a miss in the active store looks there (read-through on recovery).
     previous: list[int] = field(default_factory=list)
+    # How a degraded process finds its way back, and when a failing store is given up.
+    recheck_interval: float = 30.0
+    breaker_threshold: int = 5
+    breaker_cooldown: float = 10.0
+    failures: dict[int, int] = field(default_factory=dict)
+    opened_at: dict[int, float] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _prober: threading.Thread | None = field(default=None, repr=False)
+    _prober_pid: int | None = field(default=None, repr=False)
+    _next_probe_delay: float | None = field(default=None, repr=False)
+    _stop: threading.Event = field(default_factory=threading.Event, repr=False)
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -89,7 +101,9 @@ class StoreChain:
         started = time.perf_counter()
         try:
             if state.store is None:
-                raise StoreNotReady(state.name, state.cause or "could not be built", state.fix or "")
+                raise StoreNotReady(
+                    state.name, state.cause or "could not be built", state.fix or ""
+                )
             state.store.check()
         except StoreNotReady as exc:
             state.ready, state.cause, state.fix = False, exc.cause, exc.fix
@@ -154,9 +168,143 @@ class StoreChain:
             )
         self.observer.active_store(name, index == 0)
 
-    def read_through_stores(self) -> list[SessionStore]:
-        """Stores that served earlier, to look in when the active one misses."""
-        return [s for s in (self.states[i].store for i in self.previous) if s is not None]
+    def read_through_stores(
+        self, skip: int | None = None, avoid: frozenset[str] = frozenset()
+    ) -> list[SessionStore]:
+        """Stores that served earlier, to look in when the serving one misses.
+
+        A store whose breaker is open is left out: a frozen one would cost every
+        miss a full store timeout.
+        """
+        return [
+            state.store
+            for i in list(self.previous)
+            if i != skip
+            and (state := self.states[i]).store is not None
+            and state.name not in avoid
+            and not self.breaker_open(i)
+        ]
+
+    # -- runtime failover -------------------------------------------------------
+    def breaker_open(self, index: int) -> bool:
+        """True while the store failed too often; half-open (one more try) after the cool-down."""
+        if self.failures.get(index, 0) < self.breaker_threshold:
+            return False
+        return self.clock() - self.opened_at.get(index, 0.0) < self.breaker_cooldown
+
+    def serving_index(self, avoid: frozenset[str] = frozenset()) -> int | None:
+        """The store a request starts with: the active one unless this request avoids it."""
+        index = self.active_index
+        if index is None or self.states[index].name not in avoid:
+            return index
+        return self.next_store(index, avoid)
+
+    def next_store(self, after: int, avoid: frozenset[str] = frozenset()) -> int | None:
+        """The first store after ``after`` that may serve a request, or None."""
+        for index in range(after + 1, len(self.states)):
+            state = self.states[index]
+            if state.store is not None and state.name not in avoid and not self.breaker_open(index):
+                return index
+        return None
+
+    def succeeded(self, index: int) -> None:
+        if self.failures.get(index):
+            self.failures[index] = 0
+            self.opened_at.pop(index, None)
+
+    def failed(self, index: int, cause: str) -> None:
+        """Count a failure during traffic; at the threshold the breaker opens.
+
+        An open breaker on the serving store moves the whole process to the next
+        store and starts the probe that brings it back after the cool-down.
+        """
+        with self._lock:
+            count = self.failures.get(index, 0) + 1
+            self.failures[index] = count
+            if count < self.breaker_threshold:
+                return
+            self.opened_at[index] = self.clock()  # each failure while half-open re-opens it
+        following = self.next_store(index)
+        switch = index == self.active_index and following is not None
+        if count > self.breaker_threshold and not switch:
+            return  # already open and said so
+        state = self.states[index]
+        state.ready, state.cause, state.checked_at = False, cause, self.clock()
+        state.fix = "see the cause; the store is probed again after session.breaker_cooldown"
+        log.warning(
+            "circuit breaker for session store %r is open after %d failures in a row (%s); %s",
+            state.name,
+            count,
+            cause,
+            f"serving from {self.states[following].name!r}"
+            if switch and following is not None
+            else "no further store can take over",
+        )
+        if switch and following is not None:
+            self._next_probe_delay = self.breaker_cooldown
+            self._activate(following, f"{state.name}: {cause} (breaker open)")
+            self.ensure_probing()
+
+    def note_served(self, index: int) -> None:
+        """A request was served by a store other than the active one: read through it later."""
+        if index != self.active_index and index not in self.previous:
+            with self._lock:
+                if index not in self.previous:
+                    self.previous.insert(0, index)
+
+    # -- recovery ---------------------------------------------------------------
+    def ensure_probing(self) -> None:
+        """While degraded, keep one background thread probing the preferred stores.
+
+        Cheap enough for every request: a forked worker inherits no thread, so the
+        first request in it starts its own. Requests never wait for a probe.
+        """
+        if not self.degraded or self.recheck_interval <= 0 or self._stop.is_set():
+            return
+        prober = self._prober
+        if prober is not None and prober.is_alive() and self._prober_pid == os.getpid():
+            return
+        with self._lock:
+            prober = self._prober
+            if prober is not None and prober.is_alive() and self._prober_pid == os.getpid():
+                return
+            self._prober_pid = os.getpid()
+            self._prober = threading.Thread(
+                target=self._probe_loop, name="session-store-probe", daemon=True
+            )
+            self._prober.start()
+
+    def _probe_loop(self) -> None:
+        while self.degraded and not self._stop.is_set():
+            delay, self._next_probe_delay = self._next_probe_delay, None
+            if delay is None:
+                # Jitter, so the workers of a fleet do not all probe at the same moment.
+                delay = self.recheck_interval * random.uniform(0.8, 1.2)
+            if self._stop.wait(delay):
+                return
+            self.probe_once()
+
+    def probe_once(self) -> bool:
+        """Check every store preferred to the active one; switch back to the first ready."""
+        active = self.active_index
+        if active is None:
+            return False
+        for index in range(active):
+            state = self.check(index)
+            if state.ready:
+                self.succeeded(index)
+                log.warning(
+                    "session store %r is ready again: sessions move back to it from %r "
+                    "(sessions created meanwhile are read from %r and moved on first use)",
+                    state.name,
+                    self.states[active].name,
+                    self.states[active].name,
+                )
+                self._activate(index, None)
+                self.observer.recovered(self.states[active].name, state.name)
+                return True
+            log.info("session store %r is still not ready: %s", state.name, state.cause)
+        return False
 
     def health(self) -> dict[str, object]:
         now = self.clock()
@@ -173,6 +321,7 @@ class StoreChain:
         }
 
     def close(self) -> None:
+        self._stop.set()
         for state in self.states:
             if state.store is not None:
                 state.store.close()
@@ -182,6 +331,10 @@ def build_chain(
     names: tuple[str, ...],
     build: Callable[[str], SessionStore],
     observer: SessionObserver,
+    *,
+    recheck_interval: float = 30.0,
+    breaker_threshold: int = 5,
+    breaker_cooldown: float = 10.0,
 ) -> StoreChain:
     """Build every configured store; one that cannot be built is recorded as not ready."""
     states = []
@@ -192,4 +345,10 @@ def build_chain(
             states.append(
                 StoreState(name, None, cause=f"cannot be built: {exc}", fix="check its settings")
             )
-    return StoreChain(states, observer=observer)
+    return StoreChain(
+        states,
+        observer=observer,
+        recheck_interval=recheck_interval,
+        breaker_threshold=breaker_threshold,
+        breaker_cooldown=breaker_cooldown,
+    )

@@ -41,6 +41,19 @@ class SessionStoreUnavailable(StoreError):
     """The serving store failed during a request; rendered as a 503."""
 
 
+class SessionStoreFailover(SessionStoreUnavailable, TransientError):
+    """The serving store failed at commit while runtime failover is on.
+
+    A TransientError: pyramid_retry runs the request again, and the new attempt
+    avoids the failed store (noted in the environ). Rendered as a 503 when no
+    attempt is left.
+    """
+
+
+#: environ key: store names a retried request must not use (they failed it).
+AVOID_KEY = "myapp.sessions.avoid"
+
+
 class SessionConflict(TransientError):
     """Another request saved this session since ours read it.
 
@@ -68,6 +81,7 @@ class SessionFactory:
         self.clock = clock
 
     def __call__(self, request: Request) -> Session:
+        self.chain.ensure_probing()
         return RequestSession(self, request).session
 
     # -- helpers shared with RequestSession ------------------------------
@@ -93,7 +107,11 @@ class RequestSession:
         self.factory = factory
         self.request = request
         self.options = factory.options
-        self.store = factory.chain.active
+        chain = factory.chain
+        self.avoid: frozenset[str] = frozenset(request.environ.get(AVOID_KEY, ()))
+        index = chain.serving_index(self.avoid) if self.options.runtime_failover else None
+        self.index: int = chain.active_index if index is None else index
+        self.store = chain.states[self.index].store or chain.active
         self.now = factory.clock()
         self.token: str | None = None
         self.record: SessionRecord | None = None
@@ -113,8 +131,7 @@ class RequestSession:
                 log.info("ignored a session cookie: %s", verdict.reason)
             return self._fresh()
         key = storage_key(verdict.token)
-        store = self._bound_store()
-        record = factory.timed(self.store, "load", lambda: store.load(key, self.now))
+        record = self._load_serving(key)
         if record is None:
             record = self._read_through(key)
         if record is None:
@@ -138,9 +155,35 @@ class RequestSession:
     def _fresh(self) -> Session:
         return Session(created=self.now, new=True)
 
+    def _load_serving(self, key: str) -> SessionRecord | None:
+        """Load from the serving store; with runtime failover, from the next one on failure."""
+        factory, chain = self.factory, self.factory.chain
+        while True:
+            load = self._bound_store().load
+            try:
+                record = factory.timed(self.store, "load", lambda: load(key, self.now))  # noqa: B023
+            except SessionStoreUnavailable as exc:
+                if not self.options.runtime_failover:
+                    raise
+                chain.failed(self.index, str(exc))
+                following = chain.next_store(self.index, self.avoid)
+                if following is None:
+                    raise
+                self._switch_to(following)
+                continue
+            chain.succeeded(self.index)
+            return record
+
+    def _switch_to(self, index: int) -> None:
+        """Serve the rest of this request from the store at ``index``."""
+        chain = self.factory.chain
+        self.index = index
+        self.store = chain.states[index].store or chain.active
+        chain.note_served(index)
+
     def _read_through(self, key: str) -> SessionRecord | None:
         """A miss in the serving store: look where sessions lived before a switch."""
-        for older in self.factory.chain.read_through_stores():
+        for older in self.factory.chain.read_through_stores(self.index, self.avoid):
             try:
                 record = older.load(key, self.now)
             except StoreError as exc:
@@ -162,7 +205,7 @@ class RequestSession:
         request = self.request
         if is_tm_active(request):
             txn = request.tm.get()
-            txn.addBeforeCommitHook(self._persist, (txn,))
+            txn.addBeforeCommitHook(self._persist_guarded, (txn,))
             txn.addAfterCommitHook(self._after_commit)
             request.add_response_callback(self._cookie)
         else:
@@ -172,6 +215,29 @@ class RequestSession:
 
     def _after_commit(self, success: bool) -> None:
         self.committed = success
+
+    def _persist_guarded(self, txn: object) -> None:
+        try:
+            self._persist(txn)
+        except SessionStoreUnavailable as exc:
+            raise self.store_failed(exc) from exc
+
+    def store_failed(self, exc: StoreError) -> SessionStoreUnavailable:
+        """A write failed at commit: what to raise (and, with failover, what to avoid)."""
+        if isinstance(exc, SessionStoreFailover):
+            return exc
+        if not isinstance(exc, SessionStoreUnavailable):
+            self.factory.observer.store_error(self.store.name, exc.kind)
+            log.error("session store %r failed during commit: %s", self.store.name, exc)
+        if not self.options.runtime_failover:
+            if isinstance(exc, SessionStoreUnavailable):
+                return exc
+            return SessionStoreUnavailable(self.store.name, exc.kind, str(exc))
+        chain = self.factory.chain
+        chain.failed(self.index, str(exc))
+        avoided = self.request.environ.setdefault(AVOID_KEY, set())
+        avoided.add(self.store.name)
+        return SessionStoreFailover(self.store.name, exc.kind, str(exc))
 
     def _persist_late(self, request: Request, response: Response) -> None:
         with request.tm as txn:
@@ -289,11 +355,17 @@ class _Writes:
         bind = getattr(owner.store, "bind", None)
         self.direct = owner._bound_store() if bind is not None else None
         self.deferred = (
-            None if bind is not None else DeferredWrites(owner.store, txn, on_stale=owner.conflict)
+            None
+            if bind is not None
+            else DeferredWrites(
+                owner.store, txn, on_stale=owner.conflict, on_error=owner.store_failed
+            )
         )
         self.timed = factory.timed
 
-    def save(self, record: SessionRecord, expected: int | None, previous: SessionRecord | None) -> None:
+    def save(
+        self, record: SessionRecord, expected: int | None, previous: SessionRecord | None
+    ) -> None:
         if self.deferred is not None:
             self.deferred.save(record, expected, previous)
             return

@@ -10,7 +10,9 @@ def healthz(request: Request) -> dict[str, object]:
     """Always 200: a degraded site still serves. ``status`` says whether it is degraded."""
     from . import get_chain
 
-    return get_chain(request.registry).health()
+    chain = get_chain(request.registry)
+    chain.ensure_probing()
+    return chain.health()
 
 
 def store_unavailable(exc: Exception, request: Request) -> Response:
@@ -20,4 +22,15 @@ def store_unavailable(exc: Exception, request: Request) -> Response:
         content_type="text/plain",
     )
     response.headers["Retry-After"] = "5"
+    return response
+
+
+def session_conflict(exc: Exception, request: Request) -> Response:
+    """Reached only when pyramid_retry has no attempt left for a lost race."""
+    response = Response(
+        "Your change collided with another one on the same session. Please try again.\n",
+        status=409,
+        content_type="text/plain",
+    )
+    response.headers["Retry-After"] = "1"
     return response

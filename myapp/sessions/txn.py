@@ -31,16 +31,20 @@ class DeferredWrites:
         txn: transaction.interfaces.ITransaction,
         *,
         on_stale: Callable[[StaleSession], None],
+        on_error: Callable[[StoreError], Exception] | None = None,
     ) -> None:
         self.store = store
         self.on_stale = on_stale
+        self.on_error = on_error
         self.transaction_manager = None
         self._pending: list[Callable[[], Undo | None]] = []
         self._undo: list[Undo] = []
         txn.join(self)
 
     # -- queueing ---------------------------------------------------------
-    def save(self, record: SessionRecord, expected_version: int | None, previous: SessionRecord | None) -> None:
+    def save(
+        self, record: SessionRecord, expected_version: int | None, previous: SessionRecord | None
+    ) -> None:
         def run() -> Undo | None:
             self.store.save(record, expected_version)
             if previous is None:
@@ -76,6 +80,12 @@ class DeferredWrites:
             except StaleSession as exc:
                 self.on_stale(exc)  # raises when the transaction must not commit
                 continue
+            except StoreError as exc:
+                # A store down at commit: the request answers 503 (or retries
+                # elsewhere), not 500. The transaction aborts and undoes our writes.
+                if self.on_error is None:
+                    raise
+                raise self.on_error(exc) from exc
             if undo is not None:
                 self._undo.append(undo)
         self._pending.clear()
@@ -90,10 +100,12 @@ class DeferredWrites:
                 undo()
             except (StoreError, StaleSession) as exc:
                 # The store failed again; the session write stays. Say so once.
-                log.error("could not undo a session write on %r after an abort: %s", self.store.name, exc)
+                log.error(
+                    "could not undo a session write on %r after an abort: %s", self.store.name, exc
+                )
         self._undo.clear()
 
-    def sortKey(self) -> str:  # noqa: N802 - the IDataManager name
+    def sortKey(self) -> str:
         # "~m" sorts before zope.sqlalchemy's "~sqlalchemy": we vote first, so a
         # refused session write aborts the database commit too.
         return f"~myapp.sessions:{id(self)}"

@@ -13,9 +13,9 @@ import math
 from typing import TYPE_CHECKING
 
 import redis
-from redis.backoff import NoBackoff
-from redis.retry import Retry
+from redis.cluster import RedisCluster
 
+from .. import redisurls
 from .base import SessionRecord, SessionStore, StaleSession, StoreError, StoreNotReady
 
 if TYPE_CHECKING:
@@ -65,15 +65,11 @@ return 1
 
 
 def make_client(url: str, timeout: float) -> redis.Redis:
-    """A client that fails within ``timeout`` instead of retrying with back-off."""
-    return redis.Redis.from_url(
-        url,
-        socket_connect_timeout=timeout,
-        socket_timeout=timeout,
-        retry=Retry(NoBackoff(), 0),
-        retry_on_timeout=False,
-        health_check_interval=0,
-    )
+    """A client that fails within ``timeout`` instead of retrying with back-off.
+
+    ``url`` may also name a Sentinel service or a Cluster (see ``redisurls``).
+    """
+    return redisurls.make_client(url, timeout)
 
 
 def _ms(seconds: float) -> int:
@@ -109,6 +105,9 @@ class RedisStore(SessionStore):
         self._save = client.register_script(_SAVE)
         self._touch = client.register_script(_TOUCH)
         self._delete = client.register_script(_DELETE)
+        # A script may only touch keys of one slot in a Cluster; there the per-user
+        # index is kept by separate commands (not atomic with the session write).
+        self._cluster = isinstance(client, RedisCluster)
 
     def _key(self, key: str) -> str:
         return self.prefix + key
@@ -152,6 +151,8 @@ class RedisStore(SessionStore):
     def save(self, record: SessionRecord, expected_version: int | None) -> int:
         new_version = 1 if expected_version is None else expected_version + 1
         user_key = self.user_prefix + record.user_id if record.user_id else ""
+        if self._cluster:
+            user_key, cluster_index = "", user_key
         result = self._call(
             "save",
             self._save,
@@ -164,6 +165,9 @@ class RedisStore(SessionStore):
             ],
         )
         if result == 1:
+            if self._cluster and cluster_index:
+                self._call("SADD", self.client.sadd, cluster_index, self._key(record.key))
+                self._call("PEXPIRE", self.client.pexpire, cluster_index, _ms(self.max_lifetime))
             return new_version
         raise StaleSession(self.name, gone=result == 0)
 
@@ -175,6 +179,13 @@ class RedisStore(SessionStore):
         return result == 1
 
     def delete(self, key: str) -> None:
+        if self._cluster:
+            raw = self._call("GET", self.client.get, self._key(key))
+            self._call("DEL", self.client.delete, self._key(key))
+            user_id = None if raw is None else json.loads(raw.split(b"\n", 1)[0])[4]
+            if isinstance(user_id, str):
+                self._call("SREM", self.client.srem, self.user_prefix + user_id, self._key(key))
+            return
         self._call("delete", self._delete, keys=[self._key(key)], args=[self.user_prefix])
 
     def delete_user(self, user_id: str, *, except_key: str | None = None) -> int:
@@ -197,7 +208,9 @@ class RedisStore(SessionStore):
         values = self._call("MGET", self.client.mget, members)
         records, stale = [], []
         for member, raw in zip(members, values, strict=True):
-            record = None if raw is None else self._parse(member.decode()[len(self.prefix) :], raw, now)
+            record = (
+                None if raw is None else self._parse(member.decode()[len(self.prefix) :], raw, now)
+            )
             if record is None:
                 stale.append(member)
             else:
@@ -222,7 +235,11 @@ class RedisStore(SessionStore):
 
 
 def build(options: SessionOptions, registry: Registry) -> RedisStore:
-    client = make_client(options.redis_url, options.store_timeout)
+    try:
+        client = make_client(options.redis_url, options.store_timeout)
+    except redis.RedisError as exc:  # a Cluster client connects on construction
+        cause = f"cannot reach {_redact(options.redis_url)}: {exc}"
+        raise StoreError("redis", "connection", cause) from exc
     return RedisStore(
         client,
         prefix=options.redis_prefix,

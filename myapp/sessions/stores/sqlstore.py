@@ -20,6 +20,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from myapp.models import USER_SESSIONS_REVISION, get_engine, user_sessions
 from myapp.models.user_sessions import REQUIRED_COLUMNS
 
+from ..deadline import WATCHDOG, Deadline, Watchdog
 from .base import SessionRecord, SessionStore, StaleSession, StoreError, StoreNotReady
 
 if TYPE_CHECKING:
@@ -47,9 +48,21 @@ class SqlStore(SessionStore):
     name = "sql"
     shared = True
 
-    def __init__(self, engine: Engine, *, config_file: str | None = None) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        config_file: str | None = None,
+        timeout: float = 1.0,
+        check_timeout: float = 2.0,
+        watchdog: Watchdog = WATCHDOG,
+    ) -> None:
         self.engine = engine
         self.config_file = config_file
+        self.timeout = timeout
+        self.check_timeout = check_timeout
+        self.watchdog = watchdog
+        _guard_pre_ping(engine, watchdog, timeout)
         dialect = engine.dialect.name
         self._is_postgres = dialect == "postgresql"
         self._insert = postgresql.insert if self._is_postgres else sqlite.insert
@@ -58,31 +71,41 @@ class SqlStore(SessionStore):
         # SQLAlchemy does not encode it a second time.
         self._data_param = sa.cast(data, postgresql.JSONB) if self._is_postgres else data
         self._data_text = sa.cast(t.data, sa.Text)
-        self._load = (
-            sa.select(
-                self._data_text,
-                t.created_at,
-                t.last_active_at,
-                t.expires_at,
-                t.user_id,
-                t.user_agent,
-                t.version,
-            )
-            .where(t.id == sa.bindparam("key"), t.expires_at > sa.bindparam("now"))
-        )
+        self._load = sa.select(
+            self._data_text,
+            t.created_at,
+            t.last_active_at,
+            t.expires_at,
+            t.user_id,
+            t.user_agent,
+            t.version,
+        ).where(t.id == sa.bindparam("key"), t.expires_at > sa.bindparam("now"))
 
     # -- how statements run (overridden by the request-bound store) ----------
+    def _guarded(self, conn: Connection, fn: Callable[[Connection], T], *, commit: bool) -> T:
+        """Run ``fn`` (and the commit) under the store deadline: a frozen server costs
+        ``timeout`` seconds, then the connection is shut down and dropped."""
+        deadline: Deadline | None = None
+        try:
+            with self.watchdog.guard(_fileno(conn), self.timeout, "sql statement") as deadline:
+                result = fn(conn)
+                if commit:
+                    conn.commit()
+                return result
+        except SQLAlchemyError as exc:
+            raise _store_error(exc, deadline, self.timeout) from exc
+
     def _read(self, fn: Callable[[Connection], T]) -> T:
         try:
             with self.engine.connect() as conn:
-                return fn(conn)
+                return self._guarded(conn, fn, commit=False)
         except SQLAlchemyError as exc:
             raise _store_error(exc) from exc
 
     def _write(self, fn: Callable[[Connection], T]) -> T:
         try:
-            with self.engine.begin() as conn:
-                return fn(conn)
+            with self.engine.connect() as conn:
+                return self._guarded(conn, fn, commit=True)
         except SQLAlchemyError as exc:
             raise _store_error(exc) from exc
 
@@ -93,11 +116,16 @@ class SqlStore(SessionStore):
     # -- the interface ------------------------------------------------------
     def check(self) -> None:
         fix = f"run `alembic -c {self.config_file or '<your ini file>'} upgrade head`"
+        deadline: Deadline | None = None
         try:
             with self.engine.connect() as conn:
-                problem = _schema_problem(conn, self._is_postgres)
+                guard = self.watchdog.guard(_fileno(conn), self.check_timeout, "readiness check")
+                with guard as deadline:
+                    problem = _schema_problem(conn, self._is_postgres)
         except SQLAlchemyError as exc:
             cause = _short_cause(exc)
+            if deadline is not None and deadline.fired:
+                cause = f"no answer within {self.check_timeout:g}s (frozen or overloaded?)"
             raise StoreNotReady(
                 self.name,
                 f"cannot connect to the database ({cause})",
@@ -107,7 +135,9 @@ class SqlStore(SessionStore):
             raise StoreNotReady(self.name, problem, fix)
 
     def load(self, key: str, now: float) -> SessionRecord | None:
-        row = self._read(lambda conn: conn.execute(self._load, {"key": key, "now": _to_dt(now)}).first())
+        row = self._read(
+            lambda conn: conn.execute(self._load, {"key": key, "now": _to_dt(now)}).first()
+        )
         if row is None:
             return None
         return SessionRecord(
@@ -254,16 +284,18 @@ class _RequestSqlStore(SqlStore):
 
     def _read(self, fn: Callable[[Connection], T]) -> T:
         try:
-            return fn(self._dbsession.connection())
+            conn = self._dbsession.connection()
         except SQLAlchemyError as exc:
             raise _store_error(exc) from exc
+        return self._guarded(conn, fn, commit=False)
 
     def _write(self, fn: Callable[[Connection], T]) -> T:
         dbsession = self._dbsession
         try:
-            result = fn(dbsession.connection())
+            conn = dbsession.connection()
         except SQLAlchemyError as exc:
             raise _store_error(exc) from exc
+        result = self._guarded(conn, fn, commit=False)
         # Core statements are invisible to the ORM: tell zope.sqlalchemy to commit them.
         zope.sqlalchemy.mark_changed(dbsession)
         return result
@@ -314,13 +346,57 @@ def _short_cause(exc: SQLAlchemyError) -> str:
     return text[0] if text else type(exc).__name__
 
 
-def _store_error(exc: SQLAlchemyError) -> StoreError:
+def _store_error(
+    exc: SQLAlchemyError, deadline: Deadline | None = None, timeout: float = 0.0
+) -> StoreError:
+    if deadline is not None and deadline.fired:
+        return StoreError(
+            "sql", "timeout", f"no answer within {timeout:g}s (frozen or overloaded?)"
+        )
     kind = "timeout" if "timeout" in str(exc).lower() else type(exc).__name__.lower()
     return StoreError("sql", kind, _short_cause(exc))
+
+
+def _fileno(conn: Connection) -> int | None:
+    """The socket under a connection, or None (SQLite has none)."""
+    dbapi_connection = conn.connection.dbapi_connection
+    fileno = getattr(dbapi_connection, "fileno", None)
+    if fileno is None:
+        return None
+    try:
+        return int(fileno())
+    except conn.dialect.loaded_dbapi.Error:  # closed: there is no socket to guard
+        return None
+
+
+def _guard_pre_ping(engine: Engine, watchdog: Watchdog, timeout: float) -> None:
+    """Put the pool's pre-ping under a deadline too.
+
+    The ping runs on checkout, before any statement of ours, and on a frozen server
+    it blocks like any query. A ping that fails marks the connection dead; the pool
+    then opens a new one (bounded by ``connect_timeout``).
+    """
+    dialect = engine.dialect
+    if getattr(dialect, "_myapp_guarded_ping", False):
+        return
+    plain_ping = dialect.do_ping
+
+    def do_ping(dbapi_connection: Any) -> bool:
+        fileno = getattr(dbapi_connection, "fileno", None)
+        with watchdog.guard(fileno() if fileno else None, timeout, "pool pre-ping"):
+            return plain_ping(dbapi_connection)
+
+    dialect.do_ping = do_ping  # type: ignore[method-assign]
+    dialect._myapp_guarded_ping = True  # type: ignore[attr-defined]
 
 
 def build(options: SessionOptions, registry: Registry) -> SqlStore:
     engine = registry.get("dbengine")
     if engine is None:  # pragma: no cover - myapp.models is included first
         engine = get_engine(dict(registry.settings))
-    return SqlStore(engine, config_file=options.config_file)
+    return SqlStore(
+        engine,
+        config_file=options.config_file,
+        timeout=options.store_timeout,
+        check_timeout=options.check_timeout,
+    )
