@@ -15,6 +15,7 @@ from transaction import TransactionManager
 
 from .meta import metadata
 from .user_sessions import USER_SESSIONS_REVISION, user_sessions
+from .users import users
 
 __all__ = [
     "USER_SESSIONS_REVISION",
@@ -23,6 +24,7 @@ __all__ = [
     "get_tm_dbsession",
     "metadata",
     "user_sessions",
+    "users",
 ]
 
 

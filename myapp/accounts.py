@@ -1,0 +1,83 @@
+"""Site accounts: creating users and checking their passwords (argon2id)."""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from sqlalchemy.engine import Connection
+from sqlalchemy.orm import Session as DBSession
+
+from myapp.models import users
+
+# argon2-cffi's defaults follow RFC 9106's recommendations; the cost is in the hash,
+# so hashes made with other parameters still verify.
+DEFAULT_HASHER = PasswordHasher()
+USERNAME_MAX = 64
+
+
+@dataclass(frozen=True, slots=True)
+class User:
+    id: int
+    username: str
+
+
+class UserExists(ValueError):
+    """A user of that name is already there."""
+
+
+def normalise_username(username: str) -> str:
+    """Names are compared case-insensitively and without surrounding blanks."""
+    return username.strip().lower()
+
+
+def hash_password(password: str, hasher: PasswordHasher = DEFAULT_HASHER) -> str:
+    return hasher.hash(password)
+
+
+@functools.cache
+def _dummy_hash() -> str:
+    return DEFAULT_HASHER.hash("an unknown user's password is never this")
+
+
+def find_user(db: Connection | DBSession, username: str) -> tuple[User, str] | None:
+    """The user called ``username`` and their password hash, or None."""
+    row = db.execute(
+        sa.select(users.c.id, users.c.username, users.c.password_hash).where(
+            users.c.username == normalise_username(username)
+        )
+    ).first()
+    return None if row is None else (User(row.id, row.username), row.password_hash)
+
+
+def authenticate(db: Connection | DBSession, username: str, password: str) -> User | None:
+    """The user when ``password`` is theirs, else None (same cost either way)."""
+    found = find_user(db, username) if username.strip() else None
+    stored = found[1] if found else _dummy_hash()
+    try:
+        DEFAULT_HASHER.verify(stored, password)
+    except (VerificationError, InvalidHashError):
+        return None
+    return found[0] if found else None
+
+
+def create_user(
+    conn: Connection, username: str, password: str, *, hasher: PasswordHasher = DEFAULT_HASHER
+) -> User:
+    """Insert a user; raises :class:`UserExists` or ValueError for a bad name or password."""
+    name = normalise_username(username)
+    if not name or len(name) > USERNAME_MAX or any(c.isspace() for c in name):
+        raise ValueError(f"a username is 1 to {USERNAME_MAX} characters without spaces")
+    if not password:
+        raise ValueError("the password must not be empty")
+    if find_user(conn, name) is not None:
+        raise UserExists(f"a user named {name!r} already exists")
+    user_id = conn.execute(
+        sa.insert(users)
+        .values(username=name, password_hash=hasher.hash(password))
+        .returning(users.c.id)
+    ).scalar_one()
+    return User(user_id, name)

@@ -1,0 +1,62 @@
+"""``myapp-create-user --ini INI [--if-missing] USERNAME PASSWORD``: add a site account."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from pyramid.paster import get_appsettings, setup_logging
+from sqlalchemy.exc import SQLAlchemyError
+
+from myapp.accounts import UserExists, create_user
+from myapp.models import get_engine
+
+EXIT_OK, EXIT_FAILED = 0, 1
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="myapp-create-user", description=__doc__)
+    parser.add_argument("--ini", required=True, help="the app's ini file (database settings)")
+    parser.add_argument(
+        "--if-missing",
+        action="store_true",
+        help="succeed without changes when the user exists (for idempotent set-up)",
+    )
+    parser.add_argument("username")
+    parser.add_argument("password")
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    setup_logging(args.ini)
+    engine = get_engine(get_appsettings(args.ini))
+    try:
+        with engine.begin() as conn:
+            user = create_user(conn, args.username, args.password)
+    except UserExists as exc:
+        if args.if_missing:
+            print(f"{exc}; nothing to do")
+            return EXIT_OK
+        print(f"error: {exc} (use --if-missing to accept that)", file=sys.stderr)
+        return EXIT_FAILED
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    except SQLAlchemyError as exc:
+        cause = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+        print(
+            f"error: cannot write to the database ({cause}); check sqlalchemy.url in "
+            f"{args.ini} and that `alembic -c {args.ini} upgrade head` ran",
+            file=sys.stderr,
+        )
+        return EXIT_FAILED
+    finally:
+        engine.dispose()
+    print(f"created user {user.username!r} (id {user.id})")
+    return EXIT_OK
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,246 @@
+"""Deleting expired sessions in short batches, one purger at a time across the fleet.
+
+Used by ``myapp-sessions purge`` and by the optional purge thread that
+``session.purge_interval`` starts inside the app. On PostgreSQL the SQL store is
+only purged under a session-level advisory lock, so several processes (or a cron job
+and the app) never purge at the same time; the others skip their turn.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+
+from pyramid.config import Configurator
+from pyramid.registry import Registry
+from sqlalchemy import text
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import SQLAlchemyError
+
+from .events import SessionObserver
+from .stores.base import SessionStore, StoreError
+
+log = logging.getLogger(__name__)
+
+# Any constant works as long as every process uses the same; differs from the
+# migration lock in migrations/env.py so a purge never holds up a deploy.
+PURGE_LOCK_ID = 0x6D797075726765  # "mypurge"
+PURGE_THREAD_KEY = "myapp.sessions.purge_thread"
+
+
+class PurgeLocked(Exception):
+    """Another process holds the purge lock: it is purging right now."""
+
+
+@dataclass(slots=True)
+class StorePurge:
+    """How one store's purge went."""
+
+    store: str
+    outcome: str = "running"  # then "done", "locked" or "failed"
+    deleted: int = 0
+    batches: int = 0
+    seconds: float = 0.0
+    longest_batch: float = 0.0
+    error: str | None = None
+
+
+BatchCallback = Callable[[StorePurge], None]
+
+
+def purge_store(
+    store: SessionStore,
+    *,
+    batch_size: int,
+    now: float,
+    on_batch: BatchCallback | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    result: StorePurge | None = None,
+) -> StorePurge:
+    """Delete sessions expired at ``now``, ``batch_size`` at a time, until none is left.
+
+    Each batch is its own short transaction (the store's ``purge_expired``), so rows
+    are never locked for longer than one batch. Raises StoreError.
+    """
+    result = result or StorePurge(store.name)
+    started = time.perf_counter()
+    while not (should_stop and should_stop()):
+        batch_started = time.perf_counter()
+        deleted = store.purge_expired(now, batch_size)
+        result.longest_batch = max(result.longest_batch, time.perf_counter() - batch_started)
+        if deleted == 0:
+            break
+        result.deleted += deleted
+        result.batches += 1
+        if on_batch is not None:
+            on_batch(result)
+    result.seconds = time.perf_counter() - started
+    result.outcome = "done"
+    return result
+
+
+@contextlib.contextmanager
+def advisory_lock(engine: Engine, lock_id: int = PURGE_LOCK_ID) -> Iterator[None]:
+    """Hold a PostgreSQL advisory lock on a connection of its own, or raise PurgeLocked.
+
+    Elsewhere (SQLite: one host, one file) there is nothing to take.
+    """
+    if engine.dialect.name != "postgresql":
+        yield
+        return
+    conn = engine.connect()
+    try:
+        taken = conn.execute(text("SELECT pg_try_advisory_lock(:id)"), {"id": lock_id}).scalar()
+        conn.commit()
+        if not taken:
+            raise PurgeLocked("another process is purging sessions (the purge lock is taken)")
+        try:
+            yield
+        finally:
+            conn.execute(text("SELECT pg_advisory_unlock(:id)"), {"id": lock_id})
+            conn.commit()
+    except SQLAlchemyError:
+        # Closing the connection for good releases the lock whatever state it is in;
+        # back in the pool it could keep the lock for the next borrower.
+        conn.invalidate()
+        raise
+    finally:
+        conn.close()
+
+
+class Purger:
+    """Purges several stores; the PostgreSQL one only under the fleet-wide advisory lock."""
+
+    def __init__(
+        self,
+        stores: Sequence[SessionStore],
+        *,
+        batch_size: int,
+        lock_engine: Engine | None = None,
+        observer: SessionObserver | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.stores = list(stores)
+        self.batch_size = batch_size
+        self.lock_engine = lock_engine
+        self.observer = observer or SessionObserver()
+        self.clock = clock
+
+    def _lock_for(self, store: SessionStore) -> contextlib.AbstractContextManager[None]:
+        # Only the SQL store lives in the database the lock is taken in.
+        if store.name == "sql" and self.lock_engine is not None:
+            return advisory_lock(self.lock_engine)
+        return contextlib.nullcontext()
+
+    def run(
+        self,
+        *,
+        on_start: Callable[[SessionStore, float], None] | None = None,
+        on_batch: BatchCallback | None = None,
+        should_stop: Callable[[], bool] | None = None,
+    ) -> list[StorePurge]:
+        """Purge every store once; failures are logged and reported, never raised."""
+        results = []
+        for store in self.stores:
+            result = StorePurge(store.name)
+            results.append(result)
+            try:
+                with self._lock_for(store):
+                    now = self.clock()
+                    if on_start is not None:
+                        on_start(store, now)
+                    purge_store(
+                        store,
+                        batch_size=self.batch_size,
+                        now=now,
+                        on_batch=on_batch,
+                        should_stop=should_stop,
+                        result=result,
+                    )
+            except PurgeLocked as exc:
+                result.outcome, result.error = "locked", str(exc)
+                log.info("session purge of %r skipped: %s", store.name, exc)
+                continue
+            except (StoreError, SQLAlchemyError) as exc:
+                result.outcome, result.error = "failed", _short(exc)
+                log.error(
+                    "session purge of %r failed after %d deleted: %s",
+                    store.name,
+                    result.deleted,
+                    result.error,
+                )
+                continue
+            finally:
+                if result.deleted:
+                    self.observer.purged(store.name, result.deleted)
+            if result.deleted:
+                log.info(
+                    "purged %d expired sessions from %r in %d batches (%.1fs)",
+                    result.deleted,
+                    store.name,
+                    result.batches,
+                    result.seconds,
+                )
+        return results
+
+
+def _short(exc: Exception) -> str:
+    lines = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__
+
+
+class PurgeThread(threading.Thread):
+    """Runs a :class:`Purger` every ``interval`` seconds until stopped."""
+
+    def __init__(self, purger: Purger, interval: float) -> None:
+        super().__init__(name="myapp-session-purge", daemon=True)
+        self.purger = purger
+        self.interval = interval
+        self._stopping = threading.Event()
+        self.runs = 0
+
+    def run(self) -> None:
+        # The first purge waits one interval: a fleet deploying at once does not
+        # start with a burst of purges.
+        while not self._stopping.wait(self.interval):
+            self.purger.run(should_stop=self._stopping.is_set)
+            self.runs += 1
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Ask the thread to end (mid-purge, after the current batch) and wait for it."""
+        self._stopping.set()
+        if self.is_alive():
+            self.join(timeout)
+
+
+def get_purge_thread(registry: Registry) -> PurgeThread | None:
+    return registry.get(PURGE_THREAD_KEY)
+
+
+def includeme(config: Configurator) -> None:
+    """Start the purge thread when ``session.purge_interval`` > 0 (off by default)."""
+    from . import get_chain, get_observer, get_options
+
+    registry = config.registry
+    options = get_options(registry)
+    if options.purge_interval <= 0:
+        return
+    chain = get_chain(registry)
+    purger = Purger(
+        [state.store for state in chain.states if state.store is not None],
+        batch_size=options.purge_batch_size,
+        lock_engine=registry.get("dbengine"),
+        observer=get_observer(registry),
+    )
+    thread = PurgeThread(purger, options.purge_interval)
+    registry[PURGE_THREAD_KEY] = thread
+    thread.start()
+    log.info(
+        "expired sessions are purged every %ss in batches of %d (session.purge_interval)",
+        options.purge_interval,
+        options.purge_batch_size,
+    )

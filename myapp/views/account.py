@@ -1,0 +1,115 @@
+""" "Your sessions": a signed-in user's active sessions, and ending any of them."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TypeVar
+
+from pyramid.httpexceptions import HTTPSeeOther
+from pyramid.request import Request
+from pyramid.response import Response
+from pyramid.view import view_config
+
+from myapp.auth import SignedInUser, sign_in_redirect
+from myapp.sessions import SessionStoreUnavailable, get_chain
+from myapp.sessions.stores.base import SessionRecord, SessionStore, StoreError
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class SessionRow:
+    """One session as the page shows it; ``key`` is the storage key (a hash, no credential)."""
+
+    key: str
+    created: str
+    last_active: str
+    user_agent: str
+    current: bool
+
+
+def _when(epoch: float) -> str:
+    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def _store(request: Request) -> SessionStore:
+    """The serving store, on the request's transaction where it has one."""
+    store = get_chain(request.registry).active
+    bind = getattr(store, "bind", None)
+    return bind(request) if bind is not None else store
+
+
+def _call(store: SessionStore, fn: Callable[[], T]) -> T:
+    try:
+        return fn()
+    except StoreError as exc:
+        raise SessionStoreUnavailable(store.name, exc.kind, str(exc)) from exc
+
+
+def _sessions_of(request: Request, user: SignedInUser) -> list[SessionRecord]:
+    store = _store(request)
+    return _call(store, lambda: store.list_user(user.id, time.time()))
+
+
+def _back(request: Request) -> HTTPSeeOther:
+    return HTTPSeeOther(request.route_url("account_sessions"))
+
+
+@view_config(
+    route_name="account_sessions",
+    request_method="GET",
+    renderer="myapp:templates/sessions.jinja2",
+)
+def list_sessions(request: Request) -> dict[str, object] | Response:
+    user = request.user
+    if user is None:
+        return sign_in_redirect(request)
+    current = request.session_key
+    rows = [
+        SessionRow(
+            key=record.key,
+            created=_when(record.created),
+            last_active=_when(record.last_active),
+            user_agent=record.user_agent or "unknown browser",
+            current=record.key == current,
+        )
+        for record in _sessions_of(request, user)
+    ]
+    rows.sort(key=lambda row: not row.current)  # this device first, then oldest first
+    return {"rows": rows, "others": sum(not row.current for row in rows)}
+
+
+@view_config(route_name="account_sessions_end", request_method="POST")
+def end_session(request: Request) -> Response:
+    user = request.user
+    if user is None:
+        return sign_in_redirect(request)
+    key = request.POST.get("key", "")
+    # Only a key listed for this user may be ended: a form can be forged.
+    if key not in {record.key for record in _sessions_of(request, user)}:
+        request.session.flash("That session has already ended.", "error")
+        return _back(request)
+    if key == request.session_key:
+        request.session.invalidate()
+        request.session.flash("You have been signed out.")
+        return HTTPSeeOther(request.route_url("home"))
+    store = _store(request)
+    _call(store, lambda: store.delete(key))
+    request.session.flash("That session has been ended: its browser is signed out.")
+    return _back(request)
+
+
+@view_config(route_name="account_sessions_end_others", request_method="POST")
+def end_other_sessions(request: Request) -> Response:
+    user = request.user
+    if user is None:
+        return sign_in_redirect(request)
+    store = _store(request)
+    ended = _call(store, lambda: store.delete_user(user.id, except_key=request.session_key))
+    request.session.flash(
+        f"Signed out everywhere else ({ended} other session{'s' if ended != 1 else ''} ended)."
+    )
+    return _back(request)

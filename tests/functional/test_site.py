@@ -1,0 +1,243 @@
+"""The site's pages through WebTest, on every store: cart, sign-in, sign-out, CSRF, errors."""
+
+from __future__ import annotations
+
+import re
+import time
+
+import pytest
+from webtest import TestApp
+
+from myapp.sessions.codec import storage_key
+from tests.support.site import (
+    add_to_cart,
+    cart_lines,
+    csrf_token,
+    flashes,
+    post_form,
+    sign_in,
+    signed_in_as,
+)
+
+COOKIE = "session"
+pytestmark = pytest.mark.usefixtures("site_users")
+
+
+def token_of(app: TestApp) -> str:
+    return app.cookies[COOKIE].split(".", 1)[0]
+
+
+def stored(handle, token: str):
+    return handle.store.load(storage_key(token), time.time())
+
+
+class TestCart:
+    def test_home_lists_products_with_add_forms(self, app):
+        page = app.app.get("/")
+        assert page.html.find(id="product-green-tea") is not None
+        assert page.html.select("form[action$='/cart/add']")
+
+    def test_add_shows_a_flash_once_and_the_line_in_the_cart(self, app):
+        page = add_to_cart(app.app, "green-tea", 2)
+        assert flashes(page) == ["Added 2 of Green tea to your cart (now 2)."]
+        assert cart_lines(page) == {"green-tea": 2}
+        assert page.html.find(id="cart-total").text == "€9.00"
+        again = app.app.get("/cart")
+        assert flashes(again) == []
+        assert cart_lines(again) == {"green-tea": 2}
+        assert "Cart (2)" in again.html.find(id="cart-link").text
+
+    def test_change_quantity_and_remove(self, app):
+        add_to_cart(app.app, "teapot")
+        add_to_cart(app.app, "cups", 3)
+        page = post_form(app.app, "/cart", "/cart/update", product="cups", quantity=5)
+        assert flashes(page) == ["Pair of cups: quantity set to 5."]
+        assert cart_lines(page) == {"teapot": 1, "cups": 5}
+        page = post_form(app.app, "/cart", "/cart/update", product="cups", quantity=0)
+        assert flashes(page) == ["Removed Pair of cups from your cart."]
+        page = post_form(app.app, "/cart", "/cart/remove", product="teapot")
+        assert flashes(page) == ["Removed Teapot from your cart."]
+        assert cart_lines(page) == {}
+        assert page.html.find(id="cart-empty") is not None
+
+    @pytest.mark.parametrize(
+        ("fields", "message"),
+        [
+            ({"product": "caviar", "quantity": 1}, "That product is not in our catalogue."),
+            ({"product": "teapot", "quantity": 0}, "Please choose a quantity from 1 to 99."),
+            ({"product": "teapot", "quantity": "lots"}, "Please choose a quantity from 1 to 99."),
+            ({"product": "teapot", "quantity": 100}, "Please choose a quantity from 1 to 99."),
+        ],
+    )
+    def test_bad_additions_are_refused_with_a_flash(self, make_app, fields, message):
+        handle = make_app("sql-postgres")
+        page = post_form(handle.app, "/", "/cart/add", **fields)
+        assert flashes(page) == [message]
+        assert cart_lines(page) == {}
+
+    def test_removing_what_is_not_there_says_so(self, make_app):
+        handle = make_app("memory")
+        page = post_form(handle.app, "/", "/cart/remove", product="cups")
+        assert flashes(page) == ["Pair of cups was not in your cart."]
+
+    def test_cart_survives_a_browser_restart(self, app):
+        add_to_cart(app.app, "black-tea", 4)
+        # A browser restart keeps only cookies with an expiry (Max-Age), so copy those.
+        kept = [c for c in app.app.cookiejar if c.expires is not None and not c.discard]
+        assert [c.name for c in kept] == [COOKIE]
+        restarted = TestApp(app.router)
+        restarted.set_cookie(COOKIE, kept[0].value)
+        assert cart_lines(restarted.get("/cart")) == {"black-tea": 4}
+
+    def test_session_cookie_is_persistent_httponly_and_samesite(self, make_app):
+        handle = make_app("sql-postgres")
+        response = handle.app.get("/")
+        header = response.headers["Set-Cookie"]
+        max_age = int(re.search(r"Max-Age=(\d+)", header).group(1))
+        assert 2_591_000 < max_age <= 2_592_000  # the absolute lifetime, 30 days
+        assert "HttpOnly" in header
+        assert "SameSite=Lax" in header
+
+
+class TestSignIn:
+    def test_sign_in_rotates_the_session_and_keeps_the_cart(self, app):
+        add_to_cart(app.app, "teapot", 2)
+        before = token_of(app.app)
+        page = sign_in(app.app)
+        assert flashes(page) == ["Signed in as alice."]
+        assert signed_in_as(page) == "alice"
+        after = token_of(app.app)
+        assert after != before
+        assert stored(app, before) is None  # the pre-sign-in id is dead (fixation)
+        record = stored(app, after)
+        assert record.user_id is not None
+        assert cart_lines(app.app.get("/cart")) == {"teapot": 2}
+
+    def test_replaying_the_pre_sign_in_cookie_is_anonymous(self, make_app):
+        handle = make_app("sql-postgres")
+        add_to_cart(handle.app, "teapot")
+        old_cookie = handle.app.cookies[COOKIE]
+        sign_in(handle.app)
+        attacker = TestApp(handle.router)
+        attacker.set_cookie(COOKIE, old_cookie)
+        page = attacker.get("/cart")
+        assert signed_in_as(page) is None
+        assert cart_lines(page) == {}
+
+    @pytest.mark.parametrize(("name", "password"), [("alice", "wrong"), ("nobody", "x"), ("", "")])
+    def test_wrong_credentials_flash_an_error(self, make_app, name, password):
+        handle = make_app("sql-postgres")
+        page = sign_in(handle.app, name, password)
+        assert flashes(page) == ["Wrong username or password."]
+        assert signed_in_as(page) is None
+        assert page.request.path == "/signin"
+
+    def test_username_is_case_insensitive(self, make_app):
+        handle = make_app("sql-sqlite")
+        assert signed_in_as(sign_in(handle.app, " Alice ", "alice-password-1")) == "alice"
+
+    def test_sign_in_returns_to_a_local_next_page_only(self, make_app):
+        handle = make_app("sql-postgres")
+        page = handle.app.get("/account/sessions").follow()
+        assert page.request.path == "/signin"
+        assert page.html.find("input", {"name": "next"})["value"] == "/account/sessions"
+        response = handle.app.post(
+            "/signin",
+            {
+                "csrf_token": csrf_token(page),
+                "username": "alice",
+                "password": "alice-password-1",
+                "next": "/account/sessions",
+            },
+        )
+        assert response.location.endswith("/account/sessions")
+        other = make_app("sql-postgres")
+        page = other.app.get("/signin?next=//evil.example/")
+        response = other.app.post(
+            "/signin",
+            {
+                "csrf_token": csrf_token(page),
+                "username": "alice",
+                "password": "alice-password-1",
+                "next": "//evil.example/",
+            },
+        )
+        assert response.location == "http://localhost/"
+
+    def test_sign_out_ends_the_session_on_the_server(self, app):
+        sign_in(app.app)
+        add_to_cart(app.app, "cups")
+        signed_in_token = token_of(app.app)
+        signed_in_cookie = app.app.cookies[COOKIE]
+        page = post_form(app.app, "/", "/signout")
+        assert flashes(page) == ["You have been signed out."]
+        assert signed_in_as(page) is None
+        assert stored(app, signed_in_token) is None
+        replay = TestApp(app.router)
+        replay.set_cookie(COOKIE, signed_in_cookie)
+        page = replay.get("/cart")
+        assert signed_in_as(page) is None
+        assert cart_lines(page) == {}
+
+
+POST_ROUTES = [
+    "/signin",
+    "/signout",
+    "/cart/add",
+    "/cart/update",
+    "/cart/remove",
+    "/account/sessions/end",
+    "/account/sessions/end-others",
+]
+
+
+class TestCsrf:
+    @pytest.mark.parametrize("path", POST_ROUTES)
+    @pytest.mark.parametrize("token", [None, "forged"])
+    def test_post_without_a_valid_token_gets_a_friendly_400(self, make_app, path, token):
+        handle = make_app("sql-postgres")
+        add_to_cart(handle.app, "teapot")
+        fields = {"product": "teapot", "quantity": "3", "username": "alice"}
+        if token:
+            fields["csrf_token"] = token
+        page = handle.app.post(path, fields, status=400)
+        assert "This form has expired" in page.text
+        assert "Traceback" not in page.text
+        assert cart_lines(handle.app.get("/cart")) == {"teapot": 1}
+
+    def test_a_token_from_another_session_is_refused(self, make_app):
+        handle = make_app("redis")
+        other = TestApp(handle.router)
+        foreign = csrf_token(other.get("/"))
+        handle.app.get("/")
+        handle.app.post("/cart/add", {"csrf_token": foreign, "product": "teapot"}, status=400)
+
+
+class TestErrorPages:
+    def test_unknown_page_is_a_friendly_404(self, app):
+        page = app.app.get("/no/such/page", status=404)
+        assert page.html.find("h1").text == "Page not found"
+        assert 'href="http://localhost/"' in page.text
+
+    def test_signin_answers_503_when_the_database_is_down(
+        self, make_app, closed_port_url, redis_prefix
+    ):
+        handle = make_app(
+            "redis",
+            **{"sqlalchemy.url": closed_port_url, "session.backends": "sql redis"},
+        )
+        assert handle.chain.active_name == "redis"
+        home = handle.app.get("/")
+        assert home.html.find(class_="degraded") is not None
+        add = add_to_cart(handle.app, "teapot", 2)
+        assert cart_lines(add) == {"teapot": 2}
+        form = handle.app.get("/signin")
+        page = handle.app.post(
+            "/signin",
+            {"csrf_token": csrf_token(form), "username": "alice", "password": "x"},
+            status=503,
+        )
+        assert page.html.find("h1").text == "Temporarily unavailable"
+        assert page.headers["Retry-After"] == "5"
+        # The rest of the site and the visitor's session carry on.
+        assert cart_lines(handle.app.get("/cart")) == {"teapot": 2}
