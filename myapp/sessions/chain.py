@@ -89,6 +89,13 @@ class StoreChain:
     def degraded(self) -> bool:
         return self.active_index != 0
 
+    def store_at(self, index: int) -> SessionStore:
+        # Compared with None on purpose: an empty memory store has len() 0 and is falsy.
+        store = self.states[index].store
+        if store is None:
+            raise RuntimeError(f"session store {self.states[index].name!r} was never built")
+        return store
+
     def store(self, name: str) -> SessionStore | None:
         for state in self.states:
             if state.name == name:

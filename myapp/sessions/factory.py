@@ -111,7 +111,7 @@ class RequestSession:
         self.avoid: frozenset[str] = frozenset(request.environ.get(AVOID_KEY, ()))
         index = chain.serving_index(self.avoid) if self.options.runtime_failover else None
         self.index: int = chain.active_index if index is None else index
-        self.store = chain.states[self.index].store or chain.active
+        self.store = chain.store_at(self.index)
         self.now = factory.clock()
         self.token: str | None = None
         self.record: SessionRecord | None = None
@@ -178,7 +178,7 @@ class RequestSession:
         """Serve the rest of this request from the store at ``index``."""
         chain = self.factory.chain
         self.index = index
-        self.store = chain.states[index].store or chain.active
+        self.store = chain.store_at(index)
         chain.note_served(index)
 
     def _read_through(self, key: str) -> SessionRecord | None:

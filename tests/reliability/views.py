@@ -1,0 +1,62 @@
+"""Views for reliability tests: a cart per session, slow writes, and forced races."""
+
+from __future__ import annotations
+
+import time
+
+from pyramid.config import Configurator
+from pyramid.request import Request
+
+from myapp.sessions import get_chain
+from myapp.sessions.codec import storage_key
+
+
+def cart_add(request: Request) -> dict:
+    # Read-modify-write of one list: the shape a lost update would tear.
+    items = list(request.session.get("cart", []))
+    items.append(request.params.get("item", "x"))
+    request.session["cart"] = items
+    return {"count": len(items)}
+
+
+def cart(request: Request) -> dict:
+    return {"cart": request.session.get("cart", []), "new": request.session.new}
+
+
+def slow_write(request: Request) -> dict:
+    # Read now, write after a pause: a sign-out may land in between.
+    request.session.get("value")
+    time.sleep(float(request.params.get("sleep", "1")))
+    request.session["value"] = request.params.get("value", "late")
+    return {"ok": True}
+
+
+def slow_read(request: Request) -> dict:
+    value = request.session.get("value")
+    time.sleep(float(request.params.get("sleep", "1")))
+    return {"value": value}
+
+
+def race_once(request: Request) -> dict:
+    """Write the session; on the first attempt another writer gets in first."""
+    request.session["value"] = request.params.get("value", "raced")
+    attempt = request.environ.get("retry.attempt", 0)
+    request.environ.setdefault("test.attempts", []).append(attempt)
+    if attempt == 0:
+        store = get_chain(request.registry).active
+        token = request.cookies["session"].split(".", 1)[0]
+        record = store.load(storage_key(token), time.time())
+        store.save(record.with_changes(data='{"value":"other"}'), record.version)
+    return {"attempt": attempt}
+
+
+def includeme(config: Configurator) -> None:
+    for name, view in {
+        "cart_add": cart_add,
+        "cart": cart,
+        "slow_write": slow_write,
+        "slow_read": slow_read,
+        "race_once": race_once,
+    }.items():
+        config.add_route(f"r.{name}", f"/_r/{name}")
+        config.add_view(view, route_name=f"r.{name}", renderer="json")
