@@ -1,0 +1,49 @@
+"""What the operator scripts need from an ini file: settings, the engine and the store chain."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from pyramid.paster import get_appsettings, setup_logging
+from pyramid.registry import Registry
+from sqlalchemy.engine import Engine
+
+from myapp.models import get_engine
+from myapp.sessions.chain import StoreChain, build_chain
+from myapp.sessions.events import ObserverGroup
+from myapp.sessions.options import SessionOptions
+from myapp.sessions.stores import build_store
+
+
+@dataclass
+class ScriptEnvironment:
+    """Built exactly as the app builds it at start-up, minus the web parts."""
+
+    ini: str
+    settings: dict[str, Any]
+    options: SessionOptions
+    engine: Engine
+    chain: StoreChain
+
+    def close(self) -> None:
+        self.chain.close()
+        self.engine.dispose()
+
+
+def load_environment(ini: str) -> ScriptEnvironment:
+    """Read ``ini``; raises pyramid's ConfigurationError for a bad setting."""
+    setup_logging(ini)
+    settings = dict(get_appsettings(ini))
+    settings["myapp.config_file"] = ini  # operator messages name this file
+    options = SessionOptions.from_settings(settings)
+    engine = get_engine(settings)
+    registry = Registry("myapp-sessions")
+    registry.settings = settings
+    registry["dbengine"] = engine
+    chain = build_chain(
+        options.backends,
+        lambda name: build_store(name, options, registry),
+        ObserverGroup(),
+    )
+    return ScriptEnvironment(ini, settings, options, engine, chain)

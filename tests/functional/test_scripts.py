@@ -1,0 +1,270 @@
+"""The console scripts, run as an operator runs them: an ini file, a subprocess, exit status."""
+
+from __future__ import annotations
+
+import os
+import pty
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from argon2 import PasswordHasher
+
+from myapp.accounts import find_user
+from myapp.models import get_engine
+from myapp.sessions.purge import PURGE_LOCK_ID
+from myapp.sessions.stores.redisstore import RedisStore, make_client
+from myapp.sessions.stores.sqlstore import SqlStore
+from tests.conftest import REDIS_URL
+from tests.support.databases import create_database, drop_database, migrate, pg_url
+from tests.support.ops import BIN, add_session, run, write_ini
+from tests.support.site import CHEAP_HASHER, new_user
+
+pytestmark = [pytest.mark.postgres, pytest.mark.redis]
+
+
+@pytest.fixture(scope="module")
+def ops_url() -> Iterator[str]:
+    """A database of its own: these tests count every session in it."""
+    name = create_database("myapp_ops")
+    url = pg_url(name)
+    migrate(url)
+    yield url
+    drop_database(name)
+
+
+@pytest.fixture
+def engine(ops_url: str) -> Iterator[sa.Engine]:
+    engine = get_engine({"sqlalchemy.url": ops_url})
+    with engine.begin() as conn:
+        conn.execute(sa.text("DELETE FROM user_sessions"))
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def sql_store(engine: sa.Engine) -> SqlStore:
+    return SqlStore(engine)
+
+
+@pytest.fixture
+def redis_store(redis_prefix: str) -> Iterator[RedisStore]:
+    prefix = f"{redis_prefix}ops:"
+    store = RedisStore(make_client(REDIS_URL, 1.0), prefix=prefix, max_lifetime=86_400)
+    yield store
+    for key in store.client.scan_iter(match=prefix + "*"):
+        store.client.delete(key)
+    store.close()
+
+
+@pytest.fixture
+def ini(tmp_path: Path, ops_url: str, redis_store: RedisStore) -> Path:
+    return write_ini(tmp_path, ops_url, redis_prefix=redis_store.prefix)
+
+
+class TestCheck:
+    def test_ready_when_the_first_store_is(self, ini):
+        result = run("myapp-sessions", "check", ini)
+        assert result.returncode == 0, result.stdout + result.stderr
+        lines = result.stdout.splitlines()
+        assert lines[2].split() == ["store", "ready", "check", "why", "/", "fix"]
+        assert lines[3].split()[:2] == ["sql", "yes"]
+        assert lines[4].split()[:2] == ["redis", "yes"]
+        assert lines[5].startswith("memory  yes")
+        assert "READY: sessions would be served by 'sql'." in result.stdout
+
+    def test_database_down_fails_with_a_readable_reason(
+        self, tmp_path, closed_port_url, redis_store
+    ):
+        ini = write_ini(tmp_path, closed_port_url, redis_prefix=redis_store.prefix)
+        started = time.monotonic()
+        result = run("myapp-sessions", "check", ini)
+        assert time.monotonic() - started < 20
+        assert result.returncode == 1
+        sql_line = next(line for line in result.stdout.splitlines() if line.startswith("sql"))
+        assert sql_line.split()[:2] == ["sql", "NO"]
+        assert "cannot connect to the database" in sql_line
+        assert "refused" in sql_line.lower()
+        assert "fix: check sqlalchemy.url and that the database server is running" in sql_line
+        assert "NOT READY: the first store, 'sql', is not ready" in result.stdout
+        assert "start degraded on 'redis'" in result.stdout
+
+    def test_no_store_ready(self, tmp_path, closed_port_url, redis_store):
+        ini = write_ini(tmp_path, closed_port_url, redis_prefix="x:", backends="sql")
+        result = run("myapp-sessions", "check", ini)
+        assert result.returncode == 1
+        assert "NOT READY: no store is ready; the app would refuse to start." in result.stdout
+
+    def test_unmigrated_database_names_the_migration(self, tmp_path, redis_store):
+        name = create_database("myapp_ops_empty")
+        try:
+            ini = write_ini(tmp_path, pg_url(name), redis_prefix=redis_store.prefix)
+            result = run("myapp-sessions", "check", ini)
+        finally:
+            drop_database(name)
+        assert result.returncode == 1
+        assert "table user_sessions is missing" in result.stdout
+        assert f"alembic -c {ini} upgrade head" in result.stdout
+
+    def test_bad_configuration_exits_2(self, tmp_path, ops_url):
+        ini = write_ini(tmp_path, ops_url, redis_prefix="x:", secret="short")
+        result = run("myapp-sessions", "check", ini)
+        assert result.returncode == 2
+        assert "configuration error" in result.stderr
+        assert "at least 32 characters" in result.stderr
+
+
+class TestPurge:
+    def test_deletes_expired_sessions_in_batches_and_keeps_live_ones(
+        self, ini, sql_store, redis_store
+    ):
+        live = [add_session(sql_store) for _ in range(3)]
+        for _ in range(25):
+            add_session(sql_store, expired=True)
+        result = run("myapp-sessions", "purge", "--batch-size", "10", ini)
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert "sql: 25 expired sessions to delete" in result.stdout
+        assert "sql: deleted 25 expired sessions in 3 batches of up to 10" in result.stdout
+        assert "memory: skipped" in result.stdout
+        assert sql_store.count(time.time()) == (3, 0)
+        assert all(sql_store.load(key, time.time()) for key in live)
+
+    def test_batch_size_defaults_to_the_setting(self, tmp_path, ops_url, sql_store, redis_store):
+        ini = write_ini(
+            tmp_path, ops_url, redis_prefix=redis_store.prefix, **{"session.purge_batch_size": 4}
+        )
+        for _ in range(9):
+            add_session(sql_store, expired=True)
+        result = run("myapp-sessions", "purge", ini)
+        assert result.returncode == 0
+        assert "sql: deleted 9 expired sessions in 3 batches of up to 4" in result.stdout
+
+    def test_a_second_purge_exits_3_while_the_lock_is_held(self, ini, engine, sql_store):
+        add_session(sql_store, expired=True)
+        with engine.connect() as holder:
+            holder.execute(sa.text("SELECT pg_advisory_lock(:id)"), {"id": PURGE_LOCK_ID})
+            result = run("myapp-sessions", "purge", ini)
+            holder.execute(sa.text("SELECT pg_advisory_unlock(:id)"), {"id": PURGE_LOCK_ID})
+        assert result.returncode == 3
+        assert "another purge is running" in result.stdout
+        assert sql_store.count(time.time()) == (0, 1)  # it did nothing
+        assert run("myapp-sessions", "purge", ini).returncode == 0
+        assert sql_store.count(time.time()) == (0, 0)
+
+    def test_draws_a_progress_bar_on_a_terminal(self, ini, sql_store):
+        for _ in range(6):
+            add_session(sql_store, expired=True)
+        controller, terminal = pty.openpty()
+        try:
+            process = subprocess.Popen(
+                [str(BIN / "myapp-sessions"), "purge", "--batch-size", "2", str(ini)],
+                stdout=terminal,
+                stderr=subprocess.DEVNULL,
+            )
+            os.close(terminal)
+            output = b""
+            while True:
+                try:
+                    chunk = os.read(controller, 4096)
+                except OSError:  # the terminal closed: the script is done
+                    break
+                if not chunk:
+                    break
+                output += chunk
+            assert process.wait(60) == 0
+        finally:
+            os.close(controller)
+        text = output.decode()
+        assert "\rsql: [##########--------------------]  33% 2/6" in text
+        assert "\rsql: [##############################] 100% 6/6" in text
+
+    def test_prints_plain_counts_without_a_terminal(self, ini, sql_store):
+        for _ in range(4):
+            add_session(sql_store, expired=True)
+        result = run("myapp-sessions", "purge", "--batch-size", "2", ini)
+        assert "\r" not in result.stdout
+        assert "sql: deleted 2 of 4" in result.stdout
+
+
+class TestStatsAndEndUser:
+    def test_stats_counts_per_store_and_top_users(self, ini, engine, sql_store, redis_store):
+        heavy, _ = new_user(engine, "heavy")
+        light, _ = new_user(engine, "light")
+        with engine.connect() as conn:
+            heavy_id = str(find_user(conn, heavy)[0].id)
+            light_id = str(find_user(conn, light)[0].id)
+        for _ in range(3):
+            add_session(sql_store, user_id=heavy_id)
+        add_session(sql_store, user_id=light_id)
+        add_session(sql_store)
+        add_session(sql_store, expired=True)
+        add_session(redis_store, user_id=light_id)
+        result = run("myapp-sessions", "stats", "--top", "5", ini)
+        assert result.returncode == 0, result.stdout + result.stderr
+        lines = result.stdout.splitlines()
+        assert lines[1].split() == ["sql", "5", "1"]
+        assert lines[2].split()[:3] == ["redis", "1", "0"]
+        sql_top = result.stdout.split("(sql):\n", 1)[1].split("\n\n", 1)[0].splitlines()
+        assert [line.split() for line in sql_top] == [
+            ["3", heavy, "(id", f"{heavy_id})"],
+            ["1", light, "(id", f"{light_id})"],
+        ]
+        redis_top = result.stdout.split("(redis):\n", 1)[1].splitlines()
+        assert [line.split() for line in redis_top] == [["1", light, "(id", f"{light_id})"]]
+
+    def test_end_user_ends_their_sessions_on_every_shared_store(
+        self, ini, engine, sql_store, redis_store
+    ):
+        name, _ = new_user(engine, "ended")
+        with engine.connect() as conn:
+            user_id = str(find_user(conn, name)[0].id)
+        mine = [add_session(sql_store, user_id=user_id) for _ in range(2)]
+        mine.append(add_session(redis_store, user_id=user_id))
+        other = add_session(sql_store, user_id="someone-else")
+        result = run("myapp-sessions", "end-user", ini, name)
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert f"sql: ended 2 sessions of '{name}'" in result.stdout
+        assert f"redis: ended 1 sessions of '{name}'" in result.stdout
+        now = time.time()
+        assert not any(sql_store.load(key, now) or redis_store.load(key, now) for key in mine)
+        assert sql_store.load(other, now) is not None
+
+    def test_end_user_of_an_unknown_name_fails(self, ini):
+        result = run("myapp-sessions", "end-user", ini, "nobody-here")
+        assert result.returncode == 1
+        assert "no user named 'nobody-here'" in result.stdout
+
+
+class TestCreateUser:
+    def test_creates_a_user_whose_password_verifies(self, ini, engine):
+        result = run("myapp-create-user", "--ini", ini, "Carol", "carol-secret-pw")
+        assert result.returncode == 0, result.stderr
+        assert "created user 'carol'" in result.stdout
+        with engine.connect() as conn:
+            _, password_hash = find_user(conn, "carol")
+        assert password_hash.startswith("$argon2id$")
+        assert PasswordHasher().verify(password_hash, "carol-secret-pw")
+        assert "carol-secret-pw" not in result.stdout + result.stderr
+
+    def test_an_existing_user_fails_unless_if_missing(self, ini, engine):
+        with engine.begin() as conn:
+            if find_user(conn, "dave") is None:
+                from myapp.accounts import create_user
+
+                create_user(conn, "dave", "dave-pw", hasher=CHEAP_HASHER)
+        again = run("myapp-create-user", "--ini", ini, "dave", "other")
+        assert again.returncode == 1
+        assert "already exists" in again.stderr
+        idempotent = run("myapp-create-user", "--ini", ini, "--if-missing", "dave", "other")
+        assert idempotent.returncode == 0
+        assert "nothing to do" in idempotent.stdout
+
+    def test_database_down_is_a_readable_error(self, tmp_path, closed_port_url):
+        ini = write_ini(tmp_path, closed_port_url, redis_prefix="x:")
+        result = run("myapp-create-user", "--ini", ini, "erin", "pw")
+        assert result.returncode == 1
+        assert "cannot write to the database" in result.stderr
+        assert "Traceback" not in result.stderr

@@ -1,0 +1,107 @@
+"""Running the console scripts as an operator would: an ini file in a temp dir, a subprocess."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from myapp.sessions.codec import new_token, storage_key
+from myapp.sessions.stores.base import SessionRecord, SessionStore
+from tests.conftest import REDIS_URL, SECRET
+from tests.support.databases import REPO
+
+BIN = Path(sys.executable).parent
+SCRIPT_TIMEOUT = 60
+
+INI_TEMPLATE = """\
+[app:main]
+use = egg:myapp
+sqlalchemy.url = {url}
+session.backends = {backends}
+session.secret = {secret}
+session.redis_url = {redis_url}
+session.redis_prefix = {redis_prefix}
+session.check_timeout = 2
+{extra}
+
+[alembic]
+script_location = {migrations}
+
+[loggers]
+keys = root
+
+[handlers]
+keys = console
+
+[formatters]
+keys = generic
+
+[logger_root]
+level = WARN
+handlers = console
+
+[handler_console]
+class = StreamHandler
+args = (sys.stderr,)
+level = NOTSET
+formatter = generic
+
+[formatter_generic]
+format = %(levelname)s [%(name)s] %(message)s
+"""
+
+
+def write_ini(
+    directory: Path,
+    url: str,
+    *,
+    redis_prefix: str,
+    backends: str = "sql redis memory",
+    secret: str = SECRET,
+    name: str = "ops.ini",
+    **extra: object,
+) -> Path:
+    path = directory / name
+    path.write_text(
+        INI_TEMPLATE.format(
+            url=url.replace("%", "%%"),
+            backends=backends,
+            secret=secret,
+            redis_url=REDIS_URL,
+            redis_prefix=redis_prefix,
+            migrations=REPO / "migrations",
+            extra="\n".join(f"{key} = {value}" for key, value in extra.items()),
+        )
+    )
+    return path
+
+
+def run(script: str, *args: object, **kwargs: object) -> subprocess.CompletedProcess[str]:
+    """Run a console script from the venv, as an operator's shell would."""
+    return subprocess.run(
+        [str(BIN / script), *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=SCRIPT_TIMEOUT,
+        check=False,
+        **kwargs,
+    )
+
+
+def add_session(store: SessionStore, *, user_id: str | None = None, expired: bool = False) -> str:
+    """Store one session directly; returns its storage key."""
+    now = time.time()
+    expires = now - 60 if expired else now + 3600
+    record = SessionRecord(
+        key=storage_key(new_token()),
+        data="{}",
+        created=now - 7200,
+        last_active=expires - 3600,
+        expires=expires,
+        user_id=user_id,
+        user_agent="test",
+    )
+    store.save(record, None)
+    return record.key
