@@ -1,0 +1,187 @@
+"""Purging at scale beside live reads, and the app's own purge thread."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+import sqlalchemy as sa
+
+from myapp.models import get_engine
+from myapp.sessions.purge import PURGE_LOCK_ID, Purger, get_purge_thread
+from myapp.sessions.stores.sqlstore import SqlStore
+from tests.support.databases import create_database, drop_database, migrate, pg_url
+from tests.support.ops import add_session
+
+pytestmark = pytest.mark.postgres
+
+EXPIRED_ROWS = 200_000
+BATCH = 5_000
+
+INSERT_EXPIRED = sa.text(
+    """
+    INSERT INTO user_sessions (id, data, created_at, last_active_at, expires_at, version)
+    SELECT md5('expired-' || g) || md5('salt-' || g), '{}'::jsonb,
+           now() - interval '3 days', now() - interval '2 days', now() - interval '1 day', 1
+    FROM generate_series(1, :n) AS g
+    """
+)
+
+
+@pytest.fixture(scope="module")
+def purge_url() -> Iterator[str]:
+    name = create_database("myapp_purge")
+    url = pg_url(name)
+    migrate(url)
+    yield url
+    drop_database(name)
+
+
+@pytest.fixture
+def engine(purge_url: str) -> Iterator[sa.Engine]:
+    engine = get_engine({"sqlalchemy.url": purge_url, "sqlalchemy.pool_size": "10"})
+    with engine.begin() as conn:
+        conn.execute(sa.text("DELETE FROM user_sessions"))
+    yield engine
+    engine.dispose()
+
+
+def test_purging_200k_rows_never_blocks_session_reads(engine):
+    store = SqlStore(engine)
+    with engine.begin() as conn:
+        conn.execute(INSERT_EXPIRED, {"n": EXPIRED_ROWS})
+    live = [add_session(store, user_id="reader") for _ in range(50)]
+    assert store.count(time.time()) == (50, EXPIRED_ROWS)
+
+    done = threading.Event()
+    waits: list[float] = []
+    failures: list[str] = []
+
+    def read_sessions() -> None:
+        select = sa.text("SELECT data FROM user_sessions WHERE id = :key")
+        index = 0
+        while not done.is_set():
+            key = live[index % len(live)]
+            index += 1
+            started = time.perf_counter()
+            with engine.begin() as conn:  # its own transaction, as a request's would be
+                row = conn.execute(select, {"key": key}).first()
+            waits.append(time.perf_counter() - started)
+            if row is None:
+                failures.append(key)
+
+    reader = threading.Thread(target=read_sessions, name="session-reader")
+    reader.start()
+    try:
+        purger = Purger([store], batch_size=BATCH, lock_engine=engine)
+        started = time.perf_counter()
+        (result,) = purger.run()
+        elapsed = time.perf_counter() - started
+    finally:
+        done.set()
+        reader.join(30)
+
+    assert result.outcome == "done", result.error
+    assert result.deleted == EXPIRED_ROWS
+    assert result.batches == EXPIRED_ROWS // BATCH
+    assert store.count(time.time()) == (50, 0)
+    assert failures == []
+    assert len(waits) > 20, "the reader barely ran during the purge"
+    # Not a speed goal: a read may wait for about one batch at most, never the purge.
+    bound = 1.0 + 3 * result.longest_batch
+    assert max(waits) < bound, (max(waits), result.longest_batch, elapsed)
+
+
+def test_a_purge_under_a_held_lock_does_nothing(engine):
+    store = SqlStore(engine)
+    add_session(store, expired=True)
+    with engine.connect() as holder:
+        holder.execute(sa.text("SELECT pg_advisory_lock(:id)"), {"id": PURGE_LOCK_ID})
+        (result,) = Purger([store], batch_size=10, lock_engine=engine).run()
+        holder.execute(sa.text("SELECT pg_advisory_unlock(:id)"), {"id": PURGE_LOCK_ID})
+    assert result.outcome == "locked"
+    assert store.count(time.time()) == (0, 1)
+
+
+def test_two_concurrent_purges_never_both_work(engine):
+    store = SqlStore(engine)
+    for _ in range(30):
+        add_session(store, expired=True)
+    inside, release = threading.Event(), threading.Event()
+
+    def hold_inside_the_lock(result) -> None:
+        inside.set()
+        release.wait(10)
+
+    first = Purger([store], batch_size=10, lock_engine=engine)
+    outcome: list = []
+    thread = threading.Thread(
+        target=lambda: outcome.extend(first.run(on_batch=hold_inside_the_lock))
+    )
+    thread.start()
+    try:
+        assert inside.wait(10)
+        (second,) = Purger([store], batch_size=10, lock_engine=engine).run()
+    finally:
+        release.set()
+        thread.join(10)
+    assert second.outcome == "locked" and second.deleted == 0
+    assert outcome[0].outcome == "done" and outcome[0].deleted == 30
+
+
+def test_the_app_purges_on_its_own_when_asked(make_app, purge_url):
+    handle = make_app(
+        "sql-postgres",
+        **{
+            "sqlalchemy.url": purge_url,
+            "session.purge_interval": "0.2",
+            "session.purge_batch_size": "7",
+        },
+    )
+    thread = get_purge_thread(handle.registry)
+    try:
+        assert thread is not None and thread.daemon and thread.is_alive()
+        for _ in range(20):
+            add_session(handle.store, expired=True)
+        kept = add_session(handle.store)
+        deadline = time.monotonic() + 10
+        while handle.store.count(time.time())[1] and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert handle.store.count(time.time()) == (1, 0)
+        assert handle.store.load(kept, time.time()) is not None
+        metrics = handle.app.get("/metrics").text
+        assert 'myapp_sessions_purged_total{store="sql"} 20.0' in metrics
+    finally:
+        thread.stop()
+    assert not thread.is_alive()
+
+
+def test_purge_is_off_by_default(make_app):
+    handle = make_app("memory")
+    assert get_purge_thread(handle.registry) is None
+
+
+def test_purge_thread_logs_store_errors(make_app, closed_port_url, caplog):
+    caplog.set_level(logging.INFO, logger="myapp.sessions.purge")
+    handle = make_app(
+        "memory",
+        **{
+            "sqlalchemy.url": closed_port_url,
+            "session.backends": "sql memory",
+            "session.purge_interval": "0.1",
+        },
+    )
+    thread = get_purge_thread(handle.registry)
+    try:
+        deadline = time.monotonic() + 10
+        while thread.runs < 1 and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        thread.stop()
+    errors = [r for r in caplog.records if r.levelno == logging.ERROR]
+    assert errors, "a failing purge must be logged"
+    assert "session purge of 'sql' failed" in errors[0].getMessage()
+    assert "refused" in errors[0].getMessage().lower()
