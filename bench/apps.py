@@ -1,0 +1,284 @@
+"""The benchmarked apps: the same four views on top of each session implementation.
+
+``build(name, env)`` returns a WSGI app; ``bench.serve`` runs it in waitress. Every
+app also answers ``GET /_bench/stats`` with what it sent to its stores so far.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import redis.connection
+import sqlalchemy as sa
+import zope.sqlalchemy
+from pyramid.config import Configurator
+from pyramid.interfaces import ISession
+from pyramid.request import Request
+from pyramid.response import Response
+from pyramid.session import SignedCookieSessionFactory
+from webob.cookies import SignedSerializer
+from zope.interface import implementer
+
+SECRET = "bench-secret-0123456789-abcdefghijklmnopqrstuvwxyz-not-for-production"
+TIMEOUT = 86_400
+
+#: Implementations in the order they are run and printed.
+IMPLEMENTATIONS: tuple[str, ...] = (
+    "floor",
+    "signedcookie",
+    "psr",
+    "naive-db",
+    "ours-sql-pg",
+    "ours-sql-sqlite",
+    "ours-redis",
+    "ours-memory",
+    "ours-cache",
+)
+
+LABELS = {
+    "floor": "no sessions",
+    "signedcookie": "SignedCookieSessionFactory",
+    "psr": "pyramid_session_redis",
+    "naive-db": "naive DB session",
+    "ours-sql-pg": "ours sql (PostgreSQL)",
+    "ours-sql-sqlite": "ours sql (SQLite)",
+    "ours-redis": "ours redis",
+    "ours-memory": "ours memory",
+    "ours-cache": "ours sql + redis cache",
+}
+
+VIEWS: tuple[str, ...] = ("untouched", "read", "write", "new")
+
+
+@dataclass(frozen=True)
+class BenchEnv:
+    """Where the stores of one bench run live."""
+
+    pg_url: str
+    sqlite_url: str
+    redis_url: str
+
+
+# -- the four views, identical for every implementation ------------------------
+def untouched(request: Request) -> Response:
+    return Response("untouched")
+
+
+def read(request: Request) -> Response:
+    return Response(str(request.session.get("n")))
+
+
+def write(request: Request) -> Response:
+    request.session["n"] = request.session.get("n", 0) + 1
+    return Response(str(request.session["n"]))
+
+
+def new(request: Request) -> Response:
+    # wrk sends no cookie here: every request starts (and stores) a new session.
+    request.session["n"] = 1
+    return Response("new")
+
+
+# -- what reached the stores, counted inside the server process ----------------
+class Counters:
+    """SQL statements by verb and Redis round trips, seen from this process."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.sql: dict[str, int] = {}
+        self.redis_round_trips = 0
+
+    def on_sql(self, conn, cursor, statement, parameters, context, executemany) -> None:
+        verb = statement.lstrip().split(None, 1)[0].upper()
+        with self.lock:
+            self.sql[verb] = self.sql.get(verb, 0) + 1
+
+    def snapshot(self) -> dict[str, Any]:
+        with self.lock:
+            return {"sql": dict(self.sql), "redis_round_trips": self.redis_round_trips}
+
+
+COUNTERS = Counters()
+
+
+def _count_redis_round_trips() -> None:
+    # One send_packed_command is one request on the wire (a pipeline or script too).
+    original = redis.connection.AbstractConnection.send_packed_command
+
+    def send_packed_command(self, command, check_health=True):  # type: ignore[no-untyped-def]
+        with COUNTERS.lock:
+            COUNTERS.redis_round_trips += 1
+        return original(self, command, check_health)
+
+    redis.connection.AbstractConnection.send_packed_command = send_packed_command
+
+
+def stats(request: Request) -> Response:
+    engine = request.registry.get("dbengine")
+    if request.params.get("dispose") and engine is not None:
+        # Closing the pool ends the backends, which makes PostgreSQL flush their
+        # transaction counters into pg_stat_database.
+        engine.dispose()
+    body = json.dumps(COUNTERS.snapshot())
+    return Response(body, content_type="application/json", charset="utf-8")
+
+
+# -- a hand-written database session, as most apps do it ------------------------
+NAIVE_TABLE = "naive_sessions"
+NAIVE_DDL = (
+    f"CREATE TABLE IF NOT EXISTS {NAIVE_TABLE} "
+    "(id TEXT PRIMARY KEY, data JSONB NOT NULL, expires_at TIMESTAMPTZ NOT NULL)"
+)
+_NAIVE_SELECT = sa.text(f"SELECT data FROM {NAIVE_TABLE} WHERE id = :id AND expires_at > now()")
+_NAIVE_UPSERT = sa.text(
+    f"INSERT INTO {NAIVE_TABLE} (id, data, expires_at) VALUES (:id, CAST(:data AS JSONB), :exp) "
+    "ON CONFLICT (id) DO UPDATE SET data = EXCLUDED.data, expires_at = EXCLUDED.expires_at"
+)
+
+
+@implementer(ISession)
+class NaiveSession(dict):
+    """SELECT on first access, UPSERT before every commit, cookie on new sessions."""
+
+    def __init__(self, request: Request, serializer: SignedSerializer) -> None:
+        self.request = request
+        token = request.cookies.get("naive")
+        sid = None
+        if token:
+            try:
+                sid = serializer.loads(token)
+            except ValueError:
+                sid = None
+        row = None
+        if sid:
+            row = request.dbsession.execute(_NAIVE_SELECT, {"id": sid}).first()
+        self.new = row is None
+        self.sid = sid if row is not None else _new_id()
+        self.created = datetime.now(UTC).timestamp()
+        super().__init__(row[0] if row is not None else {})
+        request.tm.get().addBeforeCommitHook(self._save)
+        if self.new:
+            cookie = serializer.dumps(self.sid).decode("ascii")
+            request.add_response_callback(
+                lambda req, resp: resp.set_cookie("naive", cookie, max_age=TIMEOUT, httponly=True)
+            )
+
+    def _save(self) -> None:
+        dbsession = self.request.dbsession
+        expires = datetime.now(UTC) + timedelta(seconds=TIMEOUT)
+        dbsession.execute(_NAIVE_UPSERT, {"id": self.sid, "data": json.dumps(self), "exp": expires})
+        zope.sqlalchemy.mark_changed(dbsession)
+
+    def changed(self) -> None:
+        pass
+
+    def invalidate(self) -> None:
+        self.clear()
+
+    def flash(self, msg: Any, queue: str = "", allow_duplicate: bool = True) -> None:
+        self.setdefault("_f_" + queue, []).append(msg)
+
+    def pop_flash(self, queue: str = "") -> list[Any]:
+        return self.pop("_f_" + queue, [])
+
+    def peek_flash(self, queue: str = "") -> list[Any]:
+        return self.get("_f_" + queue, [])
+
+
+def _new_id() -> str:
+    import secrets
+
+    return secrets.token_urlsafe(32)
+
+
+def _naive_factory() -> Callable[[Request], NaiveSession]:
+    serializer = SignedSerializer(SECRET, "naive", serializer=_TextSerializer())
+    return lambda request: NaiveSession(request, serializer)
+
+
+class _TextSerializer:
+    def dumps(self, value: str) -> bytes:
+        return value.encode("ascii")
+
+    def loads(self, value: bytes) -> str:
+        return value.decode("ascii")
+
+
+# -- building each app ------------------------------------------------------------
+def _ours(env: BenchEnv, **settings: str) -> dict[str, str]:
+    return {
+        "sqlalchemy.url": env.pg_url,
+        "session.secret": SECRET,
+        "session.redis_url": env.redis_url,
+        "session.redis_prefix": "bench:session:",
+        "session.timeout": str(TIMEOUT),
+        **settings,
+    }
+
+
+def settings_for(name: str, env: BenchEnv) -> dict[str, str]:
+    """The ini settings of implementation ``name`` (ours: settings only, no code)."""
+    if name == "ours-sql-pg":
+        return _ours(env, **{"session.backends": "sql"})
+    if name == "ours-sql-sqlite":
+        return _ours(env, **{"session.backends": "sql", "sqlalchemy.url": env.sqlite_url})
+    if name == "ours-redis":
+        return _ours(env, **{"session.backends": "redis"})
+    if name == "ours-memory":
+        return _ours(env, **{"session.backends": "memory"})
+    if name == "ours-cache":
+        return _ours(env, **{"session.backends": "sql", "session.cache": "redis"})
+    if name == "naive-db":
+        return {"sqlalchemy.url": env.pg_url}
+    return {}
+
+
+def build(name: str, env: BenchEnv) -> Callable[..., Any]:
+    """The WSGI app of implementation ``name``."""
+    settings = settings_for(name, env)
+    with Configurator(settings=settings) as config:
+        if name.startswith("ours-"):
+            config.include("myapp.sessions")
+        elif name == "naive-db":
+            config.include("myapp.models")  # pyramid_tm and request.dbsession
+            config.set_session_factory(_naive_factory())
+        elif name == "signedcookie":
+            config.set_session_factory(SignedCookieSessionFactory(SECRET, timeout=TIMEOUT))
+        elif name == "psr":
+            config.set_session_factory(_psr_factory(env.redis_url))
+        elif name == "floor":
+            # A plain dict: the views run the same code with no session behind it.
+            config.add_request_method(lambda request: {}, "session", reify=True)
+        else:
+            raise ValueError(f"unknown implementation {name!r}")
+        for view in (untouched, read, write, new):
+            config.add_route(view.__name__, f"/{view.__name__}")
+            config.add_view(view, route_name=view.__name__)
+        config.add_route("bench.stats", "/_bench/stats")
+        config.add_view(stats, route_name="bench.stats")
+    app = config.make_wsgi_app()
+    engine = app.registry.get("dbengine")
+    if engine is not None:
+        sa.event.listen(engine, "before_cursor_execute", COUNTERS.on_sql)
+    _count_redis_round_trips()
+    return app
+
+
+def _psr_factory(redis_url: str) -> Callable[[Request], Any]:
+    from pyramid_session_redis import RedisSessionFactory
+
+    # The documented defaults (TTL refreshed on every read), JSON instead of pickle
+    # so every implementation encodes the same way.
+    return RedisSessionFactory(
+        SECRET,
+        timeout=TIMEOUT,
+        cookie_name="psr",
+        redis_url=redis_url,
+        serialize=lambda data: json.dumps(data).encode("utf-8"),
+        deserialize=json.loads,
+    )

@@ -1,0 +1,181 @@
+"""The scale series: load/save latency vs table size, purge throughput, memory store RSS."""
+
+from __future__ import annotations
+
+import hashlib
+import random
+import statistics
+import threading
+import time
+
+import psycopg
+
+from bench.probes import rss_bytes
+from myapp.models import get_engine
+from myapp.sessions.stores.base import SessionRecord
+from myapp.sessions.stores.memorystore import MemoryStore
+from myapp.sessions.stores.sqlstore import SqlStore
+from tests.support.databases import create_database, drop_database, migrate, pg_url
+
+SIZES = (10_000, 100_000, 1_000_000)
+QUICK_SIZES = (10_000, 100_000)
+PURGE_ROWS, QUICK_PURGE_ROWS = 1_000_000, 100_000
+PURGE_BATCH = 1_000  # session.purge_batch_size's default
+SAMPLES = 2_000
+
+# Keys are the SHA-256 hex of the row number, so the benchmark can name any row.
+_FILL = """
+INSERT INTO user_sessions (id, data, created_at, last_active_at, expires_at, user_id, version)
+SELECT encode(sha256(i::text::bytea), 'hex'), '{"n": 1, "csrf": "0123456789abcdef"}',
+       now(), now(), now() + %(ttl)s * interval '1 second', NULL, 1
+FROM generate_series(%(start)s, %(stop)s - 1) AS i
+"""
+
+
+def key_of(i: int) -> str:
+    return hashlib.sha256(str(i).encode()).hexdigest()
+
+
+def fill(dsn: str, start: int, stop: int, *, ttl: int) -> None:
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(_FILL, {"start": start, "stop": stop, "ttl": ttl})
+        conn.execute("VACUUM ANALYZE user_sessions")
+
+
+def _percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def latency(store: SqlStore, rows: int) -> dict[str, float]:
+    """Median and p99 of load and save, on random rows, one transaction each."""
+    now = time.time()
+    loads, saves = [], []
+    for i in random.sample(range(rows), SAMPLES):
+        key = key_of(i)
+        started = time.perf_counter()
+        record = store.load(key, now)
+        loads.append(time.perf_counter() - started)
+        assert record is not None, key
+        changed = record.with_changes(data='{"n": 2, "csrf": "0123456789abcdef"}', last_active=now)
+        started = time.perf_counter()
+        store.save(changed, record.version)
+        saves.append(time.perf_counter() - started)
+    return {
+        "rows": rows,
+        "load_us": statistics.median(loads) * 1e6,
+        "load_p99_us": _percentile(loads, 0.99) * 1e6,
+        "save_us": statistics.median(saves) * 1e6,
+        "save_p99_us": _percentile(saves, 0.99) * 1e6,
+    }
+
+
+def purge(store: SqlStore, dsn: str, rows: int) -> dict[str, float]:
+    """Purge ``rows`` expired sessions in batches while a reader loads live ones."""
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("TRUNCATE user_sessions")
+    live = 10_000
+    fill(dsn, 0, live, ttl=86_400)
+    fill(dsn, live, live + rows, ttl=-3_600)
+    stop, waits = threading.Event(), []
+
+    def reader() -> None:
+        while not stop.is_set():
+            started = time.perf_counter()
+            store.load(key_of(random.randrange(live)), time.time())
+            waits.append(time.perf_counter() - started)
+
+    thread = threading.Thread(target=reader, daemon=True)
+    thread.start()
+    batches, removed, started = [], 0, time.perf_counter()
+    while True:
+        batch_started = time.perf_counter()
+        gone = store.purge_expired(time.time(), PURGE_BATCH)
+        batches.append(time.perf_counter() - batch_started)
+        removed += gone
+        if gone == 0:
+            break
+    elapsed = time.perf_counter() - started
+    stop.set()
+    thread.join()
+    return {
+        "rows": removed,
+        "batch_size": PURGE_BATCH,
+        "seconds": elapsed,
+        "rows_per_second": removed / elapsed,
+        "max_batch_ms": max(batches) * 1e3,
+        "median_batch_ms": statistics.median(batches) * 1e3,
+        "reads_during_purge": len(waits),
+        "max_read_wait_ms": max(waits) * 1e3,
+        "median_read_ms": statistics.median(waits) * 1e3,
+    }
+
+
+def memory(max_entries: int = 10_000) -> dict[str, float]:
+    """RSS growth per stored session, and whether the store keeps to its bound."""
+    store = MemoryStore(max_entries)
+    now = time.time()
+    before = rss_bytes_self()
+    inserted = max_entries * 3
+    for i in range(inserted):
+        store.save(
+            SessionRecord(
+                key=key_of(i),
+                data='{"n": 1, "csrf": "0123456789abcdef"}',
+                created=now,
+                last_active=now,
+                expires=now + 86_400,
+                user_agent="Mozilla/5.0 bench",
+            ),
+            None,
+        )
+    grown = rss_bytes_self() - before
+    return {
+        "max_entries": max_entries,
+        "inserted": inserted,
+        "stored": len(store),
+        "evictions": store.evictions,
+        "rss_bytes_per_session": grown / max(len(store), 1),
+    }
+
+
+def rss_bytes_self() -> int:
+    import os
+
+    return rss_bytes(os.getpid())
+
+
+def run(*, quick: bool = False) -> dict:
+    dbname = create_database(prefix="myapp_bench_scale")
+    dsn = f"host=127.0.0.1 port=5432 user=postgres dbname={dbname}"
+    try:
+        url = pg_url(dbname)
+        migrate(url)
+        engine = get_engine({"sqlalchemy.url": url})
+        store = SqlStore(engine)
+        series, filled = [], 0
+        for size in QUICK_SIZES if quick else SIZES:
+            fill(dsn, filled, size, ttl=86_400)
+            filled = size
+            series.append(latency(store, size))
+            print(
+                f"scale {size:>9,} rows: load {series[-1]['load_us']:.0f} us, "
+                f"save {series[-1]['save_us']:.0f} us",
+                flush=True,
+            )
+        purged = purge(store, dsn, QUICK_PURGE_ROWS if quick else PURGE_ROWS)
+        print(
+            f"purge: {purged['rows_per_second']:,.0f} rows/s, longest read "
+            f"{purged['max_read_wait_ms']:.1f} ms",
+            flush=True,
+        )
+        engine.dispose()
+    finally:
+        drop_database(dbname)
+    return {"latency": series, "purge": purged, "memory": memory()}
+
+
+if __name__ == "__main__":
+    import json
+
+    print(json.dumps(run(quick=True), indent=2))
