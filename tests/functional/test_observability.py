@@ -8,8 +8,9 @@ import re
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from myapp.metrics import OBSERVER_KEY
+from myapp.metrics import OBSERVER_KEY, get_metrics_registry
 from tests.conftest import SECRET
+from tests.support.databases import REPO
 from tests.support.site import USERS, add_to_cart, post_form, sign_in
 
 COOKIE = "session"
@@ -156,3 +157,14 @@ def test_logs_never_hold_a_token_a_secret_or_session_data(make_app, backend, cap
     for fragment in ("green-tea", '"cart"', "forged-value"):
         assert fragment not in logged, fragment
     assert not re.search(r"argon2id\$", logged)
+
+
+def test_every_metric_is_in_the_operator_guide(make_app):
+    guide = (REPO / "docs" / "operations.md").read_text()
+    handle = make_app("memory")
+    names = {family.name for family in get_metrics_registry(handle.registry).collect()}
+    assert names
+    missing = sorted(
+        name for name in names if f"`{name}`" not in guide and f"`{name}_total`" not in guide
+    )
+    assert missing == []

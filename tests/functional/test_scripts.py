@@ -19,9 +19,9 @@ from myapp.sessions.purge import PURGE_LOCK_ID
 from myapp.sessions.stores.redisstore import RedisStore, make_client
 from myapp.sessions.stores.sqlstore import SqlStore
 from tests.conftest import REDIS_URL
-from tests.support.databases import create_database, drop_database, migrate, pg_url
+from tests.support.databases import REPO, create_database, drop_database, migrate, pg_url
 from tests.support.ops import BIN, add_session, run, write_ini
-from tests.support.site import CHEAP_HASHER, new_user
+from tests.support.site import CHEAP_HASHER, new_user, sign_in, signed_in_as
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis]
 
@@ -268,3 +268,17 @@ class TestCreateUser:
         assert result.returncode == 1
         assert "cannot write to the database" in result.stderr
         assert "Traceback" not in result.stderr
+
+
+def test_make_run_set_up_gives_a_working_demo_account(tmp_path, make_app):
+    """What `make run` does on a fresh SQLite file, then signing in as demo / demo-password."""
+    url = f"sqlite:///{tmp_path / 'demo.sqlite'}"
+    ini = write_ini(tmp_path, url, redis_prefix="unused:", backends="sql")
+    migrated = run("alembic", "-c", ini, "upgrade", "head")
+    assert migrated.returncode == 0, migrated.stderr
+    for _ in range(2):  # the second run is a no-op thanks to --if-missing
+        created = run("myapp-create-user", "--ini", ini, "--if-missing", "demo", "demo-password")
+        assert created.returncode == 0, created.stderr
+    handle = make_app("sql-sqlite", **{"sqlalchemy.url": url})
+    assert signed_in_as(sign_in(handle.app, "demo", "demo-password")) == "demo"
+    assert "`demo` / `demo-password`" in (REPO / "docs" / "operations.md").read_text()
