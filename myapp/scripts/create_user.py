@@ -11,6 +11,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from myapp.accounts import UserExists, create_user
 from myapp.models import get_engine
+from myapp.sessions.purge import error_summary
 
 EXIT_OK, EXIT_FAILED = 0, 1
 
@@ -45,9 +46,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_FAILED
     except SQLAlchemyError as exc:
-        cause = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
         print(
-            f"error: cannot write to the database ({cause}); check sqlalchemy.url in "
+            f"error: cannot write to the database ({error_summary(exc)}); check sqlalchemy.url in "
             f"{args.ini} and that `alembic -c {args.ini} upgrade head` ran",
             file=sys.stderr,
         )

@@ -25,7 +25,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from myapp.accounts import find_user
 from myapp.models import user_sessions, users
 from myapp.sessions.chain import StoreState
-from myapp.sessions.purge import PURGE_LOCK_ID, Purger
+from myapp.sessions.purge import PURGE_LOCK_ID, Purger, error_summary
 from myapp.sessions.stores.base import SessionStore, StoreError
 
 from .environment import ScriptEnvironment, load_environment
@@ -44,11 +44,6 @@ def _positive(raw: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError("must be at least 1")
     return value
-
-
-def _short(exc: BaseException) -> str:
-    lines = str(getattr(exc, "orig", None) or exc).strip().splitlines()
-    return lines[0] if lines else type(exc).__name__
 
 
 def _check_all(env: ScriptEnvironment) -> list[StoreState]:
@@ -173,7 +168,7 @@ def _user_names(env: ScriptEnvironment, ids: set[str], out: TextIO) -> dict[str,
             )
             return {str(row.id): row.username for row in rows}
     except SQLAlchemyError as exc:
-        out.write(f"(user names unavailable: {_short(exc)})\n")
+        out.write(f"(user names unavailable: {error_summary(exc)})\n")
         return {}
 
 
@@ -196,7 +191,7 @@ def stats(env: ScriptEnvironment, args: argparse.Namespace, out: TextIO) -> int:
             live, expired = store.count(now)
             tops.append((state.name, _by_user(env, store, now, args.top)))
         except (StoreError, SQLAlchemyError) as exc:
-            rows.append([state.name, "-", "-", f"failed: {_short(exc)}"])
+            rows.append([state.name, "-", "-", f"failed: {error_summary(exc)}"])
             status = EXIT_FAILED
             continue
         note = "Redis expires sessions itself" if state.name == "redis" else ""
@@ -222,7 +217,9 @@ def end_user(env: ScriptEnvironment, args: argparse.Namespace, out: TextIO) -> i
         with env.engine.connect() as conn:
             found = find_user(conn, args.name)
     except SQLAlchemyError as exc:
-        out.write(f"cannot look up {args.name!r}: the database is unreachable ({_short(exc)})\n")
+        out.write(
+            f"cannot look up {args.name!r}: the database is unreachable ({error_summary(exc)})\n"
+        )
         return EXIT_FAILED
     if found is None:
         out.write(f"no user named {args.name!r}\n")

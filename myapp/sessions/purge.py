@@ -166,7 +166,7 @@ class Purger:
                 log.info("session purge of %r skipped: %s", store.name, exc)
                 continue
             except (StoreError, SQLAlchemyError) as exc:
-                result.outcome, result.error = "failed", _short(exc)
+                result.outcome, result.error = "failed", error_summary(exc)
                 log.error(
                     "session purge of %r failed after %d deleted: %s",
                     store.name,
@@ -188,7 +188,8 @@ class Purger:
         return results
 
 
-def _short(exc: Exception) -> str:
+def error_summary(exc: BaseException) -> str:
+    """The first line of a driver error: no parameters, no stack, fit for a log line."""
     lines = str(getattr(exc, "orig", None) or exc).strip().splitlines()
     return lines[0] if lines else type(exc).__name__
 

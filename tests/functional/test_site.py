@@ -9,6 +9,7 @@ import pytest
 from webtest import TestApp
 
 from myapp.sessions.codec import storage_key
+from myapp.sessions.stores.base import StoreError
 from tests.support.site import (
     add_to_cart,
     cart_lines,
@@ -241,3 +242,16 @@ class TestErrorPages:
         assert page.headers["Retry-After"] == "5"
         # The rest of the site and the visitor's session carry on.
         assert cart_lines(handle.app.get("/cart")) == {"teapot": 2}
+
+
+def test_a_store_failing_mid_request_gets_the_friendly_503(make_app, monkeypatch):
+    handle = make_app("memory")
+    handle.app.get("/")  # a real session, so the next request loads it
+
+    def broken(*args, **kwargs):
+        raise StoreError("memory", "connection", "the store went away")
+
+    monkeypatch.setattr(handle.store, "load", broken)
+    page = handle.app.get("/", status=503)
+    assert page.html.find("h1").text == "Temporarily unavailable"
+    assert page.headers["Retry-After"] == "5"

@@ -7,6 +7,7 @@ its own short transaction.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -30,6 +31,7 @@ if TYPE_CHECKING:
 
     from ..options import SessionOptions
 
+log = logging.getLogger(__name__)
 T = TypeVar("T")
 t = user_sessions.c
 
@@ -108,6 +110,21 @@ class SqlStore(SessionStore):
                 return self._guarded(conn, fn, commit=True)
         except SQLAlchemyError as exc:
             raise _store_error(exc) from exc
+
+    def abandon(self, request: Request) -> None:
+        """Roll back ``request``'s database transaction now.
+
+        A save that fails in the before-commit hook leaves the transaction active:
+        pyramid_tm does not abort it, so its row locks would be held (blocking every
+        retry of the same session) until the request object is collected.
+        """
+        dbsession = request.__dict__.get("dbsession")
+        if dbsession is None:
+            return
+        try:
+            dbsession.rollback()
+        except SQLAlchemyError as exc:
+            log.info("rolling back after a failed session save failed too: %s", _short_cause(exc))
 
     def bind(self, request: Request) -> SqlStore:
         """This store, running its statements in ``request``'s transaction."""
