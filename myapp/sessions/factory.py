@@ -220,7 +220,16 @@ class RequestSession:
         try:
             self._persist(txn)
         except SessionStoreUnavailable as exc:
+            self._abandon()
             raise self.store_failed(exc) from exc
+        except BaseException:
+            self._abandon()
+            raise
+
+    def _abandon(self) -> None:
+        abandon = getattr(self.store, "abandon", None)
+        if abandon is not None:
+            abandon(self.request)
 
     def store_failed(self, exc: StoreError) -> SessionStoreUnavailable:
         """A write failed at commit: what to raise (and, with failover, what to avoid)."""
