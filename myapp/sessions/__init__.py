@@ -18,6 +18,7 @@ from .factory import SessionConflict, SessionFactory, SessionStoreUnavailable
 from .options import SessionOptions
 from .session import Session
 from .stores import build_store
+from .stores.base import SessionStore
 
 __all__ = [
     "NoStoreReady",
@@ -62,7 +63,7 @@ def includeme(config: Configurator) -> None:
         observer = config.registry[OBSERVER_KEY] = ObserverGroup()
     chain = build_chain(
         options.backends,
-        lambda name: build_store(name, options, config.registry),
+        lambda name: _build_store(name, options, config.registry),
         observer,
         recheck_interval=options.recheck_interval,
         breaker_threshold=options.breaker_threshold,
@@ -91,6 +92,15 @@ def includeme(config: Configurator) -> None:
         "myapp.sessions.health.store_unavailable", context=SessionStoreUnavailable
     )
     config.add_exception_view("myapp.sessions.health.session_conflict", context=SessionConflict)
+
+
+def _build_store(name: str, options: SessionOptions, registry) -> SessionStore:
+    store = build_store(name, options, registry)
+    if name == "sql" and options.cache == "redis":
+        from .stores.cachedstore import wrap
+
+        store = wrap(store, options)  # Redis answers reads; SQL stays the truth
+    return store
 
 
 def add_observer(config: Configurator, observer: SessionObserver) -> None:

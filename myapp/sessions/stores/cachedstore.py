@@ -1,0 +1,349 @@
+"""A Redis read cache in front of the sql store (``session.cache = redis``).
+
+PostgreSQL stays the source of truth; Redis only answers reads. The rules that keep
+the cache from ever serving a session the database has ended:
+
+* Cache entries carry the record's version; a write (write-through after commit, or
+  a fill after a database read) only replaces an older entry (a Lua compare-and-set),
+  so writes arriving out of order never roll a session back.
+* Ending a session (delete, delete_user, rotation, invalidate) writes a *tombstone*
+  before the database commit and again after it. A tombstone is never overwritten by
+  a fill or a write, and a read that meets one goes to the database, so a reader
+  that loaded the row just before the delete cannot put it back.
+* Write-through happens only after the SQL commit succeeded (an after-commit hook).
+* If Redis fails, reads and writes go to the database alone for ``cooldown``
+  seconds; keys written meanwhile are tombstoned before the cache is read again.
+
+Cached reads need no database at all: while PostgreSQL is down, sessions in the
+cache stay readable (tombstones and versions make that safe); anything that writes
+still needs the database. Entries live at most ``ttl`` seconds, which also bounds
+how long a stale entry can survive a Redis partition.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import redis
+
+from .base import SessionRecord, SessionStore, StaleSession
+
+if TYPE_CHECKING:
+    from pyramid.request import Request
+
+    from ..options import SessionOptions
+
+log = logging.getLogger(__name__)
+
+TTL_SECONDS = 600
+TOMBSTONE = b"T"
+MAX_PENDING = 100_000  # keys remembered while Redis is down; beyond that, flush all
+
+# KEYS: key. ARGV: entry, version, expires, ttl ms. Stores the entry unless the key
+# holds a tombstone or an entry at least as new (same version and later expiry).
+_PUT = """
+local current = redis.call('GET', KEYS[1])
+if current then
+  if current == 'T' then return 0 end
+  local version, expires = string.match(current, '^(%d+),([^\\n]+)\\n')
+  version, expires = tonumber(version), tonumber(expires)
+  local new_version, new_expires = tonumber(ARGV[2]), tonumber(ARGV[3])
+  if version and (version > new_version or (version == new_version and expires >= new_expires)) then
+    return 0
+  end
+end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[4])
+return 1
+"""
+
+
+def encode(record: SessionRecord, version: int) -> str:
+    """``version,expires`` (read by the Lua script), then a JSON header, then the data."""
+    header = json.dumps(
+        [record.created, record.last_active, record.user_id, record.user_agent],
+        separators=(",", ":"),
+    )
+    return f"{version},{record.expires!r}\n{header}\n{record.data}"
+
+
+def decode(key: str, raw: bytes) -> SessionRecord:
+    prefix, header, data = raw.decode("utf-8").split("\n", 2)
+    version, expires = prefix.split(",")
+    created, last_active, user_id, user_agent = json.loads(header)
+    return SessionRecord(
+        key, data, created, last_active, float(expires), user_id, user_agent, int(version)
+    )
+
+
+class RedisCache:
+    """The cache's Redis side; every failure opens a breaker instead of raising."""
+
+    def __init__(
+        self, client: redis.Redis, *, prefix: str, ttl: int = TTL_SECONDS, cooldown: float = 10.0
+    ) -> None:
+        self.client = client
+        self.prefix = prefix
+        self.ttl = ttl
+        self.cooldown = cooldown
+        self._put = client.register_script(_PUT)
+        self._lock = threading.Lock()
+        self._down_until: float | None = None
+        self._pending: set[str] = set()
+        self._flush_all = False
+
+    # -- the breaker ----------------------------------------------------------
+    def _usable(self) -> bool:
+        if self._down_until is None:
+            return True
+        if time.monotonic() < self._down_until:
+            return False
+        return self._recover()
+
+    def _failed(self, what: str, exc: redis.RedisError, keys: tuple[str, ...] = ()) -> None:
+        with self._lock:
+            if len(self._pending) + len(keys) > MAX_PENDING:
+                self._flush_all = True
+                self._pending.clear()
+            elif not self._flush_all:
+                self._pending.update(keys)
+            first = self._down_until is None
+            self._down_until = time.monotonic() + self.cooldown
+        if first:
+            log.error(
+                "session cache (Redis) failed during %s: %s; serving sessions from the "
+                "database alone for %gs at a time until it answers again",
+                what,
+                exc,
+                self.cooldown,
+            )
+
+    def _recover(self) -> bool:
+        """Tombstone what changed while Redis was away, then trust it again."""
+        with self._lock:
+            pending, flush_all = list(self._pending), self._flush_all
+        try:
+            if flush_all:
+                for found in self.client.scan_iter(match=self.prefix + "*", count=1000):
+                    self.client.delete(found)
+            elif pending:
+                self._tombstone_now(pending)
+        except redis.RedisError as exc:
+            with self._lock:
+                self._down_until = time.monotonic() + self.cooldown
+            log.info("session cache (Redis) still unavailable: %s", exc)
+            return False
+        with self._lock:
+            self._pending.difference_update(pending)
+            self._flush_all = self._flush_all and not flush_all
+            self._down_until = None
+        log.warning("session cache (Redis) answers again; %d entries invalidated", len(pending))
+        return True
+
+    # -- operations -------------------------------------------------------------
+    def get(self, key: str) -> SessionRecord | bytes | None:
+        """The cached record, TOMBSTONE, or None (miss or cache unavailable)."""
+        if not self._usable():
+            return None
+        try:
+            raw = self.client.get(self.prefix + key)
+        except redis.RedisError as exc:
+            self._failed("a read", exc)
+            return None
+        if raw is None or raw == TOMBSTONE:
+            return raw
+        try:
+            return decode(key, raw)
+        except (ValueError, UnicodeDecodeError):
+            log.warning("a session cache entry could not be decoded; reading the database")
+            return None
+
+    def put(self, record: SessionRecord, version: int, now: float) -> None:
+        ttl_ms = int(min(self.ttl, record.expires - now) * 1000)
+        if ttl_ms <= 0:
+            return
+        if not self._usable():
+            self._failed_quietly(record.key)
+            return
+        try:
+            self._put(
+                keys=[self.prefix + record.key],
+                args=[encode(record, version), version, repr(record.expires), ttl_ms],
+            )
+        except redis.RedisError as exc:
+            self._failed("a write", exc, (record.key,))
+
+    def tombstone(self, keys: list[str]) -> None:
+        """Make ``keys`` unreadable from the cache (for ``ttl`` seconds)."""
+        if not keys:
+            return
+        if not self._usable():
+            for key in keys:
+                self._failed_quietly(key)
+            return
+        try:
+            self._tombstone_now(keys)
+        except redis.RedisError as exc:
+            self._failed("an invalidation", exc, tuple(keys))
+
+    def forget(self, key: str) -> None:
+        """Drop one entry (it may be refilled): for an entry that turned out stale."""
+        if not self._usable():
+            self._failed_quietly(key)
+            return
+        try:
+            self.client.delete(self.prefix + key)
+        except redis.RedisError as exc:
+            self._failed("an invalidation", exc, (key,))
+
+    def _tombstone_now(self, keys: list[str]) -> None:
+        pipe = self.client.pipeline(transaction=False)
+        for key in keys:
+            pipe.set(self.prefix + key, TOMBSTONE, ex=self.ttl)
+        pipe.execute()
+
+    def _failed_quietly(self, key: str) -> None:
+        with self._lock:
+            if len(self._pending) >= MAX_PENDING:
+                self._flush_all = True
+                self._pending.clear()
+            elif not self._flush_all:
+                self._pending.add(key)
+
+    def ping(self) -> None:
+        self.client.ping()
+
+    def close(self) -> None:
+        self.client.close()
+
+
+class CachedStore(SessionStore):
+    """The sql store with a Redis read cache; looks like the sql store to everyone else."""
+
+    shared = True
+
+    def __init__(self, primary: SessionStore, cache: RedisCache) -> None:
+        self.primary = primary
+        self.cache = cache
+        self.name = primary.name
+
+    def __getattr__(self, name: str) -> Any:
+        # engine, config_file, ...: whatever callers know the sql store by.
+        if name == "primary":  # not set yet: never recurse
+            raise AttributeError(name)
+        return getattr(self.primary, name)
+
+    def bind(self, request: Request) -> _BoundCachedStore:
+        """The same, with SQL in ``request``'s transaction and cache writes after commit."""
+        bound = request.environ.get(_BOUND_KEY)
+        if bound is None or bound.parent is not self:
+            bound = request.environ[_BOUND_KEY] = _BoundCachedStore(self, request)
+        return bound
+
+    def _after_commit(self, fn: Callable[[], None]) -> None:
+        fn()  # outside a request each primary call has committed when it returns
+
+    # -- the interface ----------------------------------------------------------
+    def check(self) -> None:
+        self.primary.check()
+        try:
+            self.cache.ping()
+        except redis.RedisError as exc:
+            log.warning("session cache (Redis) is not reachable (%s); reads use the database", exc)
+
+    def load(self, key: str, now: float) -> SessionRecord | None:
+        cached = self.cache.get(key)
+        if isinstance(cached, SessionRecord) and cached.expires > now:
+            return cached
+        record = self._primary().load(key, now)
+        if record is not None and cached != TOMBSTONE:
+            self.cache.put(record, record.version, now)
+        return record
+
+    def save(self, record: SessionRecord, expected_version: int | None) -> int:
+        try:
+            version = self._primary().save(record, expected_version)
+        except StaleSession as exc:
+            # Our read may have come from a stale entry: the retry reads the database.
+            if exc.gone:
+                self.cache.tombstone([record.key])
+            else:
+                self.cache.forget(record.key)
+            raise
+        stored = record.with_changes(version=version)
+        self._after_commit(lambda: self.cache.put(stored, version, time.time()))
+        return version
+
+    def touch(self, key: str, last_active: float, expires: float, now: float) -> bool:
+        touched = self._primary().touch(key, last_active, expires, now)
+        self._after_commit(lambda: self._touched(key, last_active, expires))
+        return touched
+
+    def _touched(self, key: str, last_active: float, expires: float) -> None:
+        cached = self.cache.get(key)
+        if isinstance(cached, SessionRecord):
+            moved = cached.with_changes(last_active=last_active, expires=expires)
+            self.cache.put(moved, cached.version, time.time())
+
+    def delete(self, key: str) -> None:
+        self.cache.tombstone([key])
+        self._primary().delete(key)
+        self._after_commit(lambda: self.cache.tombstone([key]))
+
+    def delete_user(self, user_id: str, *, except_key: str | None = None) -> int:
+        # Every session of the user, expired ones too (0.0): their entries may be cached.
+        keys = [r.key for r in self._primary().list_user(user_id, 0.0) if r.key != except_key]
+        self.cache.tombstone(keys)
+        deleted = self._primary().delete_user(user_id, except_key=except_key)
+        self._after_commit(lambda: self.cache.tombstone(keys))
+        return deleted
+
+    def list_user(self, user_id: str, now: float) -> list[SessionRecord]:
+        return self._primary().list_user(user_id, now)
+
+    def purge_expired(self, now: float, batch_size: int) -> int:
+        return self.primary.purge_expired(now, batch_size)  # expired entries are never served
+
+    def count(self, now: float) -> tuple[int, int]:
+        return self.primary.count(now)
+
+    def close(self) -> None:
+        self.primary.close()
+        self.cache.close()
+
+    def _primary(self) -> SessionStore:
+        return self.primary
+
+
+_BOUND_KEY = "myapp.sessions.cached_store"
+
+
+class _BoundCachedStore(CachedStore):
+    """One request's view: SQL in its transaction, cache writes once that commits."""
+
+    def __init__(self, parent: CachedStore, request: Request) -> None:
+        super().__init__(parent.primary, parent.cache)
+        self.parent = parent
+        self._bound_primary = parent.primary.bind(request)  # type: ignore[attr-defined]
+        self._request = request
+
+    def _primary(self) -> SessionStore:
+        return self._bound_primary
+
+    def _after_commit(self, fn: Callable[[], None]) -> None:
+        self._request.tm.get().addAfterCommitHook(lambda ok: ok and fn())
+
+
+def wrap(primary: SessionStore, options: SessionOptions) -> CachedStore:
+    """``primary`` behind a Redis cache at ``session.redis_url`` (``<prefix>cache:`` keys)."""
+    from .redisstore import make_client
+
+    client = make_client(options.redis_url, options.store_timeout)
+    cache = RedisCache(
+        client, prefix=options.redis_prefix + "cache:", cooldown=options.breaker_cooldown
+    )
+    return CachedStore(primary, cache)
