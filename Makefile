@@ -10,7 +10,7 @@ PYTEST_ARGS ?=
 # itself collapses every failure to exit status 2.
 PYTEST_EXIT_FILE ?=
 
-.PHONY: venv services browser test run lint
+.PHONY: venv services browser test run lint bench
 
 venv: $(STAMP)
 
@@ -45,3 +45,10 @@ run: venv
 
 lint: venv
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .
+
+# The benchmark (docs/performance.md): about 15 minutes; BENCH_ARGS=--quick for a smoke run.
+BENCH_ARGS ?=
+bench: venv services
+	$(BIN)/python -c "import pyramid_session_redis, matplotlib, pyinstrument" 2>/dev/null \
+		|| $(BIN)/pip install -e '.[testing,bench]'
+	$(BIN)/python -m bench.run $(BENCH_ARGS)
