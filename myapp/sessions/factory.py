@@ -124,7 +124,13 @@ class RequestSession:
     # -- loading ------------------------------------------------------------
     def _load(self) -> Session:
         factory = self.factory
-        verdict = factory.signer.loads(self.request.cookies.get(self.options.cookie_name))
+        try:
+            raw = self.request.cookies.get(self.options.cookie_name)
+        except UnicodeDecodeError:
+            # WebOb decodes a backslash escape of a non-UTF-8 byte and raises: a
+            # garbage Cookie header must cost a fresh session, not a 500.
+            raw = "malformed"
+        verdict = factory.signer.loads(raw)
         if verdict.token is None:
             if verdict.reason != "absent":
                 factory.observer.bad_cookie(verdict.reason or "unknown")
