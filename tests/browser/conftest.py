@@ -7,8 +7,7 @@ test fails.
 from __future__ import annotations
 
 import re
-import socket
-import time
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -20,7 +19,6 @@ from webtest.http import StopableWSGIServer
 import myapp
 from myapp.sessions import get_chain
 from tests.conftest import base_settings
-from tests.servers import free_port
 from tests.support.databases import REPO
 from tests.support.site import new_user
 
@@ -53,28 +51,23 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Any:
     return report
 
 
-def _wait_for(host: str, port: int, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            with socket.create_connection((host, port), timeout=0.5):
-                return
-        except OSError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.05)
-
-
 @pytest.fixture(scope="module")
 def site(postgres_url: str) -> Iterator[str]:
-    """The app on the test PostgreSQL database, served by waitress; yields its base URL."""
+    """The app on the test PostgreSQL database, served by waitress; yields its base URL.
+
+    Port 0: the kernel picks a free port while binding, so no other process can take
+    it between a look-up and the bind.
+    """
     router = myapp.main({}, **base_settings(**{"sqlalchemy.url": postgres_url}))
-    server = StopableWSGIServer.create(router, host="127.0.0.1", port=free_port())
+    server = StopableWSGIServer(router, host="127.0.0.1", port=0, threads=4)
+    runner = threading.Thread(target=server.run, name="waitress", daemon=True)
+    runner.start()
     try:
-        _wait_for(server.adj.host, server.adj.port)
-        yield server.application_url.rstrip("/")
+        yield f"http://127.0.0.1:{server.effective_port}"
     finally:
         server.shutdown()
+        runner.join(timeout=5)
+        assert not runner.is_alive(), "waitress did not stop"
         get_chain(router.registry).close()
         router.registry["dbengine"].dispose()
 
