@@ -16,6 +16,7 @@ from .chain import NoStoreReady, StoreChain, build_chain
 from .events import ObserverGroup, SessionObserver
 from .factory import SessionConflict, SessionFactory, SessionStoreUnavailable
 from .options import SessionOptions
+from .serializer import SessionTooLarge
 from .session import Session
 from .stores import build_store
 from .stores.base import SessionStore
@@ -27,6 +28,7 @@ __all__ = [
     "SessionFactory",
     "SessionOptions",
     "SessionStoreUnavailable",
+    "SessionTooLarge",
     "StoreChain",
     "get_chain",
     "get_options",
@@ -92,6 +94,7 @@ def includeme(config: Configurator) -> None:
         "myapp.sessions.health.store_unavailable", context=SessionStoreUnavailable
     )
     config.add_exception_view("myapp.sessions.health.session_conflict", context=SessionConflict)
+    config.add_exception_view("myapp.sessions.health.session_too_large", context=SessionTooLarge)
 
 
 def _build_store(name: str, options: SessionOptions, registry) -> SessionStore:

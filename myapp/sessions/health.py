@@ -34,3 +34,13 @@ def session_conflict(exc: Exception, request: Request) -> Response:
     )
     response.headers["Retry-After"] = "1"
     return response
+
+
+def session_too_large(exc: Exception, request: Request) -> Response:
+    """The request would have stored more than ``session.max_size``; nothing was saved."""
+    return Response(
+        "This change would make your session too large, so it was not saved. "
+        "Remove something (from your cart, for instance) and try again.\n",
+        status=413,
+        content_type="text/plain",
+    )
