@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import logging
+
 from pyramid.request import Request
 from pyramid.response import Response
+
+log = logging.getLogger(__name__)
 
 
 def healthz(request: Request) -> dict[str, object]:
@@ -38,6 +42,7 @@ def session_conflict(exc: Exception, request: Request) -> Response:
 
 def session_too_large(exc: Exception, request: Request) -> Response:
     """The request would have stored more than ``session.max_size``; nothing was saved."""
+    log.warning("refused to store a session: %s", exc)
     return Response(
         "This change would make your session too large, so it was not saved. "
         "Remove something (from your cart, for instance) and try again.\n",

@@ -190,11 +190,12 @@ class TestEveryStore:
     def test_bad_value_is_refused_when_set(self, app):
         assert app.app.get("/_t/bad_value").text.startswith("refused: session['bad']")
 
-    def test_oversize_session_is_refused_not_truncated(self, make_app, backend):
+    def test_oversize_session_is_refused_not_truncated(self, make_app, backend, caplog):
         handle = make_app(backend, **{"session.max_size": 1024})
         handle.app.get("/_t/write?value=small")
         response = handle.app.get("/_t/big?size=5000", status=413)
         assert "too large" in response.text
+        assert "more than session.max_size (1024)" in caplog.text
         assert handle.app.get("/_t/read").json["value"] == "small"
 
     def test_csrf_with_the_session_storage_policy(self, app):
