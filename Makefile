@@ -10,7 +10,7 @@ PYTEST_ARGS ?=
 # itself collapses every failure to exit status 2.
 PYTEST_EXIT_FILE ?=
 
-.PHONY: venv services browser test run lint bench
+.PHONY: venv services browser test run lint bench soak
 
 venv: $(STAMP)
 
@@ -52,3 +52,9 @@ bench: venv services
 	$(BIN)/python -c "import pyramid_session_redis, matplotlib, pyinstrument" 2>/dev/null \
 		|| $(BIN)/pip install -e '.[testing,bench]'
 	$(BIN)/python -m bench.run $(BENCH_ARGS)
+
+# Load and soak (docs/reliability.md): PostgreSQL killed under traffic, then a
+# 100,000-request soak on throwaway servers; SOAK_ARGS=--quick for a smoke run.
+SOAK_ARGS ?=
+soak: venv
+	$(BIN)/python -m bench.load_soak $(SOAK_ARGS)

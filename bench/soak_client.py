@@ -1,0 +1,198 @@
+"""A shopper for the load test: builds carts through the site's forms and checks every read."""
+
+from __future__ import annotations
+
+import http.client
+import random
+import re
+import threading
+import time
+from dataclasses import dataclass, field
+from urllib.parse import urlencode
+
+from myapp.catalogue import PRODUCTS
+
+TOKEN = re.compile(r'name="csrf_token" value="([^"]+)"')
+LINE = re.compile(r'<tr id="line-([\w-]+)">.*?name="quantity" value="(\d+)"', re.S)
+COOKIE = re.compile(r"^session=([^;]*)")
+REQUEST_TIMEOUT = 15.0
+ADDS_PER_CART = 12  # then start a new cart: many sessions, and far from the quantity cap
+
+
+@dataclass
+class Tally:
+    """What every client saw; shared, so guarded by a lock."""
+
+    requests: int = 0
+    errors_5xx: int = 0
+    transport_errors: int = 0
+    other_status: int = 0
+    carts: int = 0
+    carts_lost: int = 0
+    phantom_items: int = 0
+    confirmed_adds: int = 0
+    # (started, ended, status) of every 5xx or transport error (status 0)
+    failures: list[tuple[float, float, int]] = field(default_factory=list)
+    lost_examples: list[str] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def count(self, started: float, status: int) -> None:
+        with self.lock:
+            self.requests += 1
+            if status >= 500 or status == 0:
+                if status == 0:
+                    self.transport_errors += 1
+                else:
+                    self.errors_5xx += 1
+                if len(self.failures) < 10_000:
+                    self.failures.append((started, time.monotonic(), status))
+            elif status not in (200, 303):
+                self.other_status += 1
+
+
+class Shopper:
+    """One browser: its own connection and cookie, one cart at a time."""
+
+    def __init__(self, port: int, tally: Tally, seed: int) -> None:
+        self.port = port
+        self.tally = tally
+        self.random = random.Random(seed)
+        self.conn: http.client.HTTPConnection | None = None
+        self.cookie: str | None = None
+        self.token: str | None = None
+        self.confirmed: dict[str, int] = {}  # what the site said the cart holds
+        self.maybe: dict[str, int] = {}  # adds whose answer never came (5xx, dropped)
+        self.adds = 0
+
+    # -- HTTP ---------------------------------------------------------------
+    def _request(self, method: str, path: str, body: str | None = None) -> tuple[int, str]:
+        headers = {"Connection": "keep-alive"}
+        if self.cookie:
+            headers["Cookie"] = f"session={self.cookie}"
+        if body is not None:
+            headers["Content-Type"] = "application/x-www-form-urlencoded"
+        started = time.monotonic()
+        try:
+            if self.conn is None:
+                self.conn = http.client.HTTPConnection(
+                    "127.0.0.1", self.port, timeout=REQUEST_TIMEOUT
+                )
+            self.conn.request(method, path, body=body, headers=headers)
+            response = self.conn.getresponse()
+            text = response.read().decode("utf-8", "replace")
+        except (OSError, http.client.HTTPException):
+            self._close()
+            self.tally.count(started, 0)
+            return 0, ""
+        for header in response.headers.get_all("Set-Cookie") or []:
+            match = COOKIE.match(header)
+            if match:
+                gone = "Max-Age=0" in header or not match.group(1)
+                self.cookie = None if gone else match.group(1)
+        if response.getheader("Connection", "").lower() == "close":
+            self._close()
+        self.tally.count(started, response.status)
+        return response.status, text
+
+    def _close(self) -> None:
+        if self.conn is not None:
+            self.conn.close()
+            self.conn = None
+
+    # -- the shopping -------------------------------------------------------
+    def new_cart(self) -> None:
+        self.cookie, self.token, self.confirmed, self.maybe, self.adds = None, None, {}, {}, 0
+        with self.tally.lock:
+            self.tally.carts += 1
+
+    def step(self) -> None:
+        """One add and one read-back (or the home page, to get a form's CSRF token)."""
+        if self.token is None or self.adds >= ADDS_PER_CART:
+            if self.adds >= ADDS_PER_CART:
+                self.new_cart()
+            status, page = self._request("GET", "/")
+            match = TOKEN.search(page) if status == 200 else None
+            self.token = match.group(1) if match else None
+            return
+        product = self.random.choice(list(PRODUCTS))
+        form = urlencode({"csrf_token": self.token, "product": product, "quantity": "1"})
+        status, _ = self._request("POST", "/cart/add", form)
+        self.adds += 1
+        if status == 303:
+            self.confirmed[product] = self.confirmed.get(product, 0) + 1
+            with self.tally.lock:
+                self.tally.confirmed_adds += 1
+        elif status == 0 or status >= 500:
+            self.maybe[product] = self.maybe.get(product, 0) + 1
+        self.read_back()
+
+    def read_back(self) -> bool:
+        """Read the cart and compare it with what the site confirmed; False when lost."""
+        status, page = self._request("GET", "/cart")
+        if status != 200:
+            return True
+        seen = {pid: int(qty) for pid, qty in LINE.findall(page)}
+        match = TOKEN.search(page)
+        if match:
+            self.token = match.group(1)
+        missing = {p: q - seen.get(p, 0) for p, q in self.confirmed.items() if seen.get(p, 0) < q}
+        if missing:
+            with self.tally.lock:
+                self.tally.carts_lost += 1
+                if len(self.tally.lost_examples) < 5:
+                    self.tally.lost_examples.append(
+                        f"confirmed {self.confirmed}, read {seen} ({time.strftime('%X')})"
+                    )
+            self.new_cart()
+            return False
+        extra = sum(
+            max(0, q - self.confirmed.get(p, 0) - self.maybe.get(p, 0)) for p, q in seen.items()
+        )
+        if extra:
+            with self.tally.lock:
+                self.tally.phantom_items += extra
+        # An add whose answer was lost but which shows up now has been told, too.
+        self.confirmed, self.maybe = seen, {}
+        return True
+
+
+class Crowd:
+    """``clients`` shoppers in threads, until ``stop()`` or ``max_requests`` requests."""
+
+    def __init__(self, port: int, clients: int, tally: Tally, max_requests: int | None = None):
+        self.tally = tally
+        self.max_requests = max_requests
+        self.shoppers = [Shopper(port, tally, seed) for seed in range(clients)]
+        self._stop = threading.Event()
+        self._threads = [
+            threading.Thread(target=self._loop, args=(s,), daemon=True) for s in self.shoppers
+        ]
+
+    def _loop(self, shopper: Shopper) -> None:
+        shopper.new_cart()
+        while not self._stop.is_set():
+            if self.max_requests is not None and self.tally.requests >= self.max_requests:
+                return
+            shopper.step()
+
+    def start(self) -> Crowd:
+        for thread in self._threads:
+            thread.start()
+        return self
+
+    @property
+    def running(self) -> bool:
+        return any(thread.is_alive() for thread in self._threads)
+
+    def stop(self, timeout: float = 2 * REQUEST_TIMEOUT) -> None:
+        self._stop.set()
+        deadline = time.monotonic() + timeout
+        for thread in self._threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
+
+    def final_check(self) -> None:
+        """Every shopper reads its cart once more: a loss found only now counts too."""
+        for shopper in self.shoppers:
+            if shopper.confirmed:
+                shopper.read_back()
+            shopper._close()
