@@ -80,6 +80,7 @@ def includeme(config: Configurator) -> None:
     config.add_request_method(lambda request: chain.degraded, "sessions_degraded", reify=True)
     config.add_request_method("myapp.sessions.current.session_key", "session_key", reify=True)
     config.include(".purge")  # the purge thread, when session.purge_interval > 0
+    config.include(".requestclass")  # request.tm, .dbsession...: no new class per request
 
     if options.healthz_path:
         config.add_route("myapp.sessions.healthz", options.healthz_path)
