@@ -84,7 +84,7 @@ def test_sign_in_rotates_the_id_and_the_old_one_is_dead(make_app):
     handle = make_app("sql-postgres", **{"pyramid.includes": INCLUDES})
     handle.app.get("/_t/write?value=x")
     before = handle.app.cookies["session"]
-    handle.app.get("/_t/login?user=alice")
+    handle.app.get("/_t/login?user=rotating-erin")
     assert handle.app.cookies["session"] != before
     replay = TestApp(handle.router)
     replay.set_cookie("session", before)
