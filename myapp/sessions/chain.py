@@ -8,6 +8,7 @@ import random
 import threading
 import time
 from collections.abc import Callable
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 
 from pyramid.exceptions import ConfigurationError
@@ -176,21 +177,29 @@ class StoreChain:
         self.observer.active_store(name, index == 0)
 
     def read_through_stores(
-        self, skip: int | None = None, avoid: frozenset[str] = frozenset()
-    ) -> list[SessionStore]:
-        """Stores that served earlier, to look in when the serving one misses.
+        self,
+        serving: int,
+        avoid: frozenset[str] = frozenset(),
+        failed: AbstractSet[int] = frozenset(),
+    ) -> list[tuple[SessionStore, bool]]:
+        """Stores to look in when the serving one misses, each with "offline only".
 
-        A store whose breaker is open is left out: a frozen one would cost every
-        miss a full store timeout.
+        The active store comes first when a request is served elsewhere, then the
+        stores that served earlier. A store this request avoids or saw fail, or whose
+        breaker is open, is read offline only (a cache's copy, never its server): a
+        frozen one would cost every miss a full store timeout.
         """
-        return [
-            state.store
-            for i in list(self.previous)
-            if i != skip
-            and (state := self.states[i]).store is not None
-            and state.name not in avoid
-            and not self.breaker_open(i)
-        ]
+        order = list(self.previous)
+        if self.active_index is not None and self.active_index != serving:
+            order.insert(0, self.active_index)
+        found: list[tuple[SessionStore, bool]] = []
+        for i in dict.fromkeys(order):
+            state = self.states[i]
+            if i == serving or state.store is None:
+                continue
+            offline = state.name in avoid or i in failed or self.breaker_open(i)
+            found.append((state.store, offline))
+        return found
 
     # -- runtime failover -------------------------------------------------------
     def breaker_open(self, index: int) -> bool:

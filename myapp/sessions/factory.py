@@ -111,7 +111,10 @@ class RequestSession:
         self.avoid: frozenset[str] = frozenset(request.environ.get(AVOID_KEY, ()))
         index = chain.serving_index(self.avoid) if self.options.runtime_failover else None
         self.index: int = chain.active_index if index is None else index
+        if self.index != chain.active_index:
+            chain.note_served(self.index)  # a retry served elsewhere: read through it later
         self.store = chain.store_at(self.index)
+        self.failed: set[int] = set()  # stores whose load failed in this request
         self.now = factory.clock()
         self.token: str | None = None
         self.record: SessionRecord | None = None
@@ -172,12 +175,14 @@ class RequestSession:
                 if not self.options.runtime_failover:
                     raise
                 chain.failed(self.index, str(exc))
+                self.failed.add(self.index)
                 following = chain.next_store(self.index, self.avoid)
                 if following is None:
                     raise
                 self._switch_to(following)
                 continue
-            chain.succeeded(self.index)
+            if not getattr(load.__self__, "answered_from_cache", False):
+                chain.succeeded(self.index)  # a cache hit says nothing about the database
             return record
 
     def _switch_to(self, index: int) -> None:
@@ -188,19 +193,26 @@ class RequestSession:
         chain.note_served(index)
 
     def _read_through(self, key: str) -> SessionRecord | None:
-        """A miss in the serving store: look where sessions lived before a switch."""
-        for older in self.factory.chain.read_through_stores(self.index, self.avoid):
+        """A miss in the serving store: look where sessions lived before a switch.
+
+        A failing store is read offline (its cache's copy), so a session cached in
+        front of a dead database stays usable while it moves to the serving store.
+        """
+        chain = self.factory.chain
+        for older, offline in chain.read_through_stores(self.index, self.avoid, self.failed):
             try:
-                record = older.load(key, self.now)
+                record = older.load_offline(key, self.now) if offline else older.load(key, self.now)
             except StoreError as exc:
-                log.info("read-through from %r skipped: %s", older.name, exc)
-                continue
+                log.info("read-through from %r fell back to its offline copy: %s", older.name, exc)
+                record = older.load_offline(key, self.now)
             if record is not None:
-                self.moved_from = older
+                self.moved_from, self.moved_record = older, record
                 return record.with_changes(version=0)
         return None
 
     moved_from: SessionStore | None = None
+    moved_record: SessionRecord | None = None
+    wrote = False
 
     def _bound_store(self) -> SessionStore:
         bind = getattr(self.store, "bind", None)
@@ -221,6 +233,8 @@ class RequestSession:
 
     def _after_commit(self, success: bool) -> None:
         self.committed = success
+        if success and self.wrote:
+            self.factory.chain.succeeded(self.index)
 
     def _persist_guarded(self, txn: object) -> None:
         try:
@@ -284,6 +298,7 @@ class RequestSession:
         if session.new and not session and not ending:
             return  # nothing worth storing: no row, no cookie
         if session.invalidated and not session:
+            self._release_moved(txn)
             return
         text = dumps_checked(session, self.options.max_size)
         starts_anew = record is None or ending
@@ -305,18 +320,29 @@ class RequestSession:
             factory.observer.session_created(self.store.name)
         else:
             new_record.key = record.key
-            expected = None if self.moved_from is not None else record.version
-            writes.save(new_record, expected, record)
+            if self.moved_from is not None:
+                writes.adopt(new_record, record)
+            else:
+                writes.save(new_record, record.version, record)
             factory.observer.session_saved(self.store.name)
-        if self.moved_from is not None and not ending:
-            moved_from, key = self.moved_from, record.key
-            txn.addAfterCommitHook(lambda ok: ok and _quietly(moved_from.delete, key))
+        self._release_moved(txn)
+
+    def _release_moved(self, txn: object) -> None:
+        """Once committed, the store a session was read through from lets go of it.
+
+        Also when the session ended here: its old copy must not be read through again.
+        """
+        moved_from, moved = self.moved_from, self.moved_record
+        if moved_from is not None and moved is not None:
+            txn.addAfterCommitHook(lambda ok: ok and _quietly(moved_from.release, moved))
 
     def conflict(self, exc: StaleSession) -> None:
         """A save was refused. A session ended meanwhile stays ended; a newer one wins."""
         self.factory.observer.session_conflict(exc.store, exc.gone)
         if exc.gone:
             log.info("refused a late write to a session that has ended (%s store)", exc.store)
+            if self.moved_from is not None and self.moved_record is not None:
+                _quietly(self.moved_from.release, self.moved_record)  # never read through again
             self.token = None
             self.issue_cookie, self.delete_cookie = False, True
             return
@@ -327,6 +353,7 @@ class RequestSession:
         self.factory.observer.session_touched(self.store.name)
 
     def _writer(self, txn: object) -> _Writes:
+        self.wrote = True
         return _Writes(self, txn)
 
     def _cookie(self, request: Request, response: Response) -> None:
@@ -390,6 +417,17 @@ class _Writes:
         except StaleSession as exc:
             self.owner.conflict(exc)
 
+    def adopt(self, record: SessionRecord, previous: SessionRecord) -> None:
+        """Save a session read through from another store into the serving one."""
+        if self.deferred is not None:
+            self.deferred.save(record, None, previous)
+            return
+        store = self.direct
+        try:
+            self.timed(self.owner.store, "save", lambda: store.adopt(record))
+        except StaleSession as exc:
+            self.owner.conflict(exc)
+
     def touch(self, key: str, last_active: float, expires: float, now: float) -> None:
         if self.deferred is not None:
             self.deferred.touch(key, last_active, expires, now)
@@ -410,8 +448,8 @@ def _user_agent(request: Request) -> str | None:
     return agent[:USER_AGENT_LENGTH] if agent else None
 
 
-def _quietly(fn: Callable[[str], None], key: str) -> None:
+def _quietly(fn: Callable[[SessionRecord], None], record: SessionRecord) -> None:
     try:
-        fn(key)
+        fn(record)
     except StoreError as exc:
         log.info("could not remove a moved session from the old store: %s", exc)

@@ -108,5 +108,17 @@ class SessionStore(abc.ABC):
     def count(self, now: float) -> tuple[int, int]:
         """How many sessions are (live, expired) — for operators, not the hot path."""
 
+    def load_offline(self, key: str, now: float) -> SessionRecord | None:
+        """What the store can answer while its server is down (a cache's copy); None here."""
+        return None
+
+    def adopt(self, record: SessionRecord) -> int:
+        """Store a session read through from another store; like a new session here."""
+        return self.save(record, None)
+
+    def release(self, record: SessionRecord) -> None:
+        """The session now lives in another store (or ended there): forget it here."""
+        self.delete(record.key)
+
     def close(self) -> None:  # noqa: B027 - optional for stores that hold nothing
         """Release connections; the store is not used afterwards."""

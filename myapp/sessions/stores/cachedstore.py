@@ -16,7 +16,11 @@ the cache from ever serving a session the database has ended:
 
 Cached reads need no database at all: while PostgreSQL is down, sessions in the
 cache stay readable (tombstones and versions make that safe); anything that writes
-still needs the database. Entries live at most ``ttl`` seconds, which also bounds
+still needs the database. With runtime failover such a session moves to the next
+store, and a *moved* marker (``M<version>``) takes the entry's place: reads treat it
+as a miss without asking the database (whose row is now stale), so the session is
+read through from the store that holds it, and moving it back is an update
+conditional on that version. Entries live at most ``ttl`` seconds, which also bounds
 how long a stale entry can survive a Redis partition.
 """
 
@@ -42,6 +46,7 @@ log = logging.getLogger(__name__)
 
 TTL_SECONDS = 600
 TOMBSTONE = b"T"
+MOVED = b"M"  # followed by the version the database row had when the session left
 MAX_PENDING = 100_000  # keys remembered while Redis is down; beyond that, flush all
 
 # KEYS: key. ARGV: entry, version, expires, ttl ms. Stores the entry unless the key
@@ -50,9 +55,11 @@ _PUT = """
 local current = redis.call('GET', KEYS[1])
 if current then
   if current == 'T' then return 0 end
+  local new_version, new_expires = tonumber(ARGV[2]), tonumber(ARGV[3])
+  local moved = tonumber(string.match(current, '^M(%d+)$'))
+  if moved and moved >= new_version then return 0 end
   local version, expires = string.match(current, '^(%d+),([^\\n]+)\\n')
   version, expires = tonumber(version), tonumber(expires)
-  local new_version, new_expires = tonumber(ARGV[2]), tonumber(ARGV[3])
   if version and (version > new_version or (version == new_version and expires >= new_expires)) then
     return 0
   end
@@ -60,6 +67,26 @@ end
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[4])
 return 1
 """
+
+# KEYS: key. ARGV: version, ttl ms. Marks the session as moved to another store
+# unless it ended (tombstone) or the database has a newer version than ours.
+_MARK_MOVED = """
+local current = redis.call('GET', KEYS[1])
+if current then
+  if current == 'T' then return 0 end
+  local newer = tonumber(string.match(current, '^M(%d+)$') or string.match(current, '^(%d+),'))
+  if newer and newer > tonumber(ARGV[1]) then return 0 end
+end
+redis.call('SET', KEYS[1], 'M' .. ARGV[1], 'PX', ARGV[2])
+return 1
+"""
+
+
+def moved_version(cached: object) -> int | None:
+    """The version a moved marker records, or None when ``cached`` is not one."""
+    if isinstance(cached, bytes) and cached.startswith(MOVED):
+        return int(cached[len(MOVED) :])
+    return None
 
 
 def encode(record: SessionRecord, version: int) -> str:
@@ -91,6 +118,7 @@ class RedisCache:
         self.ttl = ttl
         self.cooldown = cooldown
         self._put = client.register_script(_PUT)
+        self._mark_moved = client.register_script(_MARK_MOVED)
         self._lock = threading.Lock()
         self._down_until: float | None = None
         self._pending: set[str] = set()
@@ -146,7 +174,7 @@ class RedisCache:
 
     # -- operations -------------------------------------------------------------
     def get(self, key: str) -> SessionRecord | bytes | None:
-        """The cached record, TOMBSTONE, or None (miss or cache unavailable)."""
+        """The cached record, TOMBSTONE, a moved marker, or None (miss or cache unavailable)."""
         if not self._usable():
             return None
         try:
@@ -154,7 +182,7 @@ class RedisCache:
         except redis.RedisError as exc:
             self._failed("a read", exc)
             return None
-        if raw is None or raw == TOMBSTONE:
+        if raw is None or raw == TOMBSTONE or raw.startswith(MOVED):
             return raw
         try:
             return decode(key, raw)
@@ -189,6 +217,18 @@ class RedisCache:
             self._tombstone_now(keys)
         except redis.RedisError as exc:
             self._failed("an invalidation", exc, tuple(keys))
+
+    def mark_moved(self, key: str, version: int, seconds: float) -> bool:
+        """Say the session left the database at ``version``, for ``seconds``; False if not."""
+        if seconds <= 0:
+            return True  # the database row has expired: nothing stale is left to hide
+        if not self._usable():
+            return False
+        try:
+            return bool(self._mark_moved(keys=[self.prefix + key], args=[version, _ms(seconds)]))
+        except redis.RedisError as exc:
+            self._failed("a moved marker", exc)
+            return False
 
     def forget(self, key: str) -> None:
         """Drop one entry (it may be refilled): for an entry that turned out stale."""
@@ -255,10 +295,18 @@ class CachedStore(SessionStore):
         except redis.RedisError as exc:
             log.warning("session cache (Redis) is not reachable (%s); reads use the database", exc)
 
+    #: The last load needed no database (read by the factory on a request's own view).
+    answered_from_cache = False
+
     def load(self, key: str, now: float) -> SessionRecord | None:
         cached = self.cache.get(key)
         if isinstance(cached, SessionRecord) and cached.expires > now:
+            self.answered_from_cache = True
             return cached
+        if moved_version(cached) is not None:
+            self.answered_from_cache = True
+            return None  # another store holds it; the database row is stale
+        self.answered_from_cache = False
         record = self._primary().load(key, now)
         if record is not None and cached != TOMBSTONE:
             self.cache.put(record, record.version, now)
@@ -277,6 +325,43 @@ class CachedStore(SessionStore):
         stored = record.with_changes(version=version)
         self._after_commit(lambda: self.cache.put(stored, version, time.time()))
         return version
+
+    def load_offline(self, key: str, now: float) -> SessionRecord | None:
+        """The cached copy alone: no database, so a miss fails fast while it is down."""
+        cached = self.cache.get(key)
+        if isinstance(cached, SessionRecord) and cached.expires > now:
+            return cached
+        return None
+
+    def adopt(self, record: SessionRecord) -> int:
+        """Take a session back from another store, over the stale row it left behind."""
+        cached = self.cache.get(record.key)
+        if cached == TOMBSTONE:
+            raise StaleSession(self.name, gone=True)  # ended here meanwhile
+        left_at = moved_version(cached)
+        if left_at is None:
+            return self.save(record, None)
+        try:
+            version = self._primary().save(record, left_at)
+        except StaleSession as exc:
+            if exc.gone:
+                self.cache.tombstone([record.key])
+            else:
+                # Saved here after it left (another process): the database wins.
+                log.warning("a session changed in two stores; keeping the database's copy")
+                self.cache.forget(record.key)
+            raise
+        stored = record.with_changes(version=version)
+        self._after_commit(lambda: self.cache.put(stored, version, time.time()))
+        return version
+
+    def release(self, record: SessionRecord) -> None:
+        """Leave the row (the database may be down) and hide it behind a moved marker."""
+        if not self.cache.mark_moved(record.key, record.version, record.expires - time.time()):
+            log.error(
+                "could not mark a session as moved to another store (cache unavailable or "
+                "newer copy here); once the database is back it serves its older copy"
+            )
 
     def touch(self, key: str, last_active: float, expires: float, now: float) -> bool:
         touched = self._primary().touch(key, last_active, expires, now)
@@ -336,6 +421,10 @@ class _BoundCachedStore(CachedStore):
 
     def _after_commit(self, fn: Callable[[], None]) -> None:
         self._request.tm.get().addAfterCommitHook(lambda ok: ok and fn())
+
+
+def _ms(seconds: float) -> int:
+    return max(1, int(seconds * 1000))
 
 
 def wrap(primary: SessionStore, options: SessionOptions) -> CachedStore:
