@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import time
+import uuid
 
 import pytest
 import sqlalchemy as sa
@@ -180,10 +181,11 @@ class TestEveryStore:
     def test_ending_all_sessions_of_a_user(self, make_app, backend):
         handle = make_app(backend)
         browser_a, browser_b = handle.app, TestApp(handle.router)  # one site, two browsers
-        browser_a.get("/_t/login?user=alice")
-        browser_b.get("/_t/login?user=alice")
-        assert len(handle.store.list_user("alice", time.time())) == 2
-        assert handle.store.delete_user("alice") == 2
+        user = f"alice-{uuid.uuid4().hex[:8]}"  # the database is shared by the whole run
+        browser_a.get(f"/_t/login?user={user}")
+        browser_b.get(f"/_t/login?user={user}")
+        assert len(handle.store.list_user(user, time.time())) == 2
+        assert handle.store.delete_user(user) == 2
         assert browser_a.get("/_t/read").json["new"] is True
         assert browser_b.get("/_t/read").json["new"] is True
 
