@@ -40,6 +40,11 @@ def _to_dt(epoch: float) -> datetime:
     return datetime.fromtimestamp(epoch, UTC)
 
 
+def _param(name: str, column: sa.Column) -> sa.BindParameter:
+    """A named parameter typed like ``column`` (SQLite needs the DateTime type)."""
+    return sa.bindparam(name, type_=column.type)
+
+
 def _to_epoch(value: datetime) -> float:
     if value.tzinfo is None:  # SQLite hands back naive UTC
         value = value.replace(tzinfo=UTC)
@@ -73,6 +78,48 @@ class SqlStore(SessionStore):
         # SQLAlchemy does not encode it a second time.
         self._data_param = sa.cast(data, postgresql.JSONB) if self._is_postgres else data
         self._data_text = sa.cast(t.data, sa.Text)
+        # Built once: constructing an UPDATE and computing its cache key cost
+        # ~380 us per save (an INSERT ~240 us), more than the round trip itself.
+        self._insert_new = (
+            self._insert(user_sessions)
+            .values(
+                id=_param("b_key", t.id),
+                data=self._data_param,
+                created_at=_param("b_created", t.created_at),
+                last_active_at=_param("b_last_active", t.last_active_at),
+                expires_at=_param("b_expires", t.expires_at),
+                user_id=_param("b_user_id", t.user_id),
+                user_agent=_param("b_user_agent", t.user_agent),
+                version=1,
+            )
+            .on_conflict_do_nothing(index_elements=["id"])
+            .returning(t.version)
+        )
+        self._update_expected = (
+            sa.update(user_sessions)
+            .where(
+                t.id == _param("b_key", t.id),
+                t.version == _param("b_expected", t.version),
+                t.expires_at > _param("b_last_active", t.expires_at),
+            )
+            .values(
+                version=t.version + 1,
+                data=self._data_param,
+                last_active_at=_param("b_last_active", t.last_active_at),
+                expires_at=_param("b_expires", t.expires_at),
+                user_id=_param("b_user_id", t.user_id),
+                user_agent=_param("b_user_agent", t.user_agent),
+            )
+            .returning(t.version)
+        )
+        self._touch = (
+            sa.update(user_sessions)
+            .where(t.id == _param("b_key", t.id), t.expires_at > _param("b_now", t.expires_at))
+            .values(
+                last_active_at=_param("b_last_active", t.last_active_at),
+                expires_at=_param("b_expires", t.expires_at),
+            )
+        )
         self._load = sa.select(
             self._data_text,
             t.created_at,
@@ -169,44 +216,21 @@ class SqlStore(SessionStore):
         )
 
     def save(self, record: SessionRecord, expected_version: int | None) -> int:
-        values: dict[str, Any] = {
+        params: dict[str, Any] = {
+            "b_key": record.key,
             "data": record.data,
-            "last_active_at": _to_dt(record.last_active),
-            "expires_at": _to_dt(record.expires),
-            "user_id": record.user_id,
-            "user_agent": record.user_agent,
+            "b_last_active": _to_dt(record.last_active),
+            "b_expires": _to_dt(record.expires),
+            "b_user_id": record.user_id,
+            "b_user_agent": record.user_agent,
         }
         if expected_version is None:
-            statement = (
-                self._insert(user_sessions)
-                .values(
-                    id=record.key,
-                    data=self._data_param,
-                    created_at=_to_dt(record.created),
-                    last_active_at=values["last_active_at"],
-                    expires_at=values["expires_at"],
-                    user_id=record.user_id,
-                    user_agent=record.user_agent,
-                    version=1,
-                )
-                .on_conflict_do_nothing(index_elements=["id"])
-                .returning(t.version)
-            )
+            params["b_created"] = _to_dt(record.created)
+            statement = self._insert_new
         else:
-            values["data"] = self._data_param
-            statement = (
-                sa.update(user_sessions)
-                .where(
-                    t.id == record.key,
-                    t.version == expected_version,
-                    t.expires_at > _to_dt(record.last_active),
-                )
-                .values(version=t.version + 1, **values)
-                .returning(t.version)
-            )
-        stored_version = self._write(
-            lambda conn: conn.execute(statement, {"data": record.data}).scalar()
-        )
+            params["b_expected"] = expected_version
+            statement = self._update_expected
+        stored_version = self._write(lambda conn: conn.execute(statement, params).scalar())
         if stored_version is not None:
             return int(stored_version)
         if expected_version is None:
@@ -221,12 +245,13 @@ class SqlStore(SessionStore):
         raise StaleSession(self.name, gone=still_live is None)
 
     def touch(self, key: str, last_active: float, expires: float, now: float) -> bool:
-        statement = (
-            sa.update(user_sessions)
-            .where(t.id == key, t.expires_at > _to_dt(now))
-            .values(last_active_at=_to_dt(last_active), expires_at=_to_dt(expires))
-        )
-        return self._write(lambda conn: conn.execute(statement).rowcount) == 1
+        params = {
+            "b_key": key,
+            "b_now": _to_dt(now),
+            "b_last_active": _to_dt(last_active),
+            "b_expires": _to_dt(expires),
+        }
+        return self._write(lambda conn: conn.execute(self._touch, params).rowcount) == 1
 
     def delete(self, key: str) -> None:
         self._write(lambda conn: conn.execute(sa.delete(user_sessions).where(t.id == key)))
