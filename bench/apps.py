@@ -30,6 +30,7 @@ TIMEOUT = 86_400
 #: Implementations in the order they are run and printed.
 IMPLEMENTATIONS: tuple[str, ...] = (
     "floor",
+    "floor-tm",
     "signedcookie",
     "psr",
     "naive-db",
@@ -42,6 +43,7 @@ IMPLEMENTATIONS: tuple[str, ...] = (
 
 LABELS = {
     "floor": "no sessions",
+    "floor-tm": "no sessions, pyramid_tm",
     "signedcookie": "SignedCookieSessionFactory",
     "psr": "pyramid_session_redis",
     "naive-db": "naive DB session",
@@ -233,7 +235,7 @@ def settings_for(name: str, env: BenchEnv) -> dict[str, str]:
         return _ours(env, **{"session.backends": "memory"})
     if name == "ours-cache":
         return _ours(env, **{"session.backends": "sql", "session.cache": "redis"})
-    if name == "naive-db":
+    if name in ("naive-db", "floor-tm"):
         return {"sqlalchemy.url": env.pg_url}
     return {}
 
@@ -251,6 +253,10 @@ def build(name: str, env: BenchEnv) -> Callable[..., Any]:
             config.set_session_factory(SignedCookieSessionFactory(SECRET, timeout=TIMEOUT))
         elif name == "psr":
             config.set_session_factory(_psr_factory(env.redis_url))
+        elif name == "floor-tm":
+            # What a cookiecutter SQLAlchemy app runs anyway: pyramid_tm, request.dbsession.
+            config.include("myapp.models")
+            config.set_session_factory(lambda request: {})
         elif name == "floor":
             # A plain dict: the views run the same code with no session behind it.
             config.set_session_factory(lambda request: {})

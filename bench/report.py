@@ -101,7 +101,8 @@ def targets(report: dict) -> list[Target]:
             Target(
                 "untouched view >= 0.97x floor, no store calls, no Set-Cookie",
                 ratio >= 0.97 and calls == 0 and not cookies,
-                f"slowest ours ({worst}) {ratio:.2f}x floor; store calls/req {calls:.2f}; "
+                f"slowest ours ({worst}) {ratio:.2f}x floor{_vs_tm(res, worst)}; "
+                f"store calls/req {calls:.2f}; "
                 f"Set-Cookie from {cookies or 'none'}",
             )
         )
@@ -181,6 +182,13 @@ def targets(report: dict) -> list[Target]:
             )
         )
     return out
+
+
+def _vs_tm(res: dict, name: str) -> str:
+    tm = res.get("floor-tm", {}).get("untouched")
+    if not tm:
+        return ""
+    return f" ({res[name]['untouched']['rps'] / tm['rps']:.2f}x the floor with pyramid_tm)"
 
 
 def scale_targets(scale: dict | None) -> list[Target]:
