@@ -99,6 +99,9 @@ def fault_phase(plan: Plan, app: AppProcess, pg: ThrowawayPostgres) -> dict[str,
         time.sleep(plan.warm)
         killed_at = time.monotonic()
         pg.kill()
+        # The kill takes a moment (SIGKILL, then waiting for every backend to go):
+        # a request that began in that window was in flight too.
+        dead_at = time.monotonic()
         print(f"  killed PostgreSQL after {tally.requests} requests", flush=True)
         time.sleep(plan.outage)
         restarted_at, restarted_wall = time.monotonic(), time.time()
@@ -116,7 +119,7 @@ def fault_phase(plan: Plan, app: AppProcess, pg: ThrowawayPostgres) -> dict[str,
     finally:
         crowd.stop()
     crowd.final_check()
-    in_flight = sum(1 for start, end, _ in tally.failures if start <= killed_at <= end)
+    in_flight = sum(1 for start, end, _ in tally.failures if start <= dead_at and end >= killed_at)
     return {
         "requests": tally.requests,
         "confirmed_adds": tally.confirmed_adds,
@@ -125,7 +128,11 @@ def fault_phase(plan: Plan, app: AppProcess, pg: ThrowawayPostgres) -> dict[str,
         "transport_errors": tally.transport_errors,
         "failures_in_flight_at_kill": in_flight,
         "failures_outside_kill": len(tally.failures) - in_flight,
-        "failure_statuses": sorted({status for _, _, status in tally.failures}),
+        "failures_seconds_after_kill": [
+            [round(start - killed_at, 3), round(end - killed_at, 3), status]
+            for start, end, status in tally.failures[:20]
+        ],
+        "kill_seconds": round(dead_at - killed_at, 3),
         "other_status": tally.other_status,
         "sessions_lost": tally.carts_lost,
         "lost_examples": tally.lost_examples,
