@@ -1,7 +1,6 @@
-"""Load and soak test: shoppers through a PostgreSQL crash, then a long run for memory growth.
+"""Load and soak: shoppers through a PostgreSQL crash, then a long run for memory growth.
 
-Run with ``python -m bench.load_soak [--quick]`` (or ``make soak``). Uses throwaway
-PostgreSQL and Redis servers only; writes ``bench/results/soak.json`` and ``soak.md``.
+``python -m bench.load_soak [--quick]``; throwaway servers only; results in bench/results/.
 """
 
 from __future__ import annotations
