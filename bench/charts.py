@@ -16,7 +16,7 @@ def draw(report: dict, out: Path) -> None:
     res = report["results"]
     names = [n for n in IMPLEMENTATIONS if n in res]
     views = [v for v in VIEWS if any(v in res[n] for n in names)]
-    fig, ax = plt.subplots(figsize=(11, 5))
+    fig, ax = plt.subplots(figsize=(11, 6))
     width = 0.8 / max(len(names), 1)
     for i, name in enumerate(names):
         xs = [j + i * width for j in range(len(views))]
@@ -29,7 +29,7 @@ def draw(report: dict, out: Path) -> None:
         f"Requests/s per view ({m['nproc']} cores, waitress, wrk "
         f"{report['settings']['connections']} connections)"
     )
-    ax.legend(fontsize=8, ncol=3)
+    ax.legend(fontsize=8, ncol=5, loc="upper center", bbox_to_anchor=(0.5, -0.07))
     ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
     fig.savefig(out / "requests.png", dpi=100)
