@@ -13,6 +13,8 @@ from .stores import BACKEND_NAMES
 
 SAMESITE_VALUES = ("Lax", "Strict", "None")
 MIN_SECRET_LENGTH = 32
+TRUE_WORDS = ("true", "yes", "on", "1", "t", "y")
+FALSE_WORDS = ("false", "no", "off", "0", "f", "n")
 
 
 @dataclass(frozen=True)
@@ -168,7 +170,7 @@ class _Reader:
         raw = self._raw(key)
         if raw is None:
             return default
-        if raw.lower() not in ("true", "false", "yes", "no", "on", "off", "1", "0", "t", "f", "y", "n"):
+        if raw.lower() not in TRUE_WORDS + FALSE_WORDS:
             raise ConfigurationError(f"{key}: expected true or false, got {raw!r}")
         return asbool(raw)
 
