@@ -3,23 +3,21 @@ prefix per run, and apps built from settings on each store."""
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import pytest
-import redis
 import sqlalchemy as sa
 from pyramid.router import Router
 from webtest import TestApp
 
 import myapp
 from myapp.sessions import get_chain
-from tests.support.databases import create_database, drop_database, migrate, pg_url
+from tests.support.databases import migrate, migrated_database
+from tests.support.rediskeys import REDIS_URL, unique_prefix
 
 SECRET = "test-secret-0123456789-abcdefghijklmnopqrstuvwxyz"
-REDIS_URL = "redis://127.0.0.1:6379/0"
 BACKENDS = ("sql-postgres", "sql-sqlite", "redis", "memory")
 
 TEST_MARKS = sa.text("CREATE TABLE test_marks (id INTEGER PRIMARY KEY, note VARCHAR(64))")
@@ -46,12 +44,9 @@ def _add_test_marks(url: str) -> None:
 @pytest.fixture(scope="session")
 def postgres_url() -> Iterator[str]:
     """A fresh database on the shared PostgreSQL, migrated to head, dropped at the end."""
-    name = create_database()
-    url = pg_url(name)
-    migrate(url)
-    _add_test_marks(url)
-    yield url
-    drop_database(name)
+    with migrated_database() as url:
+        _add_test_marks(url)
+        yield url
 
 
 @pytest.fixture(scope="session")
@@ -65,13 +60,8 @@ def sqlite_url(tmp_path_factory: pytest.TempPathFactory) -> str:
 @pytest.fixture(scope="session")
 def redis_prefix() -> Iterator[str]:
     """A key prefix no other run uses; its keys are deleted at the end."""
-    prefix = f"myapp-test-{uuid.uuid4().hex[:12]}:"
-    yield prefix
-    client = redis.Redis.from_url(REDIS_URL)
-    keys = list(client.scan_iter(match=prefix + "*", count=1000))
-    if keys:
-        client.delete(*keys)
-    client.close()
+    with unique_prefix() as prefix:
+        yield prefix
 
 
 def base_settings(**overrides: Any) -> dict[str, Any]:

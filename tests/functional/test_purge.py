@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from myapp.models import get_engine
 from myapp.sessions.purge import PURGE_LOCK_ID, Purger, get_purge_thread
 from myapp.sessions.stores.sqlstore import SqlStore
-from tests.support.databases import create_database, drop_database, migrate, pg_url
+from tests.support.databases import migrated_database
 from tests.support.ops import add_session
 
 pytestmark = pytest.mark.postgres
@@ -33,11 +33,8 @@ INSERT_EXPIRED = sa.text(
 
 @pytest.fixture(scope="module")
 def purge_url() -> Iterator[str]:
-    name = create_database("myapp_purge")
-    url = pg_url(name)
-    migrate(url)
-    yield url
-    drop_database(name)
+    with migrated_database("myapp_purge") as url:
+        yield url
 
 
 @pytest.fixture

@@ -19,7 +19,7 @@ from myapp.sessions.purge import PURGE_LOCK_ID
 from myapp.sessions.stores.redisstore import RedisStore, make_client
 from myapp.sessions.stores.sqlstore import SqlStore
 from tests.conftest import REDIS_URL
-from tests.support.databases import REPO, create_database, drop_database, migrate, pg_url
+from tests.support.databases import REPO, create_database, drop_database, migrated_database, pg_url
 from tests.support.ops import BIN, add_session, run, write_ini
 from tests.support.site import CHEAP_HASHER, new_user, sign_in, signed_in_as
 
@@ -29,11 +29,8 @@ pytestmark = [pytest.mark.postgres, pytest.mark.redis]
 @pytest.fixture(scope="module")
 def ops_url() -> Iterator[str]:
     """A database of its own: these tests count every session in it."""
-    name = create_database("myapp_ops")
-    url = pg_url(name)
-    migrate(url)
-    yield url
-    drop_database(name)
+    with migrated_database("myapp_ops") as url:
+        yield url
 
 
 @pytest.fixture

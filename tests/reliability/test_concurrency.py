@@ -5,16 +5,14 @@ from __future__ import annotations
 import json
 import threading
 import time
-import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-import redis
 from webtest import TestApp
 
-from tests.conftest import REDIS_URL
+from tests.support.rediskeys import unique_prefix
 
 from .apps import AppProcess, Client, Response, app_settings
 
@@ -25,13 +23,8 @@ INCLUDES = "tests.support.views tests.reliability.views"
 
 @pytest.fixture
 def prefix() -> Iterator[str]:
-    prefix = f"myapp-conc-{uuid.uuid4().hex[:8]}:"
-    yield prefix
-    client = redis.Redis.from_url(REDIS_URL)
-    keys = list(client.scan_iter(match=prefix + "*"))
-    if keys:
-        client.delete(*keys)
-    client.close()
+    with unique_prefix("myapp-conc") as prefix:
+        yield prefix
 
 
 @pytest.fixture(params=["sql", "redis"])

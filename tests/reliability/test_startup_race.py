@@ -5,16 +5,15 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg
 import pytest
-import redis
 
 from tests.conftest import REDIS_URL
 from tests.support.databases import ADMIN_DSN, REPO, create_database, drop_database, pg_url
+from tests.support.rediskeys import unique_prefix
 
 from .apps import AppProcess, Client, app_settings, wait_for
 
@@ -32,13 +31,8 @@ def empty_db() -> Iterator[str]:
 
 @pytest.fixture
 def prefix() -> Iterator[str]:
-    prefix = f"myapp-race-{uuid.uuid4().hex[:8]}:"
-    yield prefix
-    client = redis.Redis.from_url(REDIS_URL)
-    keys = list(client.scan_iter(match=prefix + "*"))
-    if keys:
-        client.delete(*keys)
-    client.close()
+    with unique_prefix("myapp-race") as prefix:
+        yield prefix
 
 
 def _alembic_ini(tmp_path: Path, url: str) -> Path:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg
@@ -41,3 +43,15 @@ def alembic_config(url: str) -> Config:
 
 def migrate(url: str, revision: str = "head") -> None:
     command.upgrade(alembic_config(url), revision)
+
+
+@contextlib.contextmanager
+def migrated_database(prefix: str = "myapp_test") -> Iterator[str]:
+    """A new database on the shared PostgreSQL at the Alembic head; dropped afterwards."""
+    name = create_database(prefix)
+    try:
+        url = pg_url(name)
+        migrate(url)
+        yield url
+    finally:
+        drop_database(name)
