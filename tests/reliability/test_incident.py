@@ -23,10 +23,11 @@ ADMIN_DSN = os.environ.get(
 )
 WORKERS = 8
 ROUNDS = 20
-# The commit lands either while a loser inserts its pg_type row (unique violation on
-# pg_type_typname_nsp_index, the incident) or between its IF NOT EXISTS check and its own
-# type lookup ("type ... already exists"). Both are the same race.
-RACE_SQLSTATES = {"23505", "42710"}
+# The winner's commit lands while a loser inserts its pg_type row (unique violation on
+# pg_type_typname_nsp_index, the incident), between the loser's IF NOT EXISTS check and
+# its type lookup ("type ... already exists", 42710), or just before its pg_class
+# insert ("relation ... already exists", 42P07). All three are the same race.
+RACE_SQLSTATES = {"23505", "42710", "42P07"}
 
 pytestmark = pytest.mark.postgres
 
