@@ -23,7 +23,8 @@ if TYPE_CHECKING:
 
     from ..options import SessionOptions
 
-# KEYS: session key, user index key or "". ARGV: expected version ("" = new),
+# KEYS: session key, then the user index key, "" or nothing (a Cluster passes only the
+# session key: the index is in another slot). ARGV: expected version ("" = new),
 # new value, ttl ms, user index ttl ms. Returns 1 stored, 0 gone, -1 changed.
 _SAVE = """
 local current = redis.call('GET', KEYS[1])
@@ -34,7 +35,7 @@ else
   if string.match(current, '^%[(%d+),') ~= ARGV[1] then return -1 end
 end
 redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
-if KEYS[2] ~= '' then
+if KEYS[2] and KEYS[2] ~= '' then
   redis.call('SADD', KEYS[2], KEYS[1])
   redis.call('PEXPIRE', KEYS[2], ARGV[4])
 end
@@ -151,12 +152,14 @@ class RedisStore(SessionStore):
     def save(self, record: SessionRecord, expected_version: int | None) -> int:
         new_version = 1 if expected_version is None else expected_version + 1
         user_key = self.user_prefix + record.user_id if record.user_id else ""
+        keys = [self._key(record.key), user_key]
         if self._cluster:
-            user_key, cluster_index = "", user_key
+            # Every key of a script must hash to one slot: the index is added below.
+            keys, cluster_index = keys[:1], user_key
         result = self._call(
             "save",
             self._save,
-            keys=[self._key(record.key), user_key],
+            keys=keys,
             args=[
                 "" if expected_version is None else str(expected_version),
                 self.encode(record, new_version),
@@ -194,6 +197,11 @@ class RedisStore(SessionStore):
         victims = [m for m in members if m.decode() != self._key(except_key or "")]
         if not victims:
             return 0
+        if self._cluster:
+            # The sessions sit in many slots: DEL is split per slot, the index updated after.
+            deleted = self._call("DEL", self.client.delete, *victims)
+            self._call("SREM", self.client.srem, index, *victims)
+            return int(deleted)
         pipe = self.client.pipeline(transaction=True)
         pipe.delete(*victims)
         pipe.srem(index, *victims)
@@ -205,7 +213,9 @@ class RedisStore(SessionStore):
         members = sorted(self._call("SMEMBERS", self.client.smembers, index))
         if not members:
             return []
-        values = self._call("MGET", self.client.mget, members)
+        # A Cluster client splits the MGET per slot (not atomic, like the index itself).
+        mget = self.client.mget_nonatomic if self._cluster else self.client.mget
+        values = self._call("MGET", mget, members)
         records, stale = [], []
         for member, raw in zip(members, values, strict=True):
             record = (
