@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 import redis
 from redis.cluster import RedisCluster
+from redis.exceptions import RedisClusterException
 
 from .. import redisurls
 from .base import SessionRecord, SessionStore, StaleSession, StoreError, StoreNotReady
@@ -22,6 +23,10 @@ if TYPE_CHECKING:
     from pyramid.registry import Registry
 
     from ..options import SessionOptions
+
+# redis-py's cluster client raises RedisClusterException (not a RedisError) for
+# cluster-level failures such as a lost slot map: they are store failures too.
+REDIS_ERRORS = (redis.RedisError, RedisClusterException)
 
 # KEYS: session key, then the user index key, "" or nothing (a Cluster passes only the
 # session key: the index is in another slot). ARGV: expected version ("" = new),
@@ -120,13 +125,13 @@ class RedisStore(SessionStore):
             raise StoreError(self.name, "timeout", f"{what} timed out ({exc})") from exc
         except redis.ConnectionError as exc:
             raise StoreError(self.name, "connection", f"{what} failed: {exc}") from exc
-        except redis.RedisError as exc:
+        except REDIS_ERRORS as exc:
             raise StoreError(self.name, type(exc).__name__.lower(), f"{what}: {exc}") from exc
 
     def check(self) -> None:
         try:
             self.client.ping()
-        except redis.RedisError as exc:
+        except REDIS_ERRORS as exc:
             raise StoreNotReady(
                 self.name,
                 f"PING failed ({exc})",
@@ -247,7 +252,7 @@ class RedisStore(SessionStore):
 def build(options: SessionOptions, registry: Registry) -> RedisStore:
     try:
         client = make_client(options.redis_url, options.store_timeout)
-    except redis.RedisError as exc:  # a Cluster client connects on construction
+    except REDIS_ERRORS as exc:  # a Cluster client connects on construction
         cause = f"cannot reach {_redact(options.redis_url)}: {exc}"
         raise StoreError("redis", "connection", cause) from exc
     return RedisStore(
