@@ -21,6 +21,7 @@ from .users import users
 
 __all__ = [
     "USER_SESSIONS_REVISION",
+    "existing_dbsession",
     "get_dbsession_factory",
     "get_engine",
     "get_tm_dbsession",
@@ -103,6 +104,12 @@ def get_tm_dbsession(
         transaction_manager=transaction_manager
     )
     return dbsession
+
+
+def existing_dbsession(request: Request) -> DBSession | None:
+    """``request.dbsession`` if the request has one already; never creates it."""
+    dbsession = request.__dict__.get("dbsession")  # where reify keeps it
+    return dbsession if dbsession is not None else request.environ.get("app.dbsession")
 
 
 def includeme(config: Configurator) -> None:

@@ -1,8 +1,9 @@
 """The primary store: the ``user_sessions`` table, through SQLAlchemy Core.
 
-Inside a request, statements run on ``request.dbsession`` and so commit or roll back
-with the request's transaction; outside one (checks, purges, scripts) each call is
-its own short transaction.
+Inside a request, writes run on ``request.dbsession`` and so commit or roll back
+with the request's transaction. A read joins that transaction if it has begun, and
+is otherwise a single autocommit statement; outside a request (checks, purges,
+scripts) each write is its own short transaction.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from myapp.models import USER_SESSIONS_REVISION, get_engine, user_sessions
+from myapp.models import USER_SESSIONS_REVISION, existing_dbsession, get_engine, user_sessions
 from myapp.models.user_sessions import REQUIRED_COLUMNS
 
 from ..deadline import WATCHDOG, Deadline, Watchdog
@@ -69,6 +70,7 @@ class SqlStore(SessionStore):
         self.timeout = timeout
         self.check_timeout = check_timeout
         self.watchdog = watchdog
+        self._autocommit = engine.execution_options(isolation_level="AUTOCOMMIT")
         _guard_pre_ping(engine, watchdog, timeout)
         dialect = engine.dialect.name
         self._is_postgres = dialect == "postgresql"
@@ -145,8 +147,11 @@ class SqlStore(SessionStore):
             raise _store_error(exc, deadline, self.timeout) from exc
 
     def _read(self, fn: Callable[[Connection], T]) -> T:
+        # Every read is one statement, which needs no transaction around it: in
+        # autocommit it is one round trip instead of three (BEGIN, SELECT, ROLLBACK)
+        # and nothing can be left idle in transaction.
         try:
-            with self.engine.connect() as conn:
+            with self._autocommit.connect() as conn:
                 return self._guarded(conn, fn, commit=False)
         except SQLAlchemyError as exc:
             raise _store_error(exc) from exc
@@ -325,8 +330,15 @@ class _RequestSqlStore(SqlStore):
         return self._request.dbsession
 
     def _read(self, fn: Callable[[Connection], T]) -> T:
+        dbsession = existing_dbsession(self._request)
+        if dbsession is None or not dbsession.in_transaction():
+            # Nothing of this request's transaction to see: read in autocommit on a
+            # pooled connection, handed back before the view goes on, instead of
+            # beginning the request's transaction for a read (~700 us CPU). Writes still
+            # run in that transaction, and their version check refuses a stale read.
+            return super()._read(fn)
         try:
-            conn = self._dbsession.connection()
+            conn = dbsession.connection()
         except SQLAlchemyError as exc:
             raise _store_error(exc) from exc
         return self._guarded(conn, fn, commit=False)
