@@ -50,8 +50,12 @@ class Watchdog:
         deadline = Deadline(fileno, self._clock() + seconds, what)
         with self._cond:
             self._ensure_thread()
+            # Wake the thread only if it would sleep past this deadline: waking it for
+            # every guarded statement (a thread switch each) cost ~100 us CPU per request.
+            wake = not self._heap or deadline.when < self._heap[0][0]
             heapq.heappush(self._heap, (deadline.when, next(self._counter), deadline))
-            self._cond.notify()
+            if wake:
+                self._cond.notify()
         return deadline
 
     def cancel(self, deadline: Deadline) -> None:
