@@ -206,6 +206,24 @@ class TestEveryStore:
         app.app.post("/_t/csrf_post", {"csrf_token": "wrong"}, status=400)
 
 
+def test_read_before_the_transaction_holds_no_connection_during_the_view(make_app):
+    handle = make_app("sql-postgres")
+    handle.app.get("/_t/write?value=a")
+    with count_sql(handle.engine) as statements:
+        report = handle.app.get("/_t/read_then_report").json
+    assert report == {"value": "a", "checked_out": 0, "dbsession": False}
+    assert len(statements) == 1
+
+
+def test_read_after_the_transaction_began_joins_it(make_app):
+    handle = make_app("sql-postgres")
+    handle.app.get("/_t/write?value=a")
+    with count_sql(handle.engine) as statements:
+        report = handle.app.get("/_t/begin_then_read").json
+    assert report == {"value": "a", "checked_out": 1}  # no second connection
+    assert len(statements.reads()) == 2
+
+
 BAD_COOKIES = {
     "garbage": "garbage",
     "tampered": None,  # built from a real cookie below

@@ -22,6 +22,23 @@ def read(request: Request) -> dict:
     return {"value": request.session.get("value"), "new": request.session.new}
 
 
+def read_then_report(request: Request) -> dict:
+    """What loading the session left held while the view still runs."""
+    value = request.session.get("value")
+    return {
+        "value": value,
+        "checked_out": request.registry["dbengine"].pool.checkedout(),
+        "dbsession": "dbsession" in request.__dict__,
+    }
+
+
+def begin_then_read(request: Request) -> dict:
+    """The view's own transaction has begun before the session is loaded."""
+    request.dbsession.execute(text("SELECT 1"))
+    value = request.session.get("value")
+    return {"value": value, "checked_out": request.registry["dbengine"].pool.checkedout()}
+
+
 def write(request: Request) -> dict:
     request.session["value"] = request.params.get("value", "x")
     return {"value": request.session["value"]}
@@ -135,6 +152,8 @@ def includeme(config: Configurator) -> None:
     routes = {
         "untouched": (untouched, None),
         "read": (read, "json"),
+        "read_then_report": (read_then_report, "json"),
+        "begin_then_read": (begin_then_read, "json"),
         "write": (write, "json"),
         "write_nested": (write_nested, "json"),
         "write_then_raise": (write_then_raise, None),
