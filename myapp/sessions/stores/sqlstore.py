@@ -9,7 +9,7 @@ scripts) each write is its own short transaction.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -50,6 +50,21 @@ def _to_epoch(value: datetime) -> float:
     if value.tzinfo is None:  # SQLite hands back naive UTC
         value = value.replace(tzinfo=UTC)
     return value.timestamp()
+
+
+def _record(row: Sequence[Any]) -> SessionRecord:
+    """A record from a row of ``SqlStore._record_columns``."""
+    key, data, created, last_active, expires, user_id, user_agent, version = row
+    return SessionRecord(
+        key=key,
+        data=data,
+        created=_to_epoch(created),
+        last_active=_to_epoch(last_active),
+        expires=_to_epoch(expires),
+        user_id=user_id,
+        user_agent=user_agent,
+        version=version,
+    )
 
 
 class SqlStore(SessionStore):
@@ -122,7 +137,10 @@ class SqlStore(SessionStore):
                 expires_at=_param("b_expires", t.expires_at),
             )
         )
-        self._load = sa.select(
+        # Every read selects the key first and then the record's fields, in the
+        # order _record() takes them.
+        self._record_columns = (
+            t.id,
             self._data_text,
             t.created_at,
             t.last_active_at,
@@ -130,7 +148,10 @@ class SqlStore(SessionStore):
             t.user_id,
             t.user_agent,
             t.version,
-        ).where(t.id == sa.bindparam("key"), t.expires_at > sa.bindparam("now"))
+        )
+        self._load = sa.select(*self._record_columns).where(
+            t.id == sa.bindparam("key"), t.expires_at > sa.bindparam("now")
+        )
 
     # -- how statements run (overridden by the request-bound store) ----------
     def _guarded(self, conn: Connection, fn: Callable[[Connection], T], *, commit: bool) -> T:
@@ -207,18 +228,7 @@ class SqlStore(SessionStore):
         row = self._read(
             lambda conn: conn.execute(self._load, {"key": key, "now": _to_dt(now)}).first()
         )
-        if row is None:
-            return None
-        return SessionRecord(
-            key=key,
-            data=row[0],
-            created=_to_epoch(row[1]),
-            last_active=_to_epoch(row[2]),
-            expires=_to_epoch(row[3]),
-            user_id=row[4],
-            user_agent=row[5],
-            version=row[6],
-        )
+        return None if row is None else _record(row)
 
     def save(self, record: SessionRecord, expected_version: int | None) -> int:
         params: dict[str, Any] = {
@@ -269,33 +279,12 @@ class SqlStore(SessionStore):
 
     def list_user(self, user_id: str, now: float) -> list[SessionRecord]:
         statement = (
-            sa.select(
-                t.id,
-                self._data_text,
-                t.created_at,
-                t.last_active_at,
-                t.expires_at,
-                t.user_id,
-                t.user_agent,
-                t.version,
-            )
+            sa.select(*self._record_columns)
             .where(t.user_id == user_id, t.expires_at > _to_dt(now))
             .order_by(t.created_at)
         )
         rows = self._read(lambda conn: conn.execute(statement).all())
-        return [
-            SessionRecord(
-                key=row[0],
-                data=row[1],
-                created=_to_epoch(row[2]),
-                last_active=_to_epoch(row[3]),
-                expires=_to_epoch(row[4]),
-                user_id=row[5],
-                user_agent=row[6],
-                version=row[7],
-            )
-            for row in rows
-        ]
+        return [_record(row) for row in rows]
 
     def purge_expired(self, now: float, batch_size: int) -> int:
         if self._is_postgres:
