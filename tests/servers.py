@@ -79,7 +79,32 @@ class ServerStartError(RuntimeError):
     """A throwaway server did not come up; the message ends with its log."""
 
 
-class ThrowawayServer:
+class StartedInWith:
+    """``with server:`` starts it and always cleans up, also when the start fails."""
+
+    def start(self) -> Self:
+        raise NotImplementedError
+
+    def cleanup(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        try:
+            return self.start()
+        except BaseException:
+            self.cleanup()
+            raise
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.cleanup()
+
+
+class ThrowawayServer(StartedInWith):
     """A server process in a private temp dir that can be started, killed and frozen."""
 
     kind = "server"
@@ -235,21 +260,6 @@ class ThrowawayServer:
     def _log_tail(self) -> str:
         text = self.log_text()[-_LOG_TAIL_CHARS:]
         return f"\n--- {self.log_path} ---\n{text}" if text else " (empty log)"
-
-    def __enter__(self) -> Self:
-        try:
-            return self.start()
-        except BaseException:
-            self.cleanup()
-            raise
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.cleanup()
 
 
 def _postgres_bindir() -> Path:

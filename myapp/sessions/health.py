@@ -19,33 +19,33 @@ def healthz(request: Request) -> dict[str, object]:
     return chain.health()
 
 
-def store_unavailable(exc: Exception, request: Request) -> Response:
-    response = Response(
-        "Sessions are unavailable for a moment. Please try again shortly.\n",
-        status=503,
-        content_type="text/plain",
-    )
-    response.headers["Retry-After"] = "5"
+def _plain(text: str, status: int, retry_after: int | None = None) -> Response:
+    response = Response(text, status=status, content_type="text/plain")
+    if retry_after is not None:
+        response.headers["Retry-After"] = str(retry_after)
     return response
+
+
+def store_unavailable(exc: Exception, request: Request) -> Response:
+    return _plain(
+        "Sessions are unavailable for a moment. Please try again shortly.\n", 503, retry_after=5
+    )
 
 
 def session_conflict(exc: Exception, request: Request) -> Response:
     """Reached only when pyramid_retry has no attempt left for a lost race."""
-    response = Response(
+    return _plain(
         "Your change collided with another one on the same session. Please try again.\n",
-        status=409,
-        content_type="text/plain",
+        409,
+        retry_after=1,
     )
-    response.headers["Retry-After"] = "1"
-    return response
 
 
 def session_too_large(exc: Exception, request: Request) -> Response:
     """The request would have stored more than ``session.max_size``; nothing was saved."""
     log.warning("refused to store a session: %s", exc)
-    return Response(
+    return _plain(
         "This change would make your session too large, so it was not saved. "
         "Remove something (from your cart, for instance) and try again.\n",
-        status=413,
-        content_type="text/plain",
+        413,
     )

@@ -5,12 +5,11 @@ from __future__ import annotations
 import shutil
 import subprocess
 import time
-from types import TracebackType
 from typing import Self
 
 import redis
 
-from tests.servers import ServerStartError, ThrowawayRedis, free_port
+from tests.servers import ServerStartError, StartedInWith, ThrowawayRedis, free_port
 
 CLUSTER_TIMEOUT = 15.0
 _POLL_INTERVAL = 0.1
@@ -52,7 +51,7 @@ class ThrowawayClusterNode(ThrowawayRedis):
         ]
 
 
-class ThrowawayRedisCluster:
+class ThrowawayRedisCluster(StartedInWith):
     """Three masters, no replicas, all 16384 slots assigned by ``redis-cli --cluster create``."""
 
     def __init__(self, timeout: float = CLUSTER_TIMEOUT) -> None:
@@ -133,18 +132,3 @@ class ThrowawayRedisCluster:
         """SIGKILL every node by pid and delete its directory; safe to call twice."""
         for node in self.nodes:
             node.cleanup()
-
-    def __enter__(self) -> Self:
-        try:
-            return self.start()
-        except BaseException:
-            self.cleanup()
-            raise
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.cleanup()
