@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import psycopg
 import redis.connection
 import sqlalchemy as sa
 import zope.sqlalchemy
@@ -96,6 +97,9 @@ class Counters:
         self.redis_round_trips = 0
 
     def on_sql(self, conn, cursor, statement, parameters, context, executemany) -> None:
+        self.count_statement(statement)
+
+    def count_statement(self, statement: str) -> None:
         verb = statement.lstrip().split(None, 1)[0].upper()
         with self.lock:
             self.sql[verb] = self.sql.get(verb, 0) + 1
@@ -106,6 +110,18 @@ class Counters:
 
 
 COUNTERS = Counters()
+
+
+def _count_postgres_statements() -> None:
+    # At the driver: SQLAlchemy's statements and the ones our SQL store runs on the
+    # driver's cursor itself both pass here.
+    original = psycopg.Cursor.execute
+
+    def execute(self, query, *args, **kwargs):  # type: ignore[no-untyped-def]
+        COUNTERS.count_statement(str(query))
+        return original(self, query, *args, **kwargs)
+
+    psycopg.Cursor.execute = execute
 
 
 def _count_redis_round_trips() -> None:
@@ -269,7 +285,9 @@ def build(name: str, env: BenchEnv) -> Callable[..., Any]:
         config.add_view(stats, route_name="bench.stats")
     app = config.make_wsgi_app()
     engine = app.registry.get("dbengine")
-    if engine is not None:
+    if engine is not None and engine.dialect.name == "postgresql":
+        _count_postgres_statements()
+    elif engine is not None:  # SQLite's cursor cannot be wrapped; SQLAlchemy sees it all
         sa.event.listen(engine, "before_cursor_execute", COUNTERS.on_sql)
     _count_redis_round_trips()
     return app

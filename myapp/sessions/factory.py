@@ -386,24 +386,26 @@ class RequestSession:
 class _Writes:
     """Runs a request's session writes where they belong.
 
-    SQL writes go straight into the request's database transaction (we are in a
-    before-commit hook); other stores queue into a data manager that writes when
-    the transaction votes.
+    When the view opened a database transaction, SQL writes go straight into it (we
+    are in a before-commit hook), so they commit or roll back with the view's own
+    data. Otherwise, and for the other stores, they queue into a data manager that
+    writes when the request's transaction votes, each write one statement or
+    command of its own.
     """
 
     def __init__(self, owner: RequestSession, txn: object) -> None:
         self.owner = owner
-        factory = owner.factory
-        bind = getattr(owner.store, "bind", None)
-        self.direct = owner._bound_store() if bind is not None else None
-        self.deferred = (
-            None
-            if bind is not None
-            else DeferredWrites(
-                owner.store, txn, on_stale=owner.conflict, on_error=owner.store_failed
-            )
+        self.timed = owner.factory.timed
+        self.direct: SessionStore | None = None
+        self.deferred: DeferredWrites | None = None
+        if getattr(owner.store, "bind", None) is not None:
+            bound = owner._bound_store()
+            if bound.in_request_transaction():  # type: ignore[attr-defined]
+                self.direct = bound
+                return
+        self.deferred = DeferredWrites(
+            owner.store, txn, on_stale=owner.conflict, on_error=owner.store_failed
         )
-        self.timed = factory.timed
 
     def save(
         self, record: SessionRecord, expected: int | None, previous: SessionRecord | None
@@ -420,7 +422,7 @@ class _Writes:
     def adopt(self, record: SessionRecord, previous: SessionRecord) -> None:
         """Save a session read through from another store into the serving one."""
         if self.deferred is not None:
-            self.deferred.save(record, None, previous)
+            self.deferred.adopt(record, previous)
             return
         store = self.direct
         try:

@@ -1,8 +1,10 @@
-"""Joining non-SQL session writes to the request's transaction.
+"""Joining session writes that have no database transaction to join to the request's.
 
-Redis and the memory store know nothing of transactions, so their writes are queued
-and carried out when the transaction votes, before SQLAlchemy's commit (which votes
-last). If a later resource fails, ``tpc_abort`` puts back what was written.
+Redis and the memory store know nothing of transactions, and a view that did no
+database work has no transaction for the SQL store's write to join. Such writes are
+queued and carried out when the request's transaction votes, before SQLAlchemy's
+commit (which votes last). If a later resource fails, ``tpc_abort`` puts back what
+was written.
 """
 
 from __future__ import annotations
@@ -50,6 +52,15 @@ class DeferredWrites:
             if previous is None:
                 return lambda: self.store.delete(record.key)
             return lambda: self.store.delete(record.key) or self.store.save(previous, None)
+
+        self._pending.append(run)
+
+    def adopt(self, record: SessionRecord, previous: SessionRecord) -> None:
+        """Store a session read through from another store (``previous``: its copy there)."""
+
+        def run() -> Undo | None:
+            self.store.adopt(record)
+            return lambda: self.store.delete(record.key)
 
         self._pending.append(run)
 

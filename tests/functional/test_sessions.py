@@ -12,6 +12,7 @@ from webtest import TestApp
 
 from myapp.sessions.codec import storage_key
 from tests.support.counting import RedisCommandLog, count_sql
+from tests.support.views import Boom
 
 COOKIE = "session"
 
@@ -23,6 +24,10 @@ def cookie_token(app) -> str:
 
 def stored(app, token: str):
     return app.store.load(storage_key(token), now=time.time())
+
+
+def count_sessions(app) -> int:
+    return sum(app.store.count(time.time()))
 
 
 def count_marks(app, note: str) -> int:
@@ -118,6 +123,25 @@ class TestEveryStore:
         assert app.app.cookies[COOKIE] == cookie
         # Redis and memory wrote when the transaction voted; the abort undid it.
         assert app.app.get("/_t/read").json["value"] == "before"
+
+    def test_resource_failing_after_the_session_write_undoes_it(self, app):
+        # The view did no database work, so even the sql store wrote when the
+        # transaction voted; the failure that followed put the old value back.
+        app.app.get("/_t/write?value=before")
+        cookie = app.app.cookies[COOKIE]
+        with pytest.raises(Boom, match="refused to vote"):
+            app.app.get("/_t/write_then_other_resource_fails")
+        assert app.app.cookies[COOKIE] == cookie
+        assert app.app.get("/_t/read").json["value"] == "before"
+        app.app.get("/_t/write?value=after")
+        assert app.app.get("/_t/read").json["value"] == "after"
+
+    def test_resource_failing_after_a_new_session_write_leaves_no_session(self, app):
+        rows_before = count_sessions(app)
+        with pytest.raises(Boom, match="refused to vote"):
+            app.app.get("/_t/write_then_other_resource_fails")
+        assert COOKIE not in app.app.cookies
+        assert count_sessions(app) == rows_before
 
     def test_failed_commit_of_a_new_session_stores_nothing(self, app):
         if app.backend == "sql-sqlite":
@@ -222,6 +246,28 @@ def test_read_after_the_transaction_began_joins_it(make_app):
         report = handle.app.get("/_t/begin_then_read").json
     assert report == {"value": "a", "checked_out": 1}  # no second connection
     assert len(statements.reads()) == 2
+
+
+def test_write_without_database_work_is_one_statement_and_no_request_transaction(make_app):
+    handle = make_app("sql-postgres")
+    handle.app.get("/_t/write?value=a")
+    token = cookie_token(handle)
+    with count_sql(handle.engine) as statements:
+        handle.app.get("/_t/write?value=b")
+    assert [s.split(None, 1)[0] for s in statements.statements] == ["SELECT", "UPDATE"]
+    assert stored(handle, token).version == 2
+    # Nothing was begun for the request: no connection is left checked out either.
+    assert handle.engine.pool.checkedout() == 0
+
+
+def test_write_after_database_work_joins_the_request_transaction(make_app):
+    handle = make_app("sql-postgres")
+    handle.app.get("/_t/write?value=a")
+    with count_sql(handle.engine) as statements:
+        handle.app.get("/_t/write_with_data")
+    verbs = [s.split(None, 1)[0] for s in statements.statements]
+    assert verbs == ["SELECT", "INSERT", "UPDATE"]
+    assert handle.app.get("/_t/read").json["value"] == "persisted"
 
 
 BAD_COOKIES = {

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 
+import psycopg
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 
@@ -32,7 +33,17 @@ class StatementLog:
 
 @contextlib.contextmanager
 def count_sql(engine: Engine) -> Iterator[StatementLog]:
+    """Every statement sent to ``engine``'s database while the block runs.
+
+    On PostgreSQL they are counted at the driver (psycopg's cursor), where both
+    SQLAlchemy's statements and the ones the SQL store sends on the driver's
+    cursor itself pass; elsewhere with SQLAlchemy's cursor events.
+    """
     log = StatementLog()
+    if engine.dialect.name == "postgresql":
+        with _count_psycopg(engine.url.database, log):
+            yield log
+        return
 
     def record(conn, cursor, statement, parameters, context, executemany):
         log.statements.append(statement.strip())
@@ -42,6 +53,22 @@ def count_sql(engine: Engine) -> Iterator[StatementLog]:
         yield log
     finally:
         event.remove(engine, "before_cursor_execute", record)
+
+
+@contextlib.contextmanager
+def _count_psycopg(dbname: str | None, log: StatementLog) -> Iterator[None]:
+    original = psycopg.Cursor.execute
+
+    def execute(cursor, query, *args, **kwargs):
+        if cursor.connection.info.dbname == dbname:
+            log.statements.append(str(query).strip())
+        return original(cursor, query, *args, **kwargs)
+
+    psycopg.Cursor.execute = execute
+    try:
+        yield
+    finally:
+        psycopg.Cursor.execute = original
 
 
 class RedisCommandLog:

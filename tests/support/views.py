@@ -86,6 +86,31 @@ def write_then_commit_fails(request: Request) -> dict:
     return {"ok": True}
 
 
+class _RefusesToVote:
+    """A resource (a mail queue, say) that fails when the transaction votes, after
+    the session's queued write (it sorts last)."""
+
+    transaction_manager = None
+
+    def abort(self, txn: object) -> None:
+        pass
+
+    tpc_begin = commit = tpc_finish = tpc_abort = abort
+
+    def tpc_vote(self, txn: object) -> None:
+        raise Boom("another resource refused to vote")
+
+    def sortKey(self) -> str:
+        return "~~refuses-to-vote"
+
+
+def write_then_other_resource_fails(request: Request) -> dict:
+    """No database work of its own: the session's write is queued until the vote."""
+    request.session["value"] = "must-not-persist"
+    request.tm.get().join(_RefusesToVote())
+    return {"ok": True}
+
+
 def touch_in_callback(request: Request) -> Response:
     """First touches the session after pyramid_tm has committed."""
 
@@ -161,6 +186,7 @@ def includeme(config: Configurator) -> None:
         "write_then_abort": (write_then_abort, "json"),
         "write_with_data": (write_with_data, "json"),
         "write_then_commit_fails": (write_then_commit_fails, "json"),
+        "write_then_other_resource_fails": (write_then_other_resource_fails, "json"),
         "touch_in_callback": (touch_in_callback, None),
         "invalidate": (invalidate, "json"),
         "invalidate_and_write": (invalidate_and_write, "json"),

@@ -287,6 +287,9 @@ class CachedStore(SessionStore):
     def _after_commit(self, fn: Callable[[], None]) -> None:
         fn()  # outside a request each primary call has committed when it returns
 
+    def in_request_transaction(self) -> bool:
+        return self._primary().in_request_transaction()  # type: ignore[attr-defined]
+
     # -- the interface ----------------------------------------------------------
     def check(self) -> None:
         self.primary.check()

@@ -1,9 +1,11 @@
 """The primary store: the ``user_sessions`` table, through SQLAlchemy Core.
 
-Inside a request, writes run on ``request.dbsession`` and so commit or roll back
-with the request's transaction. A read joins that transaction if it has begun, and
-is otherwise a single autocommit statement; outside a request (checks, purges,
-scripts) each write is its own short transaction.
+Every operation is one statement. Inside a request, a write joins the request's
+database transaction when the view has opened one (``request.dbsession``), and so
+commits or rolls back with the view's own data; otherwise the session factory
+queues it until the request's transaction votes. A read joins that transaction if
+it has begun. Everything else is one autocommit statement on a pooled connection,
+run on the driver's cursor on PostgreSQL (``sqldriver``).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from myapp.models.user_sessions import REQUIRED_COLUMNS
 
 from ..deadline import WATCHDOG, Deadline, Watchdog
 from .base import SessionRecord, SessionStore, StaleSession, StoreError, StoreNotReady
+from .sqldriver import CompiledStatements, DriverConnection
 
 if TYPE_CHECKING:
     from pyramid.registry import Registry
@@ -87,8 +90,8 @@ class SqlStore(SessionStore):
         self.watchdog = watchdog
         self._autocommit = engine.execution_options(isolation_level="AUTOCOMMIT")
         _guard_pre_ping(engine, watchdog, timeout)
-        dialect = engine.dialect.name
-        self._is_postgres = dialect == "postgresql"
+        self._is_postgres = engine.dialect.name == "postgresql"
+        self._dbapi_error: type[Exception] = engine.dialect.loaded_dbapi.Error
         self._insert = postgresql.insert if self._is_postgres else sqlite.insert
         data = sa.bindparam("data", type_=sa.Text)
         # The JSON text is made (and checked) by the serializer; bind it as text so
@@ -152,6 +155,21 @@ class SqlStore(SessionStore):
         self._load = sa.select(*self._record_columns).where(
             t.id == sa.bindparam("key"), t.expires_at > sa.bindparam("now")
         )
+        self._live_version = sa.select(t.version).where(
+            t.id == _param("b_key", t.id), t.expires_at > _param("b_now", t.expires_at)
+        )
+        self._delete_key = sa.delete(user_sessions).where(t.id == _param("b_key", t.id))
+        self._statements: CompiledStatements | None = None
+        if self._is_postgres:
+            self._statements = CompiledStatements(engine.dialect)
+            self._statements.keep(
+                self._load,
+                self._live_version,
+                self._delete_key,
+                self._insert_new,
+                self._update_expected,
+                self._touch,
+            )
 
     # -- how statements run (overridden by the request-bound store) ----------
     def _guarded(self, conn: Connection, fn: Callable[[Connection], T], *, commit: bool) -> T:
@@ -171,6 +189,8 @@ class SqlStore(SessionStore):
         # Every read is one statement, which needs no transaction around it: in
         # autocommit it is one round trip instead of three (BEGIN, SELECT, ROLLBACK)
         # and nothing can be left idle in transaction.
+        if self._statements is not None:
+            return self._on_driver(fn)
         try:
             with self._autocommit.connect() as conn:
                 return self._guarded(conn, fn, commit=False)
@@ -178,11 +198,44 @@ class SqlStore(SessionStore):
             raise _store_error(exc) from exc
 
     def _write(self, fn: Callable[[Connection], T]) -> T:
+        # Every write is one statement too: on PostgreSQL its own autocommit
+        # transaction, elsewhere a short transaction.
+        if self._statements is not None:
+            return self._on_driver(fn)
         try:
             with self.engine.connect() as conn:
                 return self._guarded(conn, fn, commit=True)
         except SQLAlchemyError as exc:
             raise _store_error(exc) from exc
+
+    def _on_driver(self, fn: Callable[[Connection], T]) -> T:
+        """Run ``fn``'s one statement in autocommit on a pooled connection's driver.
+
+        The pool's checkout (liveness check and all) and check-in still apply; a
+        connection that broke or overran its deadline is dropped from the pool.
+        """
+        assert self._statements is not None
+        try:
+            pooled = self.engine.raw_connection()
+        except (SQLAlchemyError, self._dbapi_error) as exc:  # the pool does not wrap these
+            raise _store_error(exc) from exc
+        driver = pooled.driver_connection
+        deadline: Deadline | None = None
+        try:
+            with self.watchdog.guard(
+                _driver_fileno(driver), self.timeout, "sql statement"
+            ) as deadline:
+                driver.autocommit = True
+                try:
+                    return fn(DriverConnection(driver, self._statements))  # type: ignore[arg-type]
+                finally:
+                    driver.autocommit = False  # as the pool lent it
+        except self._dbapi_error as exc:
+            if getattr(driver, "broken", False) or driver.closed or (deadline and deadline.fired):
+                pooled.invalidate(exc)
+            raise _store_error(exc, deadline, self.timeout) from exc
+        finally:
+            pooled.close()
 
     def abandon(self, request: Request) -> None:
         """Roll back ``request``'s database transaction now.
@@ -202,6 +255,11 @@ class SqlStore(SessionStore):
     def bind(self, request: Request) -> SqlStore:
         """This store, running its statements in ``request``'s transaction."""
         return _RequestSqlStore(self, request)
+
+    def in_request_transaction(self) -> bool:
+        """Whether writes go into an open database transaction of a request (bound
+        stores only); if not, they are queued until the request's transaction votes."""
+        return False
 
     # -- the interface ------------------------------------------------------
     def check(self) -> None:
@@ -250,13 +308,8 @@ class SqlStore(SessionStore):
             return int(stored_version)
         if expected_version is None:
             raise StaleSession(self.name, gone=False)
-        still_live = self._read(
-            lambda conn: conn.execute(
-                sa.select(t.version).where(
-                    t.id == record.key, t.expires_at > _to_dt(record.last_active)
-                )
-            ).first()
-        )
+        check = {"b_key": record.key, "b_now": _to_dt(record.last_active)}
+        still_live = self._read(lambda conn: conn.execute(self._live_version, check).first())
         raise StaleSession(self.name, gone=still_live is None)
 
     def touch(self, key: str, last_active: float, expires: float, now: float) -> bool:
@@ -269,7 +322,7 @@ class SqlStore(SessionStore):
         return self._write(lambda conn: conn.execute(self._touch, params).rowcount) == 1
 
     def delete(self, key: str) -> None:
-        self._write(lambda conn: conn.execute(sa.delete(user_sessions).where(t.id == key)))
+        self._write(lambda conn: conn.execute(self._delete_key, {"b_key": key}))
 
     def delete_user(self, user_id: str, *, except_key: str | None = None) -> int:
         statement = sa.delete(user_sessions).where(t.user_id == user_id)
@@ -318,16 +371,19 @@ class _RequestSqlStore(SqlStore):
     def _dbsession(self) -> DBSession:
         return self._request.dbsession
 
-    def _read(self, fn: Callable[[Connection], T]) -> T:
+    def in_request_transaction(self) -> bool:
         dbsession = existing_dbsession(self._request)
-        if dbsession is None or not dbsession.in_transaction():
+        return dbsession is not None and dbsession.in_transaction()
+
+    def _read(self, fn: Callable[[Connection], T]) -> T:
+        if not self.in_request_transaction():
             # Nothing of this request's transaction to see: read in autocommit on a
             # pooled connection, handed back before the view goes on, instead of
-            # beginning the request's transaction for a read (~700 us CPU). Writes still
-            # run in that transaction, and their version check refuses a stale read.
+            # beginning the request's transaction for a read (~700 us CPU). A later
+            # write's version check refuses what changed since this read.
             return super()._read(fn)
         try:
-            conn = dbsession.connection()
+            conn = self._dbsession.connection()
         except SQLAlchemyError as exc:
             raise _store_error(exc) from exc
         return self._guarded(conn, fn, commit=False)
@@ -396,13 +452,13 @@ def _older_than_required(revisions: set[str]) -> bool:
     return all(rev.split("_", 1)[0] < required for rev in revisions)
 
 
-def _short_cause(exc: SQLAlchemyError) -> str:
+def _short_cause(exc: Exception) -> str:
     text = str(getattr(exc, "orig", None) or exc).strip().splitlines()
     return text[0] if text else type(exc).__name__
 
 
 def _store_error(
-    exc: SQLAlchemyError, deadline: Deadline | None = None, timeout: float = 0.0
+    exc: Exception, deadline: Deadline | None = None, timeout: float = 0.0
 ) -> StoreError:
     if deadline is not None and deadline.fired:
         return StoreError(
@@ -414,13 +470,16 @@ def _store_error(
 
 def _fileno(conn: Connection) -> int | None:
     """The socket under a connection, or None (SQLite has none)."""
-    dbapi_connection = conn.connection.dbapi_connection
+    return _driver_fileno(conn.connection.dbapi_connection)
+
+
+def _driver_fileno(dbapi_connection: Any) -> int | None:
     fileno = getattr(dbapi_connection, "fileno", None)
     if fileno is None:
         return None
     try:
         return int(fileno())
-    except conn.dialect.loaded_dbapi.Error:  # closed: there is no socket to guard
+    except Exception:  # closed: there is no socket to guard
         return None
 
 

@@ -1,0 +1,50 @@
+"""The SQL store's driver path: statements compiled once, results read like SQLAlchemy's."""
+
+from __future__ import annotations
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
+
+from myapp.models import user_sessions
+from myapp.sessions.stores.sqldriver import CompiledStatements, DriverResult
+
+DIALECT = postgresql.psycopg.dialect()
+
+
+def test_kept_statement_is_compiled_once_with_its_literal_parameters():
+    statement = (
+        sa.update(user_sessions).values(version=1).where(user_sessions.c.id == sa.bindparam("key"))
+    )
+    statements = CompiledStatements(DIALECT)
+    statements.keep(statement)
+    sql, defaults = statements(statement)
+    assert statements(statement) is statements(statement)  # the same compiled pair
+    assert "%(key)s" in sql and defaults == {"version": 1, "key": None}
+
+
+def test_statement_not_kept_is_compiled_on_each_use():
+    statements = CompiledStatements(DIALECT)
+    statement = sa.select(user_sessions.c.id).where(user_sessions.c.user_id == "u1")
+    first, second = statements(statement), statements(statement)
+    assert first == second and first is not second
+    assert list(first[1].values()) == ["u1"]
+
+
+def test_statement_needing_bind_processors_is_refused():
+    statement = sa.select(sa.literal(1)).where(
+        sa.bindparam("blob", type_=sa.PickleType()) == sa.bindparam("other")
+    )
+    with pytest.raises(TypeError, match="bind processors"):
+        CompiledStatements(DIALECT).keep(statement)
+
+
+def test_result_reads_like_sqlalchemys():
+    rows = DriverResult([("a", 1)], rowcount=1)
+    assert rows.first() == ("a", 1) and rows.scalar() == "a" and rows.one() == ("a", 1)
+    assert rows.all() == [("a", 1)] and rows.rowcount == 1
+    nothing = DriverResult(None, rowcount=3)  # an UPDATE without RETURNING
+    assert nothing.first() is None and nothing.scalar() is None and nothing.all() == []
+    assert nothing.rowcount == 3
+    with pytest.raises(ValueError, match="exactly one row"):
+        DriverResult([], rowcount=0).one()
