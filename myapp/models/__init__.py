@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session as DBSession
 from sqlalchemy.orm import sessionmaker
 from transaction import TransactionManager
 
+from .lazytm import lazy_manager
 from .liveness import ping_when_stale
 from .meta import metadata
 from .user_sessions import USER_SESSIONS_REVISION, user_sessions
@@ -113,9 +114,13 @@ def existing_dbsession(request: Request) -> DBSession | None:
 
 
 def includeme(config: Configurator) -> None:
-    """Engine, pyramid_tm with an explicit manager, and ``request.dbsession``."""
+    """Engine, pyramid_tm with a lazy explicit manager, and ``request.dbsession``."""
     settings = config.get_settings()
-    settings["tm.manager_hook"] = "pyramid_tm.explicit_manager"
+    # An explicit manager per request, whose transaction begins at its first use.
+    settings["tm.manager_hook"] = lazy_manager
+    # pyramid_tm would ask the security policy for the user on every request, only to
+    # label the transaction; sign-in here lives in the session, so that would load it.
+    settings.setdefault("tm.annotate_user", "false")
     config.include("pyramid_tm")
 
     engine = get_engine(settings)
