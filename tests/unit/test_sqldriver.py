@@ -18,9 +18,12 @@ def test_kept_statement_is_compiled_once_with_its_literal_parameters():
     )
     statements = CompiledStatements(DIALECT)
     statements.keep(statement)
-    sql, defaults = statements(statement)
-    assert statements(statement) is statements(statement)  # the same compiled pair
+    sql, defaults, returns_rows = statements(statement)
+    assert statements(statement) is statements(statement)  # the same compiled triple
     assert "%(key)s" in sql and defaults == {"version": 1, "key": None}
+    assert not returns_rows
+    returning = sa.update(user_sessions).values(version=1).returning(user_sessions.c.version)
+    assert statements(returning).returns_rows
 
 
 def test_statement_not_kept_is_compiled_on_each_use():
@@ -28,7 +31,8 @@ def test_statement_not_kept_is_compiled_on_each_use():
     statement = sa.select(user_sessions.c.id).where(user_sessions.c.user_id == "u1")
     first, second = statements(statement), statements(statement)
     assert first == second and first is not second
-    assert list(first[1].values()) == ["u1"]
+    assert list(first.defaults.values()) == ["u1"] and first.returns_rows
+    assert not statements(sa.text("DELETE FROM user_sessions")).returns_rows
 
 
 def test_statement_needing_bind_processors_is_refused():

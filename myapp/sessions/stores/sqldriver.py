@@ -11,7 +11,7 @@ transaction go through that transaction's ``Connection`` as usual.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy.engine import Dialect
 from sqlalchemy.sql.expression import Executable
@@ -42,6 +42,12 @@ class DriverResult:
         return list(self._rows or ())
 
 
+class Compiled(NamedTuple):
+    sql: str
+    defaults: dict[str, Any]
+    returns_rows: bool
+
+
 class CompiledStatements:
     """SQL text and default parameters of Core statements, compiled for one dialect.
 
@@ -51,23 +57,25 @@ class CompiledStatements:
 
     def __init__(self, dialect: Dialect) -> None:
         self._dialect = dialect
-        self._kept: dict[Executable, tuple[str, dict[str, Any]]] = {}
+        self._kept: dict[Executable, Compiled] = {}
 
     def keep(self, *statements: Executable) -> None:
         for statement in statements:
             self._kept[statement] = self._compile(statement)
 
-    def __call__(self, statement: Executable) -> tuple[str, dict[str, Any]]:
+    def __call__(self, statement: Executable) -> Compiled:
         kept = self._kept.get(statement)
         return kept if kept is not None else self._compile(statement)
 
-    def _compile(self, statement: Executable) -> tuple[str, dict[str, Any]]:
+    def _compile(self, statement: Executable) -> Compiled:
         compiled = statement.compile(dialect=self._dialect)  # type: ignore[attr-defined]
         # PostgreSQL through psycopg binds every type this store uses (text, integer,
         # timestamptz) without a SQLAlchemy processor, so the values go as they are.
         if compiled._bind_processors:
             raise TypeError(f"statement needs bind processors: {compiled.string}")
-        return compiled.string, dict(compiled.params)
+        # Known here, so the cursor's description (costly in psycopg) is never needed.
+        returns_rows = bool(getattr(statement, "exported_columns", ()))
+        return Compiled(compiled.string, dict(compiled.params), returns_rows)
 
 
 class DriverConnection:
@@ -83,10 +91,9 @@ class DriverConnection:
     def execute(
         self, statement: Executable, parameters: Mapping[str, Any] | None = None
     ) -> DriverResult:
-        sql, defaults = self._compiled(statement)
+        sql, values, returns_rows = self._compiled(statement)
         if parameters:
-            defaults = {**defaults, **parameters}
+            values = {**values, **parameters}
         with self._dbapi_connection.cursor() as cursor:
-            cursor.execute(sql, defaults)
-            rows = cursor.fetchall() if cursor.description is not None else None
-            return DriverResult(rows, cursor.rowcount)
+            cursor.execute(sql, values)
+            return DriverResult(cursor.fetchall() if returns_rows else None, cursor.rowcount)
