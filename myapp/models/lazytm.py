@@ -9,16 +9,24 @@ the real one starts the moment anyone calls ``get()`` (zope.sqlalchemy joining,
 the session factory adding its hooks, ``doom()``, ``savepoint()``...) or touches
 the object ``begin`` returned. Committing or aborting one that never started does
 nothing, which is exactly what committing an empty transaction does.
+
+``on_commit`` lets a participant that may or may not have work (the session, which
+knows only at the end whether it changed) wait for the commit without starting the
+transaction: it starts it (``get()``) only if it has something to write.
 """
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable
 from typing import Any
 
 from pyramid.request import Request
 from transaction import TransactionManager
 from transaction.interfaces import AlreadyInTransaction
 from transaction.weakset import WeakSet
+
+log = logging.getLogger(__name__)
 
 
 class PendingTransaction:
@@ -62,6 +70,8 @@ class LazyTransactionManager(TransactionManager):
         self.explicit = True
         self._txn: Any = None
         self.pending: PendingTransaction | None = None
+        self._before_commit: list[Callable[[], None]] = []
+        self._after_commit: list[Callable[[bool], None]] = []
 
     @property
     def _synchs(self) -> WeakSet:
@@ -91,13 +101,30 @@ class LazyTransactionManager(TransactionManager):
         """Whether a real transaction is running (False while one is only pending)."""
         return self._txn is not None
 
+    def on_commit(self, before: Callable[[], None], after: Callable[[bool], None]) -> None:
+        """Call ``before()`` first thing when this transaction commits, and
+        ``after(success)`` once it has; neither if it aborts. Registering does not
+        start the transaction (a hook on the transaction itself would)."""
+        self._before_commit.append(before)
+        self._after_commit.append(after)
+
     def commit(self) -> None:
-        if self.pending is not None:
-            self.pending = None  # nothing joined it: there is nothing to commit
-            return
-        super().commit()
+        before, self._before_commit = self._before_commit, []
+        after, self._after_commit = self._after_commit, []
+        for fn in before:
+            fn()  # may start the transaction; an exception stops the commit
+        try:
+            if self.pending is not None:
+                self.pending = None  # nothing joined it: there is nothing to commit
+            else:
+                super().commit()
+        except BaseException:
+            _call_after(after, False)
+            raise
+        _call_after(after, True)
 
     def abort(self) -> None:
+        self._before_commit, self._after_commit = [], []
         if self.pending is not None:
             self.pending = None
             return
@@ -112,6 +139,14 @@ class LazyTransactionManager(TransactionManager):
         if self.pending is not None:
             self.get()  # the synchronizer hears of the transaction it joins
         super().registerSynch(synch)
+
+
+def _call_after(callbacks: list[Callable[[bool], None]], success: bool) -> None:
+    for fn in callbacks:
+        try:
+            fn(success)
+        except Exception:  # as the transaction package does with after-commit hooks
+            log.exception("an after-commit callback failed")
 
 
 def lazy_manager(request: Request) -> LazyTransactionManager:

@@ -11,12 +11,14 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from pyramid.interfaces import ISessionFactory
 from pyramid_tm import is_tm_active
 from transaction.interfaces import TransientError
 from zope.interface import implementer
+
+from myapp.models.lazytm import LazyTransactionManager
 
 from .codec import CookieSigner, new_token, storage_key
 from .events import SessionObserver
@@ -222,9 +224,14 @@ class RequestSession:
     def _register(self) -> None:
         request = self.request
         if is_tm_active(request):
-            txn = request.tm.get()
-            txn.addBeforeCommitHook(self._persist_guarded, (txn,))
-            txn.addAfterCommitHook(self._after_commit)
+            manager = request.tm
+            if isinstance(manager, LazyTransactionManager):
+                # A session that is only read starts no transaction.
+                manager.on_commit(lambda: self._persist_guarded(manager.get), self._after_commit)
+            else:
+                txn = manager.get()
+                txn.addBeforeCommitHook(self._persist_guarded, (lambda: txn,))
+                txn.addAfterCommitHook(self._after_commit)
             request.add_response_callback(self._cookie)
         else:
             # Touched after pyramid_tm finished (an exception view, a response
@@ -236,9 +243,9 @@ class RequestSession:
         if success and self.wrote:
             self.factory.chain.succeeded(self.index)
 
-    def _persist_guarded(self, txn: object) -> None:
+    def _persist_guarded(self, transaction: Callable[[], Any]) -> None:
         try:
-            self._persist(txn)
+            self._persist(transaction)
         except SessionStoreUnavailable as exc:
             self._abandon()
             raise self.store_failed(exc) from exc
@@ -269,12 +276,14 @@ class RequestSession:
         return SessionStoreFailover(self.store.name, exc.kind, str(exc))
 
     def _persist_late(self, request: Request, response: Response) -> None:
-        with request.tm as txn:
-            self._persist(txn)
+        with request.tm:
+            self._persist(request.tm.get)
         self.committed = True
         self._cookie(request, response)
 
-    def _persist(self, txn: object) -> None:
+    def _persist(self, transaction: Callable[[], Any]) -> None:
+        """Write what the request changed; ``transaction()`` (only called when there
+        is something to write) gives the request's transaction."""
         session, record, factory = self.session, self.record, self.factory
         now = factory.clock()
         changed = (
@@ -286,19 +295,19 @@ class RequestSession:
         )
         if not changed:
             if record is not None and now - record.last_active >= self.options.reissue_time:
-                self._touch(txn, record, now)
+                self._touch(transaction(), record, now)
             return
-        writes = self._writer(txn)
         ending = record is not None and (session.invalidated or session.rotated)
+        if session.new and not session and not ending:
+            return  # nothing worth storing: no row, no cookie
+        writes = self._writer(transaction())
         if ending:
             writes.delete(record.key, record)
             if session.invalidated:
                 factory.observer.session_invalidated(self.store.name)
             self.delete_cookie = True
-        if session.new and not session and not ending:
-            return  # nothing worth storing: no row, no cookie
         if session.invalidated and not session:
-            self._release_moved(txn)
+            self._release_moved(transaction)
             return
         text = dumps_checked(session, self.options.max_size)
         starts_anew = record is None or ending
@@ -325,16 +334,16 @@ class RequestSession:
             else:
                 writes.save(new_record, record.version, record)
             factory.observer.session_saved(self.store.name)
-        self._release_moved(txn)
+        self._release_moved(transaction)
 
-    def _release_moved(self, txn: object) -> None:
+    def _release_moved(self, transaction: Callable[[], Any]) -> None:
         """Once committed, the store a session was read through from lets go of it.
 
         Also when the session ended here: its old copy must not be read through again.
         """
         moved_from, moved = self.moved_from, self.moved_record
         if moved_from is not None and moved is not None:
-            txn.addAfterCommitHook(lambda ok: ok and _quietly(moved_from.release, moved))
+            transaction().addAfterCommitHook(lambda ok: ok and _quietly(moved_from.release, moved))
 
     def conflict(self, exc: StaleSession) -> None:
         """A save was refused. A session ended meanwhile stays ended; a newer one wins."""

@@ -134,3 +134,62 @@ def test_synchronizers_hear_of_every_transaction():
     manager.begin()  # with a synchronizer registered, begin is no longer lazy
     assert manager.started() and len(early.seen) == 2
     manager.abort()
+
+
+def test_commit_callbacks_run_without_starting_an_unused_transaction():
+    manager = LazyTransactionManager()
+    manager.begin()
+    seen: list[object] = []
+    manager.on_commit(lambda: seen.append("before"), seen.append)
+    assert not manager.started()
+    manager.commit()
+    assert seen == ["before", True] and not manager.started()
+
+
+def test_commit_callback_may_start_the_transaction_to_write():
+    manager = LazyTransactionManager()
+    manager.begin()
+    resource, seen = Resource(), []
+    manager.on_commit(lambda: manager.get().join(resource), seen.append)
+    manager.commit()
+    assert resource.calls == ["tpc_begin", "commit", "tpc_vote", "tpc_finish"]
+    assert seen == [True]
+
+
+def test_failed_commit_tells_the_after_callbacks():
+    class RefusesToVote(Resource):
+        def tpc_vote(self, txn) -> None:
+            raise RuntimeError("no")
+
+    manager = LazyTransactionManager()
+    manager.begin()
+    seen: list[bool] = []
+    manager.on_commit(lambda: manager.get().join(RefusesToVote()), seen.append)
+    with pytest.raises(RuntimeError, match="no"):
+        manager.commit()
+    assert seen == [False]
+
+
+def test_abort_drops_the_commit_callbacks():
+    manager = LazyTransactionManager()
+    manager.begin()
+    seen: list[object] = []
+    manager.on_commit(lambda: seen.append("before"), seen.append)
+    manager.abort()
+    manager.begin()
+    manager.commit()
+    assert seen == []
+
+
+def test_before_callback_failing_stops_the_commit():
+    manager = LazyTransactionManager()
+    manager.begin()
+    seen: list[bool] = []
+
+    def before() -> None:
+        raise ValueError("too large")
+
+    manager.on_commit(before, seen.append)
+    with pytest.raises(ValueError, match="too large"):
+        manager.commit()
+    assert seen == []
