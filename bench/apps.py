@@ -137,11 +137,13 @@ def _count_redis_round_trips() -> None:
 
 
 def stats(request: Request) -> Response:
-    engine = request.registry.get("dbengine")
-    if request.params.get("dispose") and engine is not None:
-        # Closing the pool ends the backends, which makes PostgreSQL flush their
+    if request.params.get("dispose"):
+        # Closing the pools ends the backends, which makes PostgreSQL flush their
         # transaction counters into pg_stat_database.
-        engine.dispose()
+        for key in ("dbengine", "dbengine.autocommit"):
+            engine = request.registry.get(key)
+            if engine is not None:
+                engine.dispose()
     body = json.dumps(COUNTERS.snapshot())
     return Response(body, content_type="application/json", charset="utf-8")
 

@@ -170,7 +170,7 @@ def run(*, quick: bool = False) -> dict:
             f"{purged['max_read_wait_ms']:.1f} ms",
             flush=True,
         )
-        engine.dispose()
+        store.close()  # the engine and the store's autocommit pool
     finally:
         drop_database(dbname)
     return {"latency": series, "purge": purged, "memory": memory()}

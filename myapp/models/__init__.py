@@ -8,7 +8,7 @@ import zope.sqlalchemy
 import zope.sqlalchemy.datamanager
 from pyramid.config import Configurator
 from pyramid.request import Request
-from sqlalchemy import engine_from_config, event
+from sqlalchemy import create_engine, engine_from_config, event
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session as DBSession
 from sqlalchemy.orm import sessionmaker
@@ -22,6 +22,7 @@ from .users import users
 
 __all__ = [
     "USER_SESSIONS_REVISION",
+    "autocommit_engine",
     "existing_dbsession",
     "get_dbsession_factory",
     "get_engine",
@@ -62,6 +63,20 @@ def get_engine(settings: dict[str, Any], prefix: str = "sqlalchemy.") -> Engine:
     if is_postgres:
         ping_when_stale(engine)
     return engine
+
+
+def autocommit_engine(engine: Engine) -> Engine:
+    """A sibling of ``engine`` whose own pool keeps its connections in autocommit.
+
+    Same database, connect arguments and pool events (the liveness check); for single
+    statements that need no transaction around them. ``engine.execution_options(
+    isolation_level="AUTOCOMMIT")`` would share the pool and switch every connection
+    into autocommit and back at each checkout. The pool has the same size as
+    ``engine``'s: count both against PostgreSQL's ``max_connections``.
+    """
+    return create_engine(
+        engine.url, pool=engine.pool.recreate(), isolation_level="AUTOCOMMIT", hide_parameters=True
+    )
 
 
 _ZOPE_EVENTS = "myapp.zope_events"
@@ -126,6 +141,8 @@ def includeme(config: Configurator) -> None:
     engine = get_engine(settings)
     dbsession_factory = get_dbsession_factory(engine)
     config.registry["dbengine"] = engine
+    if engine.dialect.name == "postgresql":
+        config.registry["dbengine.autocommit"] = autocommit_engine(engine)
     config.registry["dbsession_factory"] = dbsession_factory
 
     def dbsession(request: Request) -> DBSession:

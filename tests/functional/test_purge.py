@@ -46,8 +46,14 @@ def engine(purge_url: str) -> Iterator[sa.Engine]:
     engine.dispose()
 
 
-def test_purging_200k_rows_never_blocks_session_reads(engine):
+@pytest.fixture
+def store(engine: sa.Engine) -> Iterator[SqlStore]:
     store = SqlStore(engine)
+    yield store
+    store.close()  # its own autocommit pool too
+
+
+def test_purging_200k_rows_never_blocks_session_reads(engine, store):
     with engine.begin() as conn:
         conn.execute(INSERT_EXPIRED, {"n": EXPIRED_ROWS})
     live = [add_session(store, user_id="reader") for _ in range(50)]
@@ -92,8 +98,7 @@ def test_purging_200k_rows_never_blocks_session_reads(engine):
     assert max(waits) < bound, (max(waits), result.longest_batch, elapsed)
 
 
-def test_a_purge_under_a_held_lock_does_nothing(engine):
-    store = SqlStore(engine)
+def test_a_purge_under_a_held_lock_does_nothing(engine, store):
     add_session(store, expired=True)
     with engine.connect() as holder:
         holder.execute(sa.text("SELECT pg_advisory_lock(:id)"), {"id": PURGE_LOCK_ID})
@@ -103,8 +108,7 @@ def test_a_purge_under_a_held_lock_does_nothing(engine):
     assert store.count(time.time()) == (0, 1)
 
 
-def test_two_concurrent_purges_never_both_work(engine):
-    store = SqlStore(engine)
+def test_two_concurrent_purges_never_both_work(engine, store):
     for _ in range(30):
         add_session(store, expired=True)
     inside, release = threading.Event(), threading.Event()

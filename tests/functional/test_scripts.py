@@ -43,8 +43,10 @@ def engine(ops_url: str) -> Iterator[sa.Engine]:
 
 
 @pytest.fixture
-def sql_store(engine: sa.Engine) -> SqlStore:
-    return SqlStore(engine)
+def sql_store(engine: sa.Engine) -> Iterator[SqlStore]:
+    store = SqlStore(engine)
+    yield store
+    store.close()  # its own autocommit pool too
 
 
 @pytest.fixture

@@ -21,7 +21,13 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from myapp.models import USER_SESSIONS_REVISION, existing_dbsession, get_engine, user_sessions
+from myapp.models import (
+    USER_SESSIONS_REVISION,
+    autocommit_engine,
+    existing_dbsession,
+    get_engine,
+    user_sessions,
+)
 from myapp.models.user_sessions import REQUIRED_COLUMNS
 
 from ..deadline import WATCHDOG, Deadline, Watchdog
@@ -78,6 +84,7 @@ class SqlStore(SessionStore):
         self,
         engine: Engine,
         *,
+        autocommit: Engine | None = None,
         config_file: str | None = None,
         timeout: float = 1.0,
         check_timeout: float = 2.0,
@@ -88,9 +95,13 @@ class SqlStore(SessionStore):
         self.timeout = timeout
         self.check_timeout = check_timeout
         self.watchdog = watchdog
-        self._autocommit = engine.execution_options(isolation_level="AUTOCOMMIT")
         _guard_pre_ping(engine, watchdog, timeout)
         self._is_postgres = engine.dialect.name == "postgresql"
+        if self._is_postgres:
+            # Statements outside a request's transaction: a pool that stays in autocommit.
+            self._autocommit = autocommit or autocommit_engine(engine)
+        else:
+            self._autocommit = engine.execution_options(isolation_level="AUTOCOMMIT")
         self._dbapi_error: type[Exception] = engine.dialect.loaded_dbapi.Error
         self._insert = postgresql.insert if self._is_postgres else sqlite.insert
         data = sa.bindparam("data", type_=sa.Text)
@@ -209,14 +220,14 @@ class SqlStore(SessionStore):
             raise _store_error(exc) from exc
 
     def _on_driver(self, fn: Callable[[Connection], T]) -> T:
-        """Run ``fn``'s one statement in autocommit on a pooled connection's driver.
+        """Run ``fn``'s one statement on a connection of the autocommit pool, on its driver.
 
         The pool's checkout (liveness check and all) and check-in still apply; a
         connection that broke or overran its deadline is dropped from the pool.
         """
         assert self._statements is not None
         try:
-            pooled = self.engine.raw_connection()
+            pooled = self._autocommit.raw_connection()
         except (SQLAlchemyError, self._dbapi_error) as exc:  # the pool does not wrap these
             raise _store_error(exc) from exc
         driver = pooled.driver_connection
@@ -225,11 +236,7 @@ class SqlStore(SessionStore):
             with self.watchdog.guard(
                 _driver_fileno(driver), self.timeout, "sql statement"
             ) as deadline:
-                driver.autocommit = True
-                try:
-                    return fn(DriverConnection(driver, self._statements))  # type: ignore[arg-type]
-                finally:
-                    driver.autocommit = False  # as the pool lent it
+                return fn(DriverConnection(driver, self._statements))  # type: ignore[arg-type]
         except self._dbapi_error as exc:
             if getattr(driver, "broken", False) or driver.closed or (deadline and deadline.fired):
                 pooled.invalidate(exc)
@@ -358,6 +365,7 @@ class SqlStore(SessionStore):
 
     def close(self) -> None:
         self.engine.dispose()
+        self._autocommit.dispose()
 
 
 class _RequestSqlStore(SqlStore):
@@ -510,6 +518,7 @@ def build(options: SessionOptions, registry: Registry) -> SqlStore:
         engine = get_engine(dict(registry.settings))
     return SqlStore(
         engine,
+        autocommit=registry.get("dbengine.autocommit"),
         config_file=options.config_file,
         timeout=options.store_timeout,
         check_timeout=options.check_timeout,
