@@ -167,7 +167,8 @@ def targets(report: dict) -> list[Target]:
                 _near(sql.get("INSERT", 0), 1)
                 and sql.get("SELECT", 0) == 0
                 and pg_new["sql_total"] <= 1 + EXACT,
-                "statements/req " + (", ".join(f"{k} {v:.2f}" for k, v in sql.items()) or "none"),
+                "statements/req "
+                + (", ".join(f"{k} {v:.2f}" for k, v in sql.items() if v >= 0.005) or "none"),
             )
         )
     out.extend(scale_targets(scale))

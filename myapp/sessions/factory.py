@@ -396,8 +396,8 @@ class _Writes:
     """Runs a request's session writes where they belong.
 
     When the view opened a database transaction, SQL writes go straight into it (we
-    are in a before-commit hook), so they commit or roll back with the view's own
-    data. Otherwise, and for the other stores, they queue into a data manager that
+    run as the request's transaction begins to commit), so they commit or roll back
+    with the view's own data. Otherwise, and for the other stores, they queue into a data manager that
     writes when the request's transaction votes, each write one statement or
     command of its own.
     """
