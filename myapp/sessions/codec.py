@@ -52,7 +52,7 @@ class CookieSigner:
         )
 
     def _sign(self, key: bytes, token: str) -> str:
-        return _b64(hmac.new(key, token.encode("ascii"), hashlib.sha256).digest())
+        return _b64(hmac.digest(key, token.encode("ascii"), "sha256"))
 
     def dumps(self, token: str) -> str:
         return f"{token}.{self._sign(self._keys[0], token)}"

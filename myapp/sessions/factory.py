@@ -397,9 +397,9 @@ class _Writes:
 
     When the view opened a database transaction, SQL writes go straight into it (we
     run as the request's transaction begins to commit), so they commit or roll back
-    with the view's own data. Otherwise, and for the other stores, they queue into a data manager that
-    writes when the request's transaction votes, each write one statement or
-    command of its own.
+    with the view's own data. Otherwise, and for the other stores, they queue into a
+    data manager that writes when the request's transaction votes, each write one
+    statement or command of its own.
     """
 
     def __init__(self, owner: RequestSession, txn: object) -> None:

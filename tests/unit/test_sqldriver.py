@@ -7,7 +7,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 
 from myapp.models import user_sessions
-from myapp.sessions.stores.sqldriver import CompiledStatements, DriverResult
+from myapp.sessions.stores.sqldriver import CompiledStatements, DriverResult, kept_cursor
 
 DIALECT = postgresql.psycopg.dialect()
 
@@ -52,3 +52,25 @@ def test_result_reads_like_sqlalchemys():
     assert nothing.rowcount == 3
     with pytest.raises(ValueError, match="exactly one row"):
         DriverResult([], rowcount=0).one()
+
+
+class _Driver:
+    def cursor(self) -> object:
+        return object()
+
+
+class _Pooled:
+    """What the pool lends: the driver's connection and the record's lasting info."""
+
+    def __init__(self, info: dict) -> None:
+        self.info = info
+        self.driver_connection = _Driver()
+
+
+def test_cursor_is_kept_with_its_connection_and_renewed_with_a_new_one():
+    info: dict = {}
+    pooled = _Pooled(info)
+    first = kept_cursor(pooled)
+    assert kept_cursor(pooled) is first  # the next checkout of the same connection
+    reconnected = _Pooled(info)  # the record replaced a broken connection
+    assert kept_cursor(reconnected) is not first

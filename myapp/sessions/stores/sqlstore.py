@@ -32,7 +32,7 @@ from myapp.models.user_sessions import REQUIRED_COLUMNS
 
 from ..deadline import WATCHDOG, Deadline, Watchdog
 from .base import SessionRecord, SessionStore, StaleSession, StoreError, StoreNotReady
-from .sqldriver import CompiledStatements, DriverConnection
+from .sqldriver import CompiledStatements, DriverConnection, kept_cursor
 
 if TYPE_CHECKING:
     from pyramid.registry import Registry
@@ -236,7 +236,8 @@ class SqlStore(SessionStore):
             with self.watchdog.guard(
                 _driver_fileno(driver), self.timeout, "sql statement"
             ) as deadline:
-                return fn(DriverConnection(driver, self._statements))  # type: ignore[arg-type]
+                cursor = kept_cursor(pooled)
+                return fn(DriverConnection(cursor, self._statements))  # type: ignore[arg-type]
         except self._dbapi_error as exc:
             if getattr(driver, "broken", False) or driver.closed or (deadline and deadline.fired):
                 pooled.invalidate(exc)
