@@ -51,6 +51,8 @@ class PendingTransaction:
             setattr(self._manager.get(), name, value)
 
     def __getattr__(self, name: str) -> Any:
+        if name.startswith("__"):  # protocol lookups (copy, pickle...) start nothing
+            raise AttributeError(name)
         if self._manager.pending is self and name in self._attributes:
             return self._attributes[name]
         return getattr(self._manager.get(), name)

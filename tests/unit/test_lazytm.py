@@ -193,3 +193,11 @@ def test_before_callback_failing_stops_the_commit():
     with pytest.raises(ValueError, match="too large"):
         manager.commit()
     assert seen == []
+
+
+def test_protocol_lookups_on_the_pending_transaction_start_nothing():
+    manager = LazyTransactionManager()
+    pending = manager.begin()
+    assert not hasattr(pending, "__deepcopy__")
+    assert not manager.started()
+    manager.abort()
