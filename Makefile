@@ -46,7 +46,7 @@ run: venv
 lint: venv
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .
 
-# The benchmark (docs/performance.md): about 15 minutes; BENCH_ARGS=--quick for a smoke run.
+# The benchmark (docs/performance.md): about 20 minutes; BENCH_ARGS=--quick for a smoke run.
 BENCH_ARGS ?=
 bench: venv services
 	$(BIN)/python -c "import pyramid_session_redis, matplotlib, pyinstrument" 2>/dev/null \
