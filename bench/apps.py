@@ -266,6 +266,7 @@ def build(name: str, env: BenchEnv) -> Callable[..., Any]:
             config.include("myapp.sessions")
         elif name == "naive-db":
             config.include("myapp.models")  # pyramid_tm and request.dbsession
+            _stock_pyramid_tm(config)
             config.set_session_factory(_naive_factory())
         elif name == "signedcookie":
             config.set_session_factory(SignedCookieSessionFactory(SECRET, timeout=TIMEOUT))
@@ -274,6 +275,7 @@ def build(name: str, env: BenchEnv) -> Callable[..., Any]:
         elif name == "floor-tm":
             # What a cookiecutter SQLAlchemy app runs anyway: pyramid_tm, request.dbsession.
             config.include("myapp.models")
+            _stock_pyramid_tm(config)
             config.set_session_factory(lambda request: {})
         elif name == "floor":
             # A plain dict: the views run the same code with no session behind it.
@@ -293,6 +295,16 @@ def build(name: str, env: BenchEnv) -> Callable[..., Any]:
         sa.event.listen(engine, "before_cursor_execute", COUNTERS.on_sql)
     _count_redis_round_trips()
     return app
+
+
+def _stock_pyramid_tm(config: Configurator) -> None:
+    """pyramid_tm as a cookiecutter app configures it, not with our lazy manager.
+
+    pyramid_tm reads the manager hook at each request and ``annotate_user`` when
+    it builds its tween, after this runs.
+    """
+    config.registry.settings["tm.manager_hook"] = "pyramid_tm.explicit_manager"
+    config.registry.settings["tm.annotate_user"] = "true"
 
 
 def _psr_factory(redis_url: str) -> Callable[[Request], Any]:
