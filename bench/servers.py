@@ -16,7 +16,7 @@ from pathlib import Path
 import psycopg
 
 from bench.apps import NAIVE_DDL, BenchEnv
-from tests.servers import ThrowawayRedis, free_port
+from tests.servers import ThrowawayRedis, free_port, stop_process
 from tests.support.databases import create_database, drop_database, migrate, pg_url
 
 REPO = Path(__file__).resolve().parents[1]
@@ -109,10 +109,4 @@ class AppServer:
             return response.headers.get("Set-Cookie") is not None
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
+        stop_process(self.proc)

@@ -42,6 +42,18 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def stop_process(proc: subprocess.Popen | None, timeout: float = STOP_TIMEOUT) -> None:
+    """Terminate a child process we started; kill it if it does not exit within ``timeout``."""
+    if proc is None or proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout)
+
+
 def child_pids(pid: int) -> list[int]:
     """Return the pids of the direct children of ``pid``, read from /proc."""
     children = []

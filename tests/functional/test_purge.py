@@ -10,10 +10,9 @@ from collections.abc import Iterator
 import pytest
 import sqlalchemy as sa
 
-from myapp.models import get_engine
 from myapp.sessions.purge import PURGE_LOCK_ID, Purger, get_purge_thread
 from myapp.sessions.stores.sqlstore import SqlStore
-from tests.support.databases import migrated_database
+from tests.support.databases import emptied_engine, migrated_database
 from tests.support.ops import add_session
 
 pytestmark = pytest.mark.postgres
@@ -39,11 +38,8 @@ def purge_url() -> Iterator[str]:
 
 @pytest.fixture
 def engine(purge_url: str) -> Iterator[sa.Engine]:
-    engine = get_engine({"sqlalchemy.url": purge_url, "sqlalchemy.pool_size": "10"})
-    with engine.begin() as conn:
-        conn.execute(sa.text("DELETE FROM user_sessions"))
-    yield engine
-    engine.dispose()
+    with emptied_engine(purge_url, pool_size="10") as engine:
+        yield engine
 
 
 @pytest.fixture

@@ -14,12 +14,18 @@ import sqlalchemy as sa
 from argon2 import PasswordHasher
 
 from myapp.accounts import find_user
-from myapp.models import get_engine
 from myapp.sessions.purge import PURGE_LOCK_ID
 from myapp.sessions.stores.redisstore import RedisStore, make_client
 from myapp.sessions.stores.sqlstore import SqlStore
 from tests.conftest import REDIS_URL
-from tests.support.databases import REPO, create_database, drop_database, migrated_database, pg_url
+from tests.support.databases import (
+    REPO,
+    create_database,
+    drop_database,
+    emptied_engine,
+    migrated_database,
+    pg_url,
+)
 from tests.support.ops import BIN, add_session, run, write_ini
 from tests.support.site import CHEAP_HASHER, new_user, sign_in, signed_in_as
 
@@ -35,11 +41,8 @@ def ops_url() -> Iterator[str]:
 
 @pytest.fixture
 def engine(ops_url: str) -> Iterator[sa.Engine]:
-    engine = get_engine({"sqlalchemy.url": ops_url})
-    with engine.begin() as conn:
-        conn.execute(sa.text("DELETE FROM user_sessions"))
-    yield engine
-    engine.dispose()
+    with emptied_engine(ops_url) as engine:
+        yield engine
 
 
 @pytest.fixture

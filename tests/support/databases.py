@@ -11,6 +11,10 @@ import psycopg
 from alembic import command
 from alembic.config import Config
 from psycopg import sql
+from sqlalchemy import text
+from sqlalchemy.engine import Engine
+
+from myapp.models import get_engine
 
 REPO = Path(__file__).resolve().parents[2]
 ADMIN_DSN = "host=127.0.0.1 port=5432 user=postgres dbname=postgres"
@@ -55,3 +59,18 @@ def migrated_database(prefix: str = "myapp_test") -> Iterator[str]:
         yield url
     finally:
         drop_database(name)
+
+
+@contextlib.contextmanager
+def emptied_engine(url: str, **settings: str) -> Iterator[Engine]:
+    """The app's engine on ``url`` (``sqlalchemy.*`` ``settings`` too), with
+    ``user_sessions`` emptied first; disposed afterwards."""
+    engine = get_engine(
+        {"sqlalchemy.url": url, **{f"sqlalchemy.{k}": v for k, v in settings.items()}}
+    )
+    try:
+        with engine.begin() as conn:
+            conn.execute(text("DELETE FROM user_sessions"))
+        yield engine
+    finally:
+        engine.dispose()
