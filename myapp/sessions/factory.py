@@ -330,7 +330,7 @@ class RequestSession:
         else:
             new_record.key = record.key
             if self.moved_from is not None:
-                writes.adopt(new_record, record)
+                writes.adopt(new_record)
             else:
                 writes.save(new_record, record.version, record)
             factory.observer.session_saved(self.store.name)
@@ -428,10 +428,10 @@ class _Writes:
         except StaleSession as exc:
             self.owner.conflict(exc)
 
-    def adopt(self, record: SessionRecord, previous: SessionRecord) -> None:
+    def adopt(self, record: SessionRecord) -> None:
         """Save a session read through from another store into the serving one."""
         if self.deferred is not None:
-            self.deferred.adopt(record, previous)
+            self.deferred.adopt(record)
             return
         store = self.direct
         try:

@@ -55,8 +55,8 @@ class DeferredWrites:
 
         self._pending.append(run)
 
-    def adopt(self, record: SessionRecord, previous: SessionRecord) -> None:
-        """Store a session read through from another store (``previous``: its copy there)."""
+    def adopt(self, record: SessionRecord) -> None:
+        """Store a session read through from another store; undone by deleting it here."""
 
         def run() -> Undo | None:
             self.store.adopt(record)
