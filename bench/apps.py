@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import psycopg
 import redis.connection
 import sqlalchemy as sa
 import zope.sqlalchemy
@@ -24,6 +23,8 @@ from pyramid.response import Response
 from pyramid.session import SignedCookieSessionFactory
 from webob.cookies import SignedSerializer
 from zope.interface import implementer
+
+from tests.support.counting import on_psycopg_statement
 
 SECRET = "bench-secret-0123456789-abcdefghijklmnopqrstuvwxyz-not-for-production"
 TIMEOUT = 86_400
@@ -115,13 +116,7 @@ COUNTERS = Counters()
 def _count_postgres_statements() -> None:
     # At the driver: SQLAlchemy's statements and the ones our SQL store runs on the
     # driver's cursor itself both pass here.
-    original = psycopg.Cursor.execute
-
-    def execute(self, query, *args, **kwargs):  # type: ignore[no-untyped-def]
-        COUNTERS.count_statement(str(query))
-        return original(self, query, *args, **kwargs)
-
-    psycopg.Cursor.execute = execute
+    on_psycopg_statement(lambda cursor, statement: COUNTERS.count_statement(statement))
 
 
 def _count_redis_round_trips() -> None:

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import psycopg
 from sqlalchemy import event
@@ -57,18 +58,31 @@ def count_sql(engine: Engine) -> Iterator[StatementLog]:
 
 @contextlib.contextmanager
 def _count_psycopg(dbname: str | None, log: StatementLog) -> Iterator[None]:
-    original = psycopg.Cursor.execute
-
-    def execute(cursor, query, *args, **kwargs):
+    def record(cursor, statement: str) -> None:
         if cursor.connection.info.dbname == dbname:
-            log.statements.append(str(query).strip())
-        return original(cursor, query, *args, **kwargs)
+            log.statements.append(statement.strip())
 
-    psycopg.Cursor.execute = execute
+    restore = on_psycopg_statement(record)
     try:
         yield
     finally:
+        restore()
+
+
+def on_psycopg_statement(record: Callable[[Any, str], None]) -> Callable[[], None]:
+    """Call ``record(cursor, statement)`` before every statement any psycopg cursor
+    executes in this process; returns what undoes it."""
+    original = psycopg.Cursor.execute
+
+    def execute(cursor, query, *args, **kwargs):
+        record(cursor, str(query))
+        return original(cursor, query, *args, **kwargs)
+
+    def restore() -> None:
         psycopg.Cursor.execute = original
+
+    psycopg.Cursor.execute = execute
+    return restore
 
 
 class RedisCommandLog:
