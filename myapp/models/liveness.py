@@ -20,10 +20,17 @@ IDLE_PING_SECONDS = 10.0
 _CHECKED_IN = "myapp.checked_in_at"
 
 
-def _needs_ping(dbapi_connection: Any, record: Any, now: float, idle_seconds: float) -> bool:
-    checked_in = record.info.get(_CHECKED_IN)
-    if checked_in is None or now - checked_in >= idle_seconds:
+def needs_ping(
+    dbapi_connection: Any, idle_since: float | None, now: float, idle_seconds: float
+) -> bool:
+    """Whether a connection idle since ``idle_since`` must be pinged before use."""
+    if idle_since is None or now - idle_since >= idle_seconds:
         return True
+    return looks_closed(dbapi_connection)
+
+
+def looks_closed(dbapi_connection: Any) -> bool:
+    """Whether the server closed this idle psycopg connection (no round trip)."""
     if dbapi_connection.closed:
         return True
     fileno = dbapi_connection.fileno()
@@ -43,7 +50,8 @@ def ping_when_stale(engine: Engine, idle_seconds: float = IDLE_PING_SECONDS) -> 
 
     @event.listens_for(engine, "checkout")
     def checkout(dbapi_connection: Any, record: Any, proxy: Any) -> None:
-        if not _needs_ping(dbapi_connection, record, time.monotonic(), idle_seconds):
+        idle_since = record.info.get(_CHECKED_IN)
+        if not needs_ping(dbapi_connection, idle_since, time.monotonic(), idle_seconds):
             return
         try:
             dialect.do_ping(dbapi_connection)  # looked up now: others may wrap it

@@ -32,6 +32,7 @@ from myapp.models.user_sessions import REQUIRED_COLUMNS
 
 from ..deadline import WATCHDOG, Deadline, Watchdog
 from .base import SessionRecord, SessionStore, StaleSession, StoreError, StoreNotReady
+from .heldconnections import HeldConnections
 from .sqldriver import CompiledStatements, DriverConnection, kept_cursor
 
 if TYPE_CHECKING:
@@ -171,7 +172,9 @@ class SqlStore(SessionStore):
         )
         self._delete_key = sa.delete(user_sessions).where(t.id == _param("b_key", t.id))
         self._statements: CompiledStatements | None = None
+        self._held: HeldConnections | None = None
         if self._is_postgres:
+            self._held = HeldConnections(self._autocommit)
             self._statements = CompiledStatements(engine.dialect)
             self._statements.keep(
                 self._load,
@@ -220,30 +223,29 @@ class SqlStore(SessionStore):
             raise _store_error(exc) from exc
 
     def _on_driver(self, fn: Callable[[Connection], T]) -> T:
-        """Run ``fn``'s one statement on a connection of the autocommit pool, on its driver.
+        """Run ``fn``'s one statement on a held autocommit connection, on its driver.
 
-        The pool's checkout (liveness check and all) and check-in still apply; a
-        connection that broke or overran its deadline is dropped from the pool.
+        A connection that broke or overran its deadline is dropped (the pool replaces
+        it); any other goes back to the held ones for the next statement.
         """
-        assert self._statements is not None
+        assert self._statements is not None and self._held is not None
         try:
-            pooled = self._autocommit.raw_connection()
+            pooled = self._held.acquire()
         except (SQLAlchemyError, self._dbapi_error) as exc:  # the pool does not wrap these
             raise _store_error(exc) from exc
-        driver = pooled.driver_connection
         deadline: Deadline | None = None
         try:
             with self.watchdog.guard(
-                _driver_fileno(driver), self.timeout, "sql statement"
+                _driver_fileno(pooled.driver_connection), self.timeout, "sql statement"
             ) as deadline:
-                cursor = kept_cursor(pooled)
-                return fn(DriverConnection(cursor, self._statements))  # type: ignore[arg-type]
-        except self._dbapi_error as exc:
-            if getattr(driver, "broken", False) or driver.closed or (deadline and deadline.fired):
-                pooled.invalidate(exc)
-            raise _store_error(exc, deadline, self.timeout) from exc
-        finally:
-            pooled.close()
+                result = fn(DriverConnection(kept_cursor(pooled), self._statements))  # type: ignore[arg-type]
+        except BaseException as exc:
+            self._held.release_after(exc, pooled, drop=deadline is not None and deadline.fired)
+            if isinstance(exc, self._dbapi_error):
+                raise _store_error(exc, deadline, self.timeout) from exc
+            raise
+        self._held.release(pooled)
+        return result
 
     def abandon(self, request: Request) -> None:
         """Roll back ``request``'s database transaction now.
@@ -365,6 +367,8 @@ class SqlStore(SessionStore):
         return int(live), int(expired)
 
     def close(self) -> None:
+        if self._held is not None:
+            self._held.close()
         self.engine.dispose()
         self._autocommit.dispose()
 
