@@ -24,7 +24,7 @@ from pyramid.session import SignedCookieSessionFactory
 from webob.cookies import SignedSerializer
 from zope.interface import implementer
 
-from tests.support.counting import on_psycopg_statement
+from tests.support.counting import each_statement, on_psycopg_statement
 
 SECRET = "bench-secret-0123456789-abcdefghijklmnopqrstuvwxyz-not-for-production"
 TIMEOUT = 86_400
@@ -57,6 +57,8 @@ LABELS = {
 }
 
 VIEWS: tuple[str, ...] = ("untouched", "read", "write", "new")
+#: How the load generator calls the write view: a state change comes as a POST.
+WRITE_METHOD = "POST"
 
 
 @dataclass(frozen=True)
@@ -100,10 +102,11 @@ class Counters:
     def on_sql(self, conn, cursor, statement, parameters, context, executemany) -> None:
         self.count_statement(statement)
 
-    def count_statement(self, statement: str) -> None:
-        verb = statement.lstrip().split(None, 1)[0].upper()
+    def count_statement(self, text: str) -> None:
+        verbs = [statement.split(None, 1)[0].upper() for statement in each_statement(text)]
         with self.lock:
-            self.sql[verb] = self.sql.get(verb, 0) + 1
+            for verb in verbs:
+                self.sql[verb] = self.sql.get(verb, 0) + 1
 
     def snapshot(self) -> dict[str, Any]:
         with self.lock:

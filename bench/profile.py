@@ -11,13 +11,13 @@ import io
 import sys
 import time
 
-from bench.apps import IMPLEMENTATIONS, VIEWS, build
+from bench.apps import IMPLEMENTATIONS, VIEWS, WRITE_METHOD, build
 from bench.servers import Stores
 
 
 def _environ(path: str, cookie: str | None) -> dict:
     environ = {
-        "REQUEST_METHOD": "GET",
+        "REQUEST_METHOD": WRITE_METHOD if path == "/write" else "GET",
         "PATH_INFO": path,
         "SCRIPT_NAME": "",
         "QUERY_STRING": "",

@@ -16,7 +16,7 @@ from pathlib import Path
 import redis
 
 from bench import probes, wrk
-from bench.apps import IMPLEMENTATIONS, VIEWS
+from bench.apps import IMPLEMENTATIONS, VIEWS, WRITE_METHOD
 from bench.report import RESULTS, machine, write_report
 from bench.servers import AppServer, Stores
 
@@ -37,9 +37,9 @@ def measure(
         cookie = server.new_cookie()
         header = f"Cookie: {cookie}" if cookie else None
     elif view == "write":
+        # A view that changes state answers a POST, as a form or an API call sends it.
         cookies = [server.new_cookie() for _ in range(connections)]
-        if cookies[0]:
-            script = wrk.cookie_script([c for c in cookies if c], tmp)
+        script = wrk.cookie_script([c for c in cookies if c], tmp, method=WRITE_METHOD)
     # Flush PostgreSQL's counters of earlier traffic by ending the app's backends.
     before_app = probes.app_stats(server.base_url, dispose=True)
     before_xacts = probes.pg_transactions_settled(stores.dbname)

@@ -17,9 +17,12 @@ local cookies = {%s}
 local counter = 0
 function setup(thread)
   counter = counter + 1
-  thread:set("cookie", cookies[(counter - 1) %% #cookies + 1])
+  if #cookies > 0 then
+    thread:set("cookie", cookies[(counter - 1) %% #cookies + 1])
+  end
 end
 function init(args)
+  wrk.method = "%s"
   wrk.headers["Cookie"] = cookie
 end
 """
@@ -69,11 +72,13 @@ def parse(output: str) -> WrkResult:
     )
 
 
-def cookie_script(cookies: list[str], directory: Path) -> Path:
-    """A wrk Lua script that sends one of ``cookies`` per thread."""
+def cookie_script(cookies: list[str], directory: Path, method: str = "GET") -> Path:
+    """A wrk Lua script that sends ``method`` requests with one of ``cookies`` per thread."""
+    if method not in ("GET", "POST"):
+        raise ValueError(f"unsupported method {method!r}")
     quoted = ", ".join('"' + c.replace("\\", "\\\\").replace('"', '\\"') + '"' for c in cookies)
-    path = directory / f"cookies-{abs(hash(tuple(cookies)))}.lua"
-    path.write_text(PER_THREAD_COOKIES % quoted)
+    path = directory / f"cookies-{method}-{abs(hash(tuple(cookies)))}.lua"
+    path.write_text(PER_THREAD_COOKIES % (quoted, method))
     return path
 
 

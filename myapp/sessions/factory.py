@@ -407,13 +407,16 @@ class _Writes:
         self.timed = owner.factory.timed
         self.direct: SessionStore | None = None
         self.deferred: DeferredWrites | None = None
+        queue_on = owner.store
         if getattr(owner.store, "bind", None) is not None:
             bound = owner._bound_store()
             if bound.in_request_transaction():  # type: ignore[attr-defined]
                 self.direct = bound
                 return
+            if bound.session_transaction() is not None:  # type: ignore[attr-defined]
+                queue_on = bound  # the queued writes run in the request's session transaction
         self.deferred = DeferredWrites(
-            owner.store, txn, on_stale=owner.conflict, on_error=owner.store_failed
+            queue_on, txn, on_stale=owner.conflict, on_error=owner.store_failed
         )
 
     def save(

@@ -11,12 +11,16 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import transaction
 from transaction.interfaces import IDataManager
 from zope.interface import implementer
 
 from .stores.base import SessionRecord, SessionStore, StaleSession, StoreError
+
+if TYPE_CHECKING:
+    from .stores.sessiontxn import SessionTransaction
 
 log = logging.getLogger(__name__)
 
@@ -85,6 +89,11 @@ class DeferredWrites:
         pass
 
     def tpc_vote(self, txn: object) -> None:
+        session_txn = _session_transaction(self.store)
+        if session_txn is not None and len(self._pending) == 1:
+            # One write: its COMMIT goes in the same round trip. It only commits what
+            # succeeded (a refused version check wrote nothing).
+            session_txn.commit_with_next_statement()
         for run in self._pending:
             try:
                 undo = run()
@@ -98,6 +107,8 @@ class DeferredWrites:
                     raise
                 raise self.on_error(exc) from exc
             if undo is not None:
+                if session_txn is not None:
+                    undo = _once_committed(session_txn, undo)
                 self._undo.append(undo)
         self._pending.clear()
 
@@ -120,3 +131,19 @@ class DeferredWrites:
         # "~m" sorts before zope.sqlalchemy's "~sqlalchemy": we vote first, so a
         # refused session write aborts the database commit too.
         return f"~myapp.sessions:{id(self)}"
+
+
+def _session_transaction(store: SessionStore) -> SessionTransaction | None:
+    find = getattr(store, "session_transaction", None)
+    return find() if find is not None else None
+
+
+def _once_committed(session_txn: SessionTransaction, undo: Undo) -> Undo:
+    """An undo for a write in a session transaction: needed only if that committed
+    (a later resource failed after it); a rollback already took the write back."""
+
+    def undo_if_committed() -> None:
+        if session_txn.committed:
+            undo()
+
+    return undo_if_committed

@@ -117,8 +117,16 @@ class Client:
         self.jar = http.cookiejar.CookieJar()
         self.opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(self.jar))
 
-    def request(self, path: str, timeout: float = 10, cookie: str | None = None) -> Response:
-        req = urllib.request.Request(self.base + path)
+    def request(
+        self,
+        path: str,
+        timeout: float = 10,
+        cookie: str | None = None,
+        *,
+        method: str = "GET",
+        headers: dict[str, str] | None = None,
+    ) -> Response:
+        req = urllib.request.Request(self.base + path, method=method, headers=headers or {})
         if cookie is not None:
             req.add_header("Cookie", cookie)
             opener = urllib.request.build_opener()

@@ -14,6 +14,7 @@ from sqlalchemy.engine import Engine
 class StatementLog:
     def __init__(self) -> None:
         self.statements: list[str] = []
+        self.round_trips = 0  # query strings sent: "BEGIN; SELECT ..." is one
 
     def __len__(self) -> int:
         return len(self.statements)
@@ -48,6 +49,7 @@ def count_sql(engine: Engine) -> Iterator[StatementLog]:
 
     def record(conn, cursor, statement, parameters, context, executemany):
         log.statements.append(statement.strip())
+        log.round_trips += 1
 
     event.listen(engine, "before_cursor_execute", record)
     try:
@@ -60,13 +62,22 @@ def count_sql(engine: Engine) -> Iterator[StatementLog]:
 def _count_psycopg(dbname: str | None, log: StatementLog) -> Iterator[None]:
     def record(cursor, statement: str) -> None:
         if cursor.connection.info.dbname == dbname:
-            log.statements.append(statement.strip())
+            log.statements.extend(each_statement(statement))
+            log.round_trips += 1
 
     restore = on_psycopg_statement(record)
     try:
         yield
     finally:
         restore()
+
+
+def each_statement(text: str) -> list[str]:
+    """The statements of one query string: ``"BEGIN; SELECT ..."`` is two.
+
+    Sees the query before its values are bound, so a ``;`` is always a separator.
+    """
+    return [part.strip() for part in text.split(";") if part.strip()]
 
 
 def on_psycopg_statement(record: Callable[[Any, str], None]) -> Callable[[], None]:

@@ -416,7 +416,10 @@ class _BoundCachedStore(CachedStore):
     def __init__(self, parent: CachedStore, request: Request) -> None:
         super().__init__(parent.primary, parent.cache)
         self.parent = parent
-        self._bound_primary = parent.primary.bind(request)  # type: ignore[attr-defined]
+        # Its writes go through the cache's own hooks, never a session transaction.
+        self._bound_primary = parent.primary.bind(  # type: ignore[attr-defined]
+            request, session_transaction=False
+        )
         self._request = request
 
     def _primary(self) -> SessionStore:

@@ -17,9 +17,11 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import sqlalchemy as sa
 import zope.sqlalchemy
+from pyramid_tm import is_tm_active
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.pool import PoolProxiedConnection
 
 from myapp.models import (
     USER_SESSIONS_REVISION,
@@ -33,6 +35,7 @@ from myapp.models.user_sessions import REQUIRED_COLUMNS
 from ..deadline import WATCHDOG, Deadline, Watchdog
 from .base import SessionRecord, SessionStore, StaleSession, StoreError, StoreNotReady
 from .heldconnections import HeldConnections
+from .sessiontxn import SessionTransaction, expects_writes
 from .sqldriver import CompiledStatements, DriverConnection, kept_cursor
 
 if TYPE_CHECKING:
@@ -44,6 +47,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+_BOUND_KEY = "myapp.sessions.sql_store"
 t = user_sessions.c
 
 
@@ -233,19 +237,30 @@ class SqlStore(SessionStore):
             pooled = self._held.acquire()
         except (SQLAlchemyError, self._dbapi_error) as exc:  # the pool does not wrap these
             raise _store_error(exc) from exc
+        statements = self._statements
+        try:
+            result = self._guard_driver(
+                pooled,
+                lambda: fn(DriverConnection(kept_cursor(pooled), statements)),  # type: ignore[arg-type]
+            )
+        except BaseException as exc:
+            timed_out = isinstance(exc, StoreError) and exc.kind == "timeout"
+            self._held.release_after(exc, pooled, drop=timed_out)
+            raise
+        self._held.release(pooled)
+        return result
+
+    def _guard_driver(self, pooled: PoolProxiedConnection, run: Callable[[], T]) -> T:
+        """``run()`` a round trip on ``pooled`` under the store deadline; driver errors
+        become :class:`StoreError` (kind ``timeout`` once the deadline fired)."""
         deadline: Deadline | None = None
         try:
             with self.watchdog.guard(
                 _driver_fileno(pooled.driver_connection), self.timeout, "sql statement"
             ) as deadline:
-                result = fn(DriverConnection(kept_cursor(pooled), self._statements))  # type: ignore[arg-type]
-        except BaseException as exc:
-            self._held.release_after(exc, pooled, drop=deadline is not None and deadline.fired)
-            if isinstance(exc, self._dbapi_error):
-                raise _store_error(exc, deadline, self.timeout) from exc
-            raise
-        self._held.release(pooled)
-        return result
+                return run()
+        except self._dbapi_error as exc:
+            raise _store_error(exc, deadline, self.timeout) from exc
 
     def abandon(self, request: Request) -> None:
         """Roll back ``request``'s database transaction now.
@@ -262,14 +277,27 @@ class SqlStore(SessionStore):
         except SQLAlchemyError as exc:
             log.info("rolling back after a failed session save failed too: %s", _short_cause(exc))
 
-    def bind(self, request: Request) -> SqlStore:
-        """This store, running its statements in ``request``'s transaction."""
-        return _RequestSqlStore(self, request)
+    def bind(self, request: Request, *, session_transaction: bool = True) -> SqlStore:
+        """This store, running its statements in ``request``'s transactions (the same
+        object for every call in one request: it holds the request's state).
+
+        With ``session_transaction`` a state-changing request (see ``sessiontxn``)
+        loads and writes its session in one transaction of its own.
+        """
+        bound = request.environ.get(_BOUND_KEY)
+        if bound is None or bound.parent is not self:
+            bound = _RequestSqlStore(self, request, session_transaction=session_transaction)
+            request.environ[_BOUND_KEY] = bound
+        return bound
 
     def in_request_transaction(self) -> bool:
         """Whether writes go into an open database transaction of a request (bound
         stores only); if not, they are queued until the request's transaction votes."""
         return False
+
+    def session_transaction(self) -> SessionTransaction | None:
+        """The request's open session transaction that queued writes run in, if any."""
+        return None
 
     # -- the interface ------------------------------------------------------
     def check(self) -> None:
@@ -376,9 +404,14 @@ class SqlStore(SessionStore):
 class _RequestSqlStore(SqlStore):
     """The same statements, on the request's database session and transaction."""
 
-    def __init__(self, parent: SqlStore, request: Request) -> None:
+    def __init__(self, parent: SqlStore, request: Request, *, session_transaction: bool) -> None:
         self.__dict__.update(parent.__dict__)
+        self.parent = parent
         self._request = request
+        self._session_txn: SessionTransaction | None = None
+        self._may_begin = (
+            session_transaction and parent._held is not None and expects_writes(request.method)
+        )
 
     @property
     def _dbsession(self) -> DBSession:
@@ -388,8 +421,15 @@ class _RequestSqlStore(SqlStore):
         dbsession = existing_dbsession(self._request)
         return dbsession is not None and dbsession.in_transaction()
 
+    def session_transaction(self) -> SessionTransaction | None:
+        txn = self._session_txn
+        return txn if txn is not None and txn.open else None
+
     def _read(self, fn: Callable[[Connection], T]) -> T:
         if not self.in_request_transaction():
+            txn = self.session_transaction() or self._begin_session_transaction()
+            if txn is not None:
+                return fn(txn)  # type: ignore[arg-type]
             # Nothing of this request's transaction to see: read in autocommit on a
             # pooled connection, handed back before the view goes on, instead of
             # beginning the request's transaction for a read (~700 us CPU). A later
@@ -401,7 +441,25 @@ class _RequestSqlStore(SqlStore):
             raise _store_error(exc) from exc
         return self._guarded(conn, fn, commit=False)
 
+    def _begin_session_transaction(self) -> SessionTransaction | None:
+        """Begin the session transaction of a state-changing request, once."""
+        request = self._request
+        if not self._may_begin or not is_tm_active(request):
+            return None
+        self._may_begin = False
+        assert self._held is not None and self._statements is not None
+        txn = SessionTransaction(self._held, self._statements, self._guard_driver)
+        request.tm.get().join(txn)
+        request.add_finished_callback(lambda request: txn.close())  # whatever happened
+        self._session_txn = txn
+        return txn
+
     def _write(self, fn: Callable[[Connection], T]) -> T:
+        if not self.in_request_transaction():
+            # Queued writes run in the session transaction; once that has ended
+            # (an undo after a later resource failed), each is its own statement.
+            txn = self.session_transaction()
+            return fn(txn) if txn is not None else super()._write(fn)  # type: ignore[arg-type]
         dbsession = self._dbsession
         try:
             conn = dbsession.connection()
