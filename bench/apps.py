@@ -24,7 +24,7 @@ from pyramid.session import SignedCookieSessionFactory
 from webob.cookies import SignedSerializer
 from zope.interface import implementer
 
-from tests.support.counting import each_statement, on_psycopg_statement
+from tests.support.counting import each_statement, on_psycopg_statement, verb_of
 
 SECRET = "bench-secret-0123456789-abcdefghijklmnopqrstuvwxyz-not-for-production"
 TIMEOUT = 86_400
@@ -103,7 +103,7 @@ class Counters:
         self.count_statement(statement)
 
     def count_statement(self, text: str) -> None:
-        verbs = [statement.split(None, 1)[0].upper() for statement in each_statement(text)]
+        verbs = [verb_of(statement) for statement in each_statement(text)]
         with self.lock:
             for verb in verbs:
                 self.sql[verb] = self.sql.get(verb, 0) + 1

@@ -9,7 +9,7 @@ import pytest
 import sqlalchemy as sa
 
 from myapp.sessions.codec import storage_key
-from myapp.sessions.stores.sessiontxn import expects_writes
+from myapp.sessions.stores.sessiontxn import _as_prepared, expects_writes
 from tests.support.counting import count_sql
 from tests.support.views import Boom
 
@@ -34,7 +34,7 @@ def _left_in_transaction(handle) -> int:
 
 
 def _verbs(statements) -> list[str]:
-    return [s.split(None, 1)[0].upper() for s in statements.statements]
+    return statements.verbs()
 
 
 class Poster:
@@ -44,6 +44,9 @@ class Poster:
         self.handle = handle
         handle.app.get("/_t/write?value=before")
         self.token = handle.app.get("/_t/csrf_form").json["token"]
+        # The first session transaction on a connection prepares the store's
+        # statements (one round trip, once): done here, before anything is counted.
+        self("/_t/read")
 
     def __call__(self, path: str, **kwargs):
         headers = {"X-CSRF-Token": self.token}
@@ -176,3 +179,39 @@ def test_a_database_failure_inside_the_transaction_answers_503_and_leaks_nothing
     assert _left_in_transaction(handle) == 0
     assert handle.post("/_t/write?value=back").json == {"value": "back"}
     assert len(held) >= 1
+
+
+def test_statements_are_prepared_once_per_connection_and_again_after_a_reconnect(make_app):
+    handle = make_app("sql-postgres")
+    handle.post = Poster(handle)  # its first POST prepared the connection
+    with count_sql(handle.engine) as statements:
+        handle.post("/_t/write?value=a")
+    assert "PREPARE" not in statements.verbs()
+
+    pids = [pooled.driver_connection.info.backend_pid for pooled, _ in handle.store._held._idle]
+    with handle.engine.connect() as conn:
+        for pid in pids:
+            conn.execute(sa.text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+    with count_sql(handle.engine) as statements:
+        assert handle.post("/_t/write?value=b").json == {"value": "b"}
+    verbs = statements.verbs()
+    assert verbs.count("PREPARE") == len(handle.store._statements.kept())
+    assert verbs[-4:] == ["BEGIN", "SELECT", "UPDATE", "COMMIT"]
+    assert handle.app.get("/_t/read").json["value"] == "b"
+
+
+def test_prepared_texts_number_each_placeholder_once_in_order_of_first_use():
+    prepare, execute = _as_prepared(
+        "UPDATE t SET a = %(x)s::INTEGER WHERE k = %(key)s AND b = %(x)s::INTEGER"
+    )
+    name = execute.split()[1].split("(")[0]
+    assert name.startswith("myapp_update_")
+    assert prepare == (
+        f"PREPARE {name} AS UPDATE t SET a = $1::INTEGER WHERE k = $2 AND b = $1::INTEGER"
+    )
+    assert execute == f"EXECUTE {name}(%(x)s, %(key)s)"
+    prepare, execute = _as_prepared("SELECT 1")
+    assert execute.startswith("EXECUTE myapp_select_") and "(" not in execute
+    assert prepare == f"PREPARE {execute.split()[1]} AS SELECT 1"
+    with pytest.raises(ValueError, match="percent"):
+        _as_prepared("SELECT '100%%'")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import re
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -19,15 +20,14 @@ class StatementLog:
     def __len__(self) -> int:
         return len(self.statements)
 
+    def verbs(self) -> list[str]:
+        return [verb_of(s) for s in self.statements]
+
     def writes(self) -> list[str]:
-        return [
-            s
-            for s in self.statements
-            if s.split(None, 1)[0].upper() in {"INSERT", "UPDATE", "DELETE"}
-        ]
+        return [s for s in self.statements if verb_of(s) in {"INSERT", "UPDATE", "DELETE"}]
 
     def reads(self) -> list[str]:
-        return [s for s in self.statements if s.split(None, 1)[0].upper() == "SELECT"]
+        return [s for s in self.statements if verb_of(s) == "SELECT"]
 
     def clear(self) -> None:
         self.statements.clear()
@@ -78,6 +78,18 @@ def each_statement(text: str) -> list[str]:
     Sees the query before its values are bound, so a ``;`` is always a separator.
     """
     return [part.strip() for part in text.split(";") if part.strip()]
+
+
+_PREPARED_NAME = re.compile(r"EXECUTE\s+myapp_([a-z]+)_[0-9a-f]+", re.IGNORECASE)
+
+
+def verb_of(statement: str) -> str:
+    """``SELECT``, ``UPDATE``...; an ``EXECUTE`` of one of the session store's
+    prepared statements (``myapp_<verb>_<hash>``) counts as what it runs."""
+    prepared = _PREPARED_NAME.match(statement)
+    if prepared is not None:
+        return prepared.group(1).upper()
+    return statement.split(None, 1)[0].upper()
 
 
 def on_psycopg_statement(record: Callable[[Any, str], None]) -> Callable[[], None]:

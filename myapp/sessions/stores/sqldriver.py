@@ -63,6 +63,10 @@ class CompiledStatements:
         for statement in statements:
             self._kept[statement] = self._compile(statement)
 
+    def kept(self) -> list[Compiled]:
+        """The statements given to ``keep``, compiled."""
+        return list(self._kept.values())
+
     def __call__(self, statement: Executable) -> Compiled:
         kept = self._kept.get(statement)
         return kept if kept is not None else self._compile(statement)
