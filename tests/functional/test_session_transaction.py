@@ -48,8 +48,8 @@ class Poster:
         # statements (one round trip, once): done here, before anything is counted.
         self("/_t/read")
 
-    def __call__(self, path: str, **kwargs):
-        headers = {"X-CSRF-Token": self.token}
+    def __call__(self, path: str, headers: dict[str, str] | None = None, **kwargs):
+        headers = {**(headers or {}), "X-CSRF-Token": self.token}
         return self.handle.app.post(path, headers=headers, **kwargs)
 
 
@@ -215,3 +215,15 @@ def test_prepared_texts_number_each_placeholder_once_in_order_of_first_use():
     assert prepare == f"PREPARE {execute.split()[1]} AS SELECT 1"
     with pytest.raises(ValueError, match="percent"):
         _as_prepared("SELECT '100%%'")
+
+
+HOSTILE = "'; DROP TABLE user_sessions; -- \\' \\\\ %(key)s %s $1 E'\\x00' \"quoted\" ünïcode 😀"
+
+
+def test_values_bound_on_the_client_arrive_exactly_as_sent(handle):
+    # Statements in a session transaction carry their values as quoted literals.
+    agent = "Mozilla/5.0 '); DELETE FROM user_sessions; -- \\ %(data)s"
+    handle.post("/_t/write", params={"value": HOSTILE}, headers={"User-Agent": agent})
+    assert handle.app.get("/_t/read").json["value"] == HOSTILE
+    assert _stored(handle).user_agent == agent
+    assert sum(handle.store.count(time.time())) >= 1  # the table is still there

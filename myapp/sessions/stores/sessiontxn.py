@@ -60,9 +60,17 @@ def expects_writes(method: str) -> bool:
 class SessionTransaction:
     """One request's session statements in one database transaction."""
 
-    def __init__(self, held: HeldConnections, statements: CompiledStatements, guard: Guard) -> None:
+    def __init__(
+        self,
+        held: HeldConnections,
+        statements: CompiledStatements,
+        *,
+        acquire: Callable[[], PoolProxiedConnection],
+        guard: Guard,
+    ) -> None:
         self._held = held
         self._statements = statements
+        self._acquire = acquire
         self._guard = guard
         self._pooled: PoolProxiedConnection | None = None
         self._begun = False
@@ -78,27 +86,27 @@ class SessionTransaction:
         """Run ``statement`` in the transaction (``execute`` as the store calls it)."""
         compiled = self._statements(statement)
         values = {**compiled.defaults, **parameters} if parameters else compiled.defaults
-        pooled = self._connection()
-        sql = _prepared(pooled).get(compiled.sql) or compiled.sql
         begin = not self._begun
         commit = self._commit_with_next
-        if begin:
-            sql = "BEGIN; " + sql
-        if commit:
-            sql += "; COMMIT"
         returns_rows = compiled.returns_rows
-
-        def run() -> DriverResult:
-            cursor = _client_cursor(pooled)
-            cursor.execute(sql, values)
-            if begin:
-                cursor.nextset()  # past BEGIN's result, to the statement's
-            return DriverResult(cursor.fetchall() if returns_rows else None, cursor.rowcount)
-
         try:
+            pooled = self._connection()
+            sql = _prepared(pooled).get(compiled.sql) or compiled.sql
+            if begin:
+                sql = "BEGIN; " + sql
+            if commit:
+                sql += "; COMMIT"
+
+            def run() -> DriverResult:
+                cursor = _client_cursor(pooled)
+                cursor.execute(sql, values)
+                if begin:
+                    cursor.nextset()  # past BEGIN's result, to the statement's
+                return DriverResult(cursor.fetchall() if returns_rows else None, cursor.rowcount)
+
             result = self._guard(pooled, run)
         except BaseException:
-            self._end("ROLLBACK")
+            self._end("ROLLBACK")  # the request's later statements run in autocommit
             raise
         self._begun = True
         if commit:
@@ -148,7 +156,7 @@ class SessionTransaction:
     # -- internals ------------------------------------------------------------------
     def _connection(self) -> PoolProxiedConnection:
         if self._pooled is None:
-            pooled = self._held.acquire()
+            pooled = self._acquire()
             try:
                 if _prepared(pooled) is _NOTHING_PREPARED:
                     self._prepare(pooled)

@@ -233,10 +233,7 @@ class SqlStore(SessionStore):
         it); any other goes back to the held ones for the next statement.
         """
         assert self._statements is not None and self._held is not None
-        try:
-            pooled = self._held.acquire()
-        except (SQLAlchemyError, self._dbapi_error) as exc:  # the pool does not wrap these
-            raise _store_error(exc) from exc
+        pooled = self._acquire_held()
         statements = self._statements
         try:
             result = self._guard_driver(
@@ -249,6 +246,13 @@ class SqlStore(SessionStore):
             raise
         self._held.release(pooled)
         return result
+
+    def _acquire_held(self) -> PoolProxiedConnection:
+        assert self._held is not None
+        try:
+            return self._held.acquire()
+        except (SQLAlchemyError, self._dbapi_error) as exc:  # the pool does not wrap these
+            raise _store_error(exc) from exc
 
     def _guard_driver(self, pooled: PoolProxiedConnection, run: Callable[[], T]) -> T:
         """``run()`` a round trip on ``pooled`` under the store deadline; driver errors
@@ -448,7 +452,9 @@ class _RequestSqlStore(SqlStore):
             return None
         self._may_begin = False
         assert self._held is not None and self._statements is not None
-        txn = SessionTransaction(self._held, self._statements, self._guard_driver)
+        txn = SessionTransaction(
+            self._held, self._statements, acquire=self._acquire_held, guard=self._guard_driver
+        )
         request.tm.get().join(txn)
         request.add_finished_callback(lambda request: txn.close())  # whatever happened
         self._session_txn = txn
