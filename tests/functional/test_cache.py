@@ -177,3 +177,34 @@ def test_writes_during_an_outage_are_not_served_stale_afterwards(make_app, redis
             '"during"' in cached(handle, key_of(handle)).data
         )
         client.close()
+
+
+@pytest.mark.parametrize("with_data", ["", "1"])
+def test_a_retried_request_writes_through_to_the_cache_once_committed(
+    make_app, redis_prefix, with_data
+):
+    # pyramid_retry runs the request again on the same environ: the second attempt's
+    # write must reach the cache through its own transaction, not the first one's.
+    handle = cached_app(
+        make_app,
+        redis_prefix,
+        **{"pyramid.includes": "tests.support.views tests.reliability.views"},
+    )
+    handle.app.get("/_t/write?value=first")
+    response = handle.app.get(f"/_r/race_once?value=mine&with_data={with_data}")
+    assert response.json == {"attempt": 1}
+    key = key_of(handle)
+    in_db = handle.store.primary.load(key, time.time())
+    assert json.loads(in_db.data)["value"] == "mine"
+    assert cached(handle, key).version == in_db.version
+
+
+def test_binding_follows_the_request_not_its_environ(app):
+    # pyramid_retry builds each attempt's request on the same environ dict.
+    from pyramid.request import Request
+
+    first = Request.blank("/_t/write")
+    retried = Request(first.environ)
+    assert app.store.bind(first) is app.store.bind(first)
+    assert app.store.bind(retried) is not app.store.bind(first)
+    assert app.store.bind(retried)._request is retried

@@ -157,8 +157,11 @@ def test_a_lost_race_is_refused_then_retried_on_fresh_data(make_app):
     )
     handle.post = Poster(handle)
     before = _stored(handle)
-    response = handle.post("/_r/race_once?value=mine")
+    with count_sql(handle.engine) as statements:
+        response = handle.post("/_r/race_once?value=mine")
     assert response.json == {"attempt": 1}
+    # Each attempt had its own session transaction (a retry reuses the environ).
+    assert statements.verbs().count("BEGIN") == 2
     after = _stored(handle)
     assert after.version == before.version + 2  # the competing write, then ours once
     assert json.loads(after.data)["value"] == "mine"
@@ -227,3 +230,14 @@ def test_values_bound_on_the_client_arrive_exactly_as_sent(handle):
     assert handle.app.get("/_t/read").json["value"] == HOSTILE
     assert _stored(handle).user_agent == agent
     assert sum(handle.store.count(time.time())) >= 1  # the table is still there
+
+
+def test_binding_follows_the_request_not_its_environ(make_app):
+    from pyramid.request import Request
+
+    store = make_app("sql-postgres").store
+    first = Request.blank("/_t/write", method="POST")
+    retried = Request(first.environ)
+    assert store.bind(first) is store.bind(first)
+    assert store.bind(retried) is not store.bind(first)
+    assert store.bind(retried)._request is retried

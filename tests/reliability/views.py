@@ -7,6 +7,8 @@ import time
 
 from pyramid.config import Configurator
 from pyramid.request import Request
+from sqlalchemy import text
+from zope.sqlalchemy import mark_changed
 
 from myapp.sessions import get_chain
 from myapp.sessions.codec import storage_key
@@ -49,6 +51,10 @@ def race_once(request: Request) -> dict:
         record = store.load(storage_key(token), time.time())
         other = {**json.loads(record.data), "value": "other"}  # keeps a CSRF token
         store.save(record.with_changes(data=json.dumps(other)), record.version)
+    if request.params.get("with_data"):
+        # Database work of the view's own: the session write joins its transaction.
+        request.dbsession.execute(text("INSERT INTO test_marks (note) VALUES ('raced')"))
+        mark_changed(request.dbsession)
     return {"attempt": attempt}
 
 

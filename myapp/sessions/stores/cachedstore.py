@@ -280,7 +280,8 @@ class CachedStore(SessionStore):
     def bind(self, request: Request) -> _BoundCachedStore:
         """The same, with SQL in ``request``'s transaction and cache writes after commit."""
         bound = request.environ.get(_BOUND_KEY)
-        if bound is None or bound.parent is not self:
+        # pyramid_retry reuses the environ for a new request: bound to that one anew.
+        if bound is None or bound.parent is not self or bound._request is not request:
             bound = request.environ[_BOUND_KEY] = _BoundCachedStore(self, request)
         return bound
 

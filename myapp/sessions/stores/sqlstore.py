@@ -4,8 +4,10 @@ Every operation is one statement. Inside a request, a write joins the request's
 database transaction when the view has opened one (``request.dbsession``), and so
 commits or rolls back with the view's own data; otherwise the session factory
 queues it until the request's transaction votes. A read joins that transaction if
-it has begun. Everything else is one autocommit statement on a pooled connection,
-run on the driver's cursor on PostgreSQL (``sqldriver``).
+it has begun. On PostgreSQL a state-changing request (POST...) loads and writes in
+a session transaction of its own (``sessiontxn``). Everything else is one autocommit
+statement on a held connection, run on the driver's cursor on PostgreSQL
+(``sqldriver``, ``heldconnections``).
 """
 
 from __future__ import annotations
@@ -289,7 +291,8 @@ class SqlStore(SessionStore):
         loads and writes its session in one transaction of its own.
         """
         bound = request.environ.get(_BOUND_KEY)
-        if bound is None or bound.parent is not self:
+        # pyramid_retry reuses the environ for a new request: bound to that one anew.
+        if bound is None or bound.parent is not self or bound._request is not request:
             bound = _RequestSqlStore(self, request, session_transaction=session_transaction)
             request.environ[_BOUND_KEY] = bound
         return bound
@@ -406,7 +409,9 @@ class SqlStore(SessionStore):
 
 
 class _RequestSqlStore(SqlStore):
-    """The same statements, on the request's database session and transaction."""
+    """The same statements, in the request's transactions: its database session's
+    when the view opened one, else its session transaction (state-changing requests
+    on PostgreSQL), else one autocommit statement each."""
 
     def __init__(self, parent: SqlStore, request: Request, *, session_transaction: bool) -> None:
         self.__dict__.update(parent.__dict__)
