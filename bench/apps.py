@@ -43,6 +43,10 @@ IMPLEMENTATIONS: tuple[str, ...] = (
     "ours-cache",
 )
 
+#: Run only when named with ``--only``: measurements that explain a result.
+DIAGNOSTICS: tuple[str, ...] = ("diag-ours-memory-no-tm-tween",)
+ALL_IMPLEMENTATIONS = IMPLEMENTATIONS + DIAGNOSTICS
+
 LABELS = {
     "floor": "no sessions",
     "floor-tm": "no sessions, pyramid_tm",
@@ -54,6 +58,7 @@ LABELS = {
     "ours-redis": "ours redis",
     "ours-memory": "ours memory",
     "ours-cache": "ours sql + redis cache",
+    "diag-ours-memory-no-tm-tween": "ours memory, pyramid_tm's tween removed",
 }
 
 VIEWS: tuple[str, ...] = ("untouched", "read", "write", "new")
@@ -251,6 +256,16 @@ def settings_for(name: str, env: BenchEnv) -> dict[str, str]:
         return _ours(env, **{"session.backends": "memory"})
     if name == "ours-cache":
         return _ours(env, **{"session.backends": "sql", "session.cache": "redis"})
+    if name == "diag-ours-memory-no-tm-tween":
+        # What the untouched view costs without pyramid_tm's tween (not a usable app:
+        # nothing would commit a transaction). Only the excview tween is left.
+        return _ours(
+            env,
+            **{
+                "session.backends": "memory",
+                "pyramid.tweens": "pyramid.tweens.excview_tween_factory",
+            },
+        )
     if name in ("naive-db", "floor-tm"):
         return {"sqlalchemy.url": env.pg_url}
     return {}
@@ -260,7 +275,7 @@ def build(name: str, env: BenchEnv) -> Callable[..., Any]:
     """The WSGI app of implementation ``name``."""
     settings = settings_for(name, env)
     with Configurator(settings=settings) as config:
-        if name.startswith("ours-"):
+        if name.startswith(("ours-", "diag-ours-")):
             config.include("myapp.sessions")
         elif name == "naive-db":
             config.include("myapp.models")  # pyramid_tm and request.dbsession

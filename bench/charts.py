@@ -9,12 +9,12 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
-from bench.apps import IMPLEMENTATIONS, LABELS, VIEWS
+from bench.apps import ALL_IMPLEMENTATIONS, LABELS, VIEWS
 
 
 def draw(report: dict, out: Path) -> None:
     res = report["results"]
-    names = [n for n in IMPLEMENTATIONS if n in res]
+    names = [n for n in ALL_IMPLEMENTATIONS if n in res]
     views = [v for v in VIEWS if any(v in res[n] for n in names)]
     fig, ax = plt.subplots(figsize=(11, 6))
     width = 0.8 / max(len(names), 1)

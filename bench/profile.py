@@ -11,7 +11,7 @@ import io
 import sys
 import time
 
-from bench.apps import IMPLEMENTATIONS, VIEWS, WRITE_METHOD, build
+from bench.apps import ALL_IMPLEMENTATIONS, VIEWS, WRITE_METHOD, build
 from bench.servers import Stores
 
 
@@ -56,7 +56,7 @@ def cookie_of(headers: list[tuple[str, str]]) -> str | None:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("impl", choices=IMPLEMENTATIONS)
+    parser.add_argument("impl", choices=ALL_IMPLEMENTATIONS)
     parser.add_argument("view", choices=VIEWS)
     parser.add_argument("-n", type=int, default=3000)
     parser.add_argument("--time", action="store_true", help="only time it")

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from importlib.metadata import version
 from pathlib import Path
 
-from bench.apps import IMPLEMENTATIONS, LABELS, VIEWS
+from bench.apps import ALL_IMPLEMENTATIONS, LABELS, VIEWS
 
 RESULTS = Path(__file__).resolve().parent / "results"
 EXACT = 0.02  # per-request counts may be off by the few requests in flight when wrk stops
@@ -103,7 +103,7 @@ def targets(report: dict) -> list[Target]:
                 ratio >= 0.97 and calls == 0 and not cookies,
                 f"slowest ours ({worst}) {ratio:.2f}x floor{_vs_tm(res, worst)}; "
                 f"store calls/req {calls:.2f}; "
-                f"Set-Cookie from {cookies or 'none'}",
+                f"Set-Cookie from {cookies or 'none'}{_without_tm_tween(res, floor_u)}",
             )
         )
     else:
@@ -185,6 +185,13 @@ def targets(report: dict) -> list[Target]:
     return out
 
 
+def _without_tm_tween(res: dict, floor: dict) -> str:
+    diag = res.get("diag-ours-memory-no-tm-tween", {}).get("untouched")
+    if not diag:
+        return ""
+    return f"; ours memory without pyramid_tm's tween {diag['rps'] / floor['rps']:.2f}x floor"
+
+
 def _vs_tm(res: dict, name: str) -> str:
     tm = res.get("floor-tm", {}).get("untouched")
     if not tm:
@@ -238,7 +245,7 @@ def table(report: dict) -> str:
     res = report["results"]
     lines = []
     for view in VIEWS:
-        present = [n for n in IMPLEMENTATIONS if n in res and view in res[n]]
+        present = [n for n in ALL_IMPLEMENTATIONS if n in res and view in res[n]]
         if not present:
             continue
         lines += [

@@ -16,7 +16,7 @@ from pathlib import Path
 import redis
 
 from bench import probes, wrk
-from bench.apps import IMPLEMENTATIONS, VIEWS, WRITE_METHOD
+from bench.apps import ALL_IMPLEMENTATIONS, IMPLEMENTATIONS, VIEWS, WRITE_METHOD
 from bench.report import RESULTS, machine, write_report
 from bench.servers import AppServer, Stores
 
@@ -100,7 +100,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--connections", type=int, default=2)
     parser.add_argument(
-        "--only", nargs="*", choices=IMPLEMENTATIONS, help="a subset of implementations"
+        "--only",
+        nargs="*",
+        choices=ALL_IMPLEMENTATIONS,
+        help="a subset of implementations (diag-* only run when named here)",
     )
     parser.add_argument("--views", nargs="*", choices=VIEWS, default=list(VIEWS))
     parser.add_argument("--no-scale", action="store_true", help="skip the scale series")
