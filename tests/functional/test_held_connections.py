@@ -69,7 +69,7 @@ def test_a_connection_whose_backend_was_terminated_is_replaced_on_acquire(engine
     killed = pooled.driver_connection.info.backend_pid
     held.release(pooled)
     with engine.connect() as other:
-        other.execute(sa.text("SELECT pg_terminate_backend(:pid)"), {"pid": killed})
+        other.execute(sa.text("SELECT pg_terminate_backend(:pid, 5000)"), {"pid": killed})
 
     replacement = held.acquire()
     assert replacement.driver_connection.info.backend_pid != killed

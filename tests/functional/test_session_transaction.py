@@ -194,7 +194,7 @@ def test_statements_are_prepared_once_per_connection_and_again_after_a_reconnect
     pids = [pooled.driver_connection.info.backend_pid for pooled, _ in handle.store._held._idle]
     with handle.engine.connect() as conn:
         for pid in pids:
-            conn.execute(sa.text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+            conn.execute(sa.text("SELECT pg_terminate_backend(:pid, 5000)"), {"pid": pid})
     with count_sql(handle.engine) as statements:
         assert handle.post("/_t/write?value=b").json == {"value": "b"}
     verbs = statements.verbs()
