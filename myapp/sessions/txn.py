@@ -111,6 +111,14 @@ class DeferredWrites:
                     undo = _once_committed(session_txn, undo)
                 self._undo.append(undo)
         self._pending.clear()
+        if session_txn is not None:
+            # Several writes: their COMMIT comes now, mapped like a failed write.
+            try:
+                session_txn.commit_now()
+            except StoreError as exc:
+                if self.on_error is None:
+                    raise
+                raise self.on_error(exc) from exc
 
     def tpc_finish(self, txn: object) -> None:
         self._undo.clear()

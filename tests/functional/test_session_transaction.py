@@ -241,3 +241,27 @@ def test_binding_follows_the_request_not_its_environ(make_app):
     assert store.bind(first) is store.bind(first)
     assert store.bind(retried) is not store.bind(first)
     assert store.bind(retried)._request is retried
+
+
+@pytest.fixture
+def poster(make_app):
+    handle = make_app(
+        "sql-postgres", **{"pyramid.includes": "tests.support.views tests.reliability.views"}
+    )
+    handle.post = Poster(handle)
+    return handle
+
+
+def test_a_read_only_post_whose_connection_dies_before_commit_still_answers(poster):
+    # Nothing was written, so the failed COMMIT loses nothing: the answer stands.
+    assert poster.post("/_r/lose_session_connection").json == {"value": "before"}
+    assert _left_in_transaction(poster) == 0
+    assert poster.post("/_t/write?value=after").json == {"value": "after"}
+    assert poster.app.get("/_t/read").json["value"] == "after"
+
+
+def test_a_post_whose_writes_lose_their_connection_answers_503_and_keeps_the_session(poster):
+    poster.post("/_r/lose_session_connection?rotate=1", status=503)
+    assert _left_in_transaction(poster) == 0
+    # The rotation never happened: the old cookie still opens the old session.
+    assert poster.app.get("/_t/read").json["value"] == "before"

@@ -58,6 +58,20 @@ def race_once(request: Request) -> dict:
     return {"attempt": attempt}
 
 
+def lose_session_connection(request: Request) -> dict:
+    """Read (and with ``rotate``, rotate) the session, then end the backend of this
+    request's session transaction, as a database restart or an idle-connection
+    killer would."""
+    value = request.session.get("value")
+    if request.params.get("rotate"):
+        request.session.rotate()
+    bound = request.environ["myapp.sessions.sql_store"]
+    pid = bound._session_txn._pooled.driver_connection.info.backend_pid
+    with request.registry["dbengine"].connect() as conn:
+        conn.execute(text("SELECT pg_terminate_backend(:pid, 5000)"), {"pid": pid})
+    return {"value": value}
+
+
 def includeme(config: Configurator) -> None:
     for name, view in {
         "cart_add": cart_add,
@@ -65,6 +79,7 @@ def includeme(config: Configurator) -> None:
         "slow_write": slow_write,
         "slow_read": slow_read,
         "race_once": race_once,
+        "lose_session_connection": lose_session_connection,
     }.items():
         config.add_route(f"r.{name}", f"/_r/{name}")
         config.add_view(view, route_name=f"r.{name}", renderer="json")

@@ -38,6 +38,7 @@ from sqlalchemy.sql.expression import Executable
 from transaction.interfaces import IDataManager
 from zope.interface import implementer
 
+from .base import StoreError
 from .heldconnections import HeldConnections
 from .sqldriver import CompiledStatements, DriverResult
 
@@ -117,6 +118,23 @@ class SessionTransaction:
         """Send ``COMMIT`` with the next statement: it is the transaction's last."""
         self._commit_with_next = True
 
+    def commit_now(self) -> None:
+        """``COMMIT`` what is still open (a no-op once committed with a statement).
+
+        Raises :class:`StoreError` if the COMMIT fails; the transaction is then
+        rolled back and its connection given back or dropped.
+        """
+        if not (self.open and self._begun):
+            self.open = False
+            return
+        pooled = self._connection()
+        try:
+            self._guard(pooled, lambda: _client_cursor(pooled).execute("COMMIT"))
+        except BaseException:
+            self._end("ROLLBACK")
+            raise
+        self.open, self.committed = False, True
+
     # -- the request's transaction --------------------------------------------------
     def abort(self, txn: object) -> None:
         self._end("ROLLBACK")
@@ -128,15 +146,13 @@ class SessionTransaction:
         pass
 
     def tpc_vote(self, txn: object) -> None:
-        if self.open and self._begun:
-            pooled = self._connection()
-            try:
-                self._guard(pooled, lambda: _client_cursor(pooled).execute("COMMIT"))
-            except BaseException:
-                self._end("ROLLBACK")
-                raise
-            self.committed = True
-        self.open = False
+        # Writes were committed by the session's queued writes as they voted (before
+        # this, by sort key). What is left open here only read: a COMMIT that fails
+        # loses nothing, so the request's answer stands.
+        try:
+            self.commit_now()
+        except StoreError as exc:
+            log.info("a read-only session transaction could not commit: %s", exc)
 
     def tpc_finish(self, txn: object) -> None:
         self.close()
