@@ -8,11 +8,13 @@ trip. So the load and the write are one transaction and two round trips, as many
 two autocommit statements. A request that only reads (GET, HEAD) stays on one
 autocommit SELECT.
 
-The transaction joins the request's own as a data manager: it commits when that
-votes (after the session's queued writes, before SQLAlchemy's commit, so a refused
-COMMIT aborts the rest), rolls back on abort, and gives its connection back at the
-end of the request whatever happened. After a failed statement it rolls back at once
-and the request's later statements run in autocommit.
+The session's queued writes run in it when the request's transaction votes, and
+commit it: with their last statement, or right after them. They vote before
+SQLAlchemy's commit, so a refused write or COMMIT aborts the view's own database
+work too. As a data manager of the request's transaction it ends one that only read
+(a failed COMMIT there loses nothing), rolls back on abort, and gives its connection
+back at the end of the request whatever happened. After a failed statement it rolls
+back at once and the request's later statements run in autocommit.
 
 Several statements in one round trip need the simple query protocol, so values are
 bound on the client (psycopg's ``ClientCursor``, which quotes every value). To keep
