@@ -4,7 +4,8 @@ Redis and the memory store know nothing of transactions, and a view that did no
 database work has no transaction for the SQL store's write to join. Such writes are
 queued and carried out when the request's transaction votes, before SQLAlchemy's
 commit (which votes last). If a later resource fails, ``tpc_abort`` puts back what
-was written.
+was written. In a state-changing request on PostgreSQL they run in its session
+transaction (``stores/sessiontxn.py``) and commit it.
 """
 
 from __future__ import annotations
