@@ -37,3 +37,25 @@ def test_figures_and_units_are_read():
 def test_output_without_figures_is_refused():
     with pytest.raises(ValueError, match="cannot read wrk output"):
         parse("unable to connect to 127.0.0.1:1 Connection refused")
+
+
+def test_cookie_script_sends_the_method_and_one_cookie_per_thread(tmp_path):
+    from bench.wrk import cookie_script
+
+    script = cookie_script(["a=1", 'b="2"'], tmp_path, method="POST").read_text()
+    assert 'wrk.method = "POST"' in script
+    assert '{"a=1", "b=\\"2\\""}' in script
+    assert "% #cookies" in script  # the Lua modulo survived the formatting
+    with pytest.raises(ValueError, match="unsupported method"):
+        cookie_script(["a=1"], tmp_path, method="DELETE")
+
+
+def test_statements_are_counted_one_by_one_and_prepared_ones_by_their_verb():
+    from tests.support.counting import each_statement, verb_of
+
+    parts = each_statement("BEGIN; EXECUTE myapp_select_0123abcd(%(key)s, %(now)s)")
+    assert parts == ["BEGIN", "EXECUTE myapp_select_0123abcd(%(key)s, %(now)s)"]
+    assert [verb_of(p) for p in parts] == ["BEGIN", "SELECT"]
+    assert verb_of("EXECUTE myapp_update_ff(%(data)s)") == "UPDATE"
+    assert verb_of("  select 1") == "SELECT"
+    assert verb_of("EXECUTE someone_elses(1)") == "EXECUTE"
