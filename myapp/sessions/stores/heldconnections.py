@@ -66,8 +66,7 @@ class HeldConnections:
                 return
         # Closed, as the pool closes its overflow: held and pooled idle connections
         # together stay within pool_size.
-        pooled.invalidate()
-        pooled.close()
+        self.discard(pooled)
 
     def release_after(
         self, error: BaseException, pooled: PoolProxiedConnection, *, drop: bool = False
@@ -85,8 +84,9 @@ class HeldConnections:
         else:
             self.release(pooled)
 
-    def discard(self, pooled: PoolProxiedConnection, error: BaseException) -> None:
-        """Drop a connection that broke or overran its deadline; the pool replaces it."""
+    def discard(self, pooled: PoolProxiedConnection, error: BaseException | None = None) -> None:
+        """Close a connection (one that broke, overran its deadline or is not needed)
+        and hand its slot back to the pool, which opens a new one when asked."""
         pooled.invalidate(error)
         pooled.close()
 
@@ -105,8 +105,7 @@ class HeldConnections:
             idle, self._idle = self._idle, []
         for pooled, _ in idle:
             # Closed, not checked back in: the pool they came from may be gone.
-            pooled.invalidate()
-            pooled.close()
+            self.discard(pooled)
 
     def __len__(self) -> int:
         return len(self._idle)

@@ -109,7 +109,7 @@ class SessionTransaction:
 
             result = self._guard(pooled, run)
         except BaseException:
-            self._end("ROLLBACK")  # the request's later statements run in autocommit
+            self._rollback()  # the request's later statements run in autocommit
             raise
         self._begun = True
         if commit:
@@ -133,13 +133,13 @@ class SessionTransaction:
         try:
             self._guard(pooled, lambda: _client_cursor(pooled).execute("COMMIT"))
         except BaseException:
-            self._end("ROLLBACK")
+            self._rollback()
             raise
         self.open, self.committed = False, True
 
     # -- the request's transaction --------------------------------------------------
     def abort(self, txn: object) -> None:
-        self._end("ROLLBACK")
+        self._rollback()
 
     def tpc_begin(self, txn: object) -> None:
         pass
@@ -160,7 +160,7 @@ class SessionTransaction:
         self.close()
 
     def tpc_abort(self, txn: object) -> None:
-        self._end("ROLLBACK")
+        self._rollback()
 
     def sortKey(self) -> str:
         # After the queued session writes ("~myapp.sessions:<id>", which run in this
@@ -169,7 +169,7 @@ class SessionTransaction:
 
     def close(self) -> None:
         """Roll back what is still open and give the connection back (idempotent)."""
-        self._end("ROLLBACK")
+        self._rollback()
 
     # -- internals ------------------------------------------------------------------
     def _connection(self) -> PoolProxiedConnection:
@@ -195,7 +195,8 @@ class SessionTransaction:
         self._guard(pooled, lambda: _client_cursor(pooled).execute("; ".join(prepares)))
         pooled.info[_PREPARED] = (pooled.driver_connection, executes)
 
-    def _end(self, command: str) -> None:
+    def _rollback(self) -> None:
+        """End the transaction if it is still open, and give its connection back."""
         self.open = False
         pooled, self._pooled = self._pooled, None
         if pooled is None:
@@ -203,10 +204,10 @@ class SessionTransaction:
         driver = pooled.driver_connection
         try:
             if driver.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
-                self._guard(pooled, lambda: _client_cursor(pooled).execute(command))
+                self._guard(pooled, lambda: _client_cursor(pooled).execute("ROLLBACK"))
         except Exception as exc:
             log.info("could not end a session transaction: %s", exc)
-            self._held.release_after(exc, pooled, drop=True)
+            self._held.discard(pooled, exc)
             return
         self._held.release(pooled)
 
