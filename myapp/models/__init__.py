@@ -7,6 +7,7 @@ from typing import Any
 import zope.sqlalchemy
 import zope.sqlalchemy.datamanager
 from pyramid.config import Configurator
+from pyramid.exceptions import ConfigurationError
 from pyramid.request import Request
 from sqlalchemy import create_engine, engine_from_config, event
 from sqlalchemy.engine import Engine
@@ -28,9 +29,26 @@ __all__ = [
     "get_engine",
     "get_tm_dbsession",
     "metadata",
+    "pgbouncer_mode",
     "user_sessions",
     "users",
 ]
+
+
+#: ``db.pgbouncer``: how PostgreSQL is reached. ``transaction``: through PgBouncer in
+#: transaction pooling mode, where consecutive transactions of one client may run on
+#: different server connections.
+PGBOUNCER_MODES = ("none", "session", "transaction")
+
+
+def pgbouncer_mode(settings: dict[str, Any]) -> str:
+    """The ``db.pgbouncer`` setting, checked; a bad value names the setting."""
+    value = str(settings.get("db.pgbouncer") or "none").strip().lower()
+    if value not in PGBOUNCER_MODES:
+        raise ConfigurationError(
+            f"db.pgbouncer = {value!r} is not one of {', '.join(PGBOUNCER_MODES)}"
+        )
+    return value
 
 
 def get_engine(settings: dict[str, Any], prefix: str = "sqlalchemy.") -> Engine:
@@ -39,16 +57,23 @@ def get_engine(settings: dict[str, Any], prefix: str = "sqlalchemy.") -> Engine:
     Connections a database restart killed are replaced before use (a ping on
     PostgreSQL only when one looks closed or stale, see ``liveness``; on every
     checkout elsewhere); ``hide_parameters`` keeps bound values (session ids) out
-    of error messages.
+    of error messages. Behind a transaction-pooling PgBouncer (``db.pgbouncer =
+    transaction``) psycopg prepares no statement: the next transaction may run on a
+    server connection that never saw it.
     """
     url = str(settings[prefix + "url"])
     is_postgres = url.startswith("postgresql")
+    transaction_pooling = pgbouncer_mode(settings) == "transaction"
     connect_args: dict[str, Any] = {}
     if is_postgres:
         timeout = float(settings.get("session.check_timeout", 2.0))
         # libpq rounds connect_timeout to whole seconds and treats 1 as 2.
         connect_args["connect_timeout"] = max(2, round(timeout))
         connect_args["application_name"] = settings.get("myapp.application_name", "myapp")
+        if transaction_pooling:
+            connect_args["prepare_threshold"] = None
+    elif transaction_pooling:
+        raise ConfigurationError("db.pgbouncer = transaction needs a PostgreSQL sqlalchemy.url")
     options: dict[str, Any] = {
         prefix + "pool_pre_ping": not is_postgres,
         prefix + "hide_parameters": True,
@@ -62,7 +87,20 @@ def get_engine(settings: dict[str, Any], prefix: str = "sqlalchemy.") -> Engine:
     )
     if is_postgres:
         ping_when_stale(engine)
+        event.listen(engine, "handle_error", _discard_failed_connection)
     return engine
+
+
+def _discard_failed_connection(context: Any) -> None:
+    """Close a connection on which the driver reported any error, instead of letting
+    the pool hand it, rolled back, to the next request: whatever the failure left on
+    the server session (a cancelled statement, a broken protocol state) goes with it.
+    Only this connection: the rest of the pool is healthy."""
+    if context.dialect.loaded_dbapi is not None and isinstance(
+        context.original_exception, context.dialect.loaded_dbapi.Error
+    ):
+        context.is_disconnect = True
+        context.invalidate_pool_on_disconnect = False
 
 
 def autocommit_engine(engine: Engine) -> Engine:
@@ -141,6 +179,7 @@ def includeme(config: Configurator) -> None:
     engine = get_engine(settings)
     dbsession_factory = get_dbsession_factory(engine)
     config.registry["dbengine"] = engine
+    config.registry["db.pgbouncer"] = pgbouncer_mode(settings)
     if engine.dialect.name == "postgresql":
         config.registry["dbengine.autocommit"] = autocommit_engine(engine)
     config.registry["dbsession_factory"] = dbsession_factory

@@ -9,7 +9,7 @@ from pyramid.paster import get_appsettings, setup_logging
 from pyramid.registry import Registry
 from sqlalchemy.engine import Engine
 
-from myapp.models import get_engine
+from myapp.models import get_engine, pgbouncer_mode
 from myapp.sessions.chain import StoreChain, build_chain
 from myapp.sessions.events import ObserverGroup
 from myapp.sessions.options import SessionOptions
@@ -41,6 +41,7 @@ def load_environment(ini: str) -> ScriptEnvironment:
     registry = Registry("myapp-sessions")
     registry.settings = settings
     registry["dbengine"] = engine
+    registry["db.pgbouncer"] = pgbouncer_mode(settings)
     chain = build_chain(
         options.backends,
         lambda name: build_store(name, options, registry),

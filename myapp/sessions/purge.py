@@ -2,8 +2,8 @@
 
 Used by ``myapp-sessions purge`` and by the optional purge thread that
 ``session.purge_interval`` starts inside the app. On PostgreSQL the SQL store is
-only purged under a session-level advisory lock, so several processes (or a cron job
-and the app) never purge at the same time; the others skip their turn.
+only purged under an advisory lock held by an open transaction, so several processes
+(or a cron job and the app) never purge at the same time; the others skip their turn.
 """
 
 from __future__ import annotations
@@ -85,31 +85,31 @@ def purge_store(
 
 @contextlib.contextmanager
 def advisory_lock(engine: Engine, lock_id: int = PURGE_LOCK_ID) -> Iterator[None]:
-    """Hold a PostgreSQL advisory lock on a connection of its own, or raise PurgeLocked.
+    """Hold a PostgreSQL advisory lock while the block runs, or raise PurgeLocked.
+
+    The lock is transaction-level (``pg_try_advisory_xact_lock``), held by a
+    transaction that stays open on a connection of its own while the batches run on
+    others, and released by its rollback, or by PostgreSQL when the connection dies.
+    Nothing outlives the transaction on the server connection, so this holds behind a
+    transaction-pooling PgBouncer too (which pins a server connection to an open
+    transaction), and a lock can never stay behind on a pooled connection. The
+    transaction only read, so it holds back no vacuum.
 
     Elsewhere (SQLite: one host, one file) there is nothing to take.
     """
     if engine.dialect.name != "postgresql":
         yield
         return
-    conn = engine.connect()
-    try:
-        taken = conn.execute(text("SELECT pg_try_advisory_lock(:id)"), {"id": lock_id}).scalar()
-        conn.commit()
-        if not taken:
-            raise PurgeLocked("another process is purging sessions (the purge lock is taken)")
+    with engine.connect() as conn:
         try:
+            taken = conn.execute(
+                text("SELECT pg_try_advisory_xact_lock(:id)"), {"id": lock_id}
+            ).scalar()
+            if not taken:
+                raise PurgeLocked("another process is purging sessions (the purge lock is taken)")
             yield
         finally:
-            conn.execute(text("SELECT pg_advisory_unlock(:id)"), {"id": lock_id})
-            conn.commit()
-    except SQLAlchemyError:
-        # Closing the connection for good releases the lock whatever state it is in;
-        # back in the pool it could keep the lock for the next borrower.
-        conn.invalidate()
-        raise
-    finally:
-        conn.close()
+            conn.rollback()  # ends the transaction: the lock goes with it
 
 
 class Purger:

@@ -129,22 +129,16 @@ def test_disposing_of_the_engine_closes_the_held_connections(engine):
     held.release(again)
 
 
-def test_after_a_failed_statement_an_idle_connection_is_kept(engine):
-    held = HeldConnections(engine)
-    pooled = held.acquire()
-    with pytest.raises(psycopg.errors.UndefinedTable) as failed:
-        pooled.driver_connection.execute("SELECT * FROM no_such_table")
-    held.release_after(failed.value, pooled)
-    assert len(held) == 1
-
-
-def test_a_connection_left_inside_a_transaction_is_dropped(engine):
+def test_discarding_closes_the_connection_and_frees_its_slot(engine):
     held = HeldConnections(engine)
     pooled = held.acquire()
     pooled.driver_connection.execute("BEGIN")
-    held.release_after(RuntimeError("interrupted"), pooled)
+    held.discard(pooled, RuntimeError("interrupted"))
     assert len(held) == 0
     assert _backends(engine) == []
+    again = held.acquire()
+    assert _select_one(again) == 1
+    held.release(again)
 
 
 def test_after_close_nothing_is_kept(engine):

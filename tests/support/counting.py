@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import re
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -15,7 +14,7 @@ from sqlalchemy.engine import Engine
 class StatementLog:
     def __init__(self) -> None:
         self.statements: list[str] = []
-        self.round_trips = 0  # query strings sent: "BEGIN; SELECT ..." is one
+        self.round_trips = 0  # a pipeline of statements is one
 
     def __len__(self) -> int:
         return len(self.statements)
@@ -60,36 +59,36 @@ def count_sql(engine: Engine) -> Iterator[StatementLog]:
 
 @contextlib.contextmanager
 def _count_psycopg(dbname: str | None, log: StatementLog) -> Iterator[None]:
+    def ours(connection) -> bool:
+        return connection.info.dbname == dbname
+
     def record(cursor, statement: str) -> None:
-        if cursor.connection.info.dbname == dbname:
-            log.statements.extend(each_statement(statement))
+        if ours(cursor.connection):
+            log.statements.append(statement.strip())
+            if not in_pipeline(cursor.connection):
+                log.round_trips += 1
+
+    def record_pipeline(connection) -> None:
+        if ours(connection):
             log.round_trips += 1
 
-    restore = on_psycopg_statement(record)
+    restore_statements = on_psycopg_statement(record)
+    restore_pipelines = on_psycopg_pipeline(record_pipeline)
     try:
         yield
     finally:
-        restore()
-
-
-def each_statement(text: str) -> list[str]:
-    """The statements of one query string: ``"BEGIN; SELECT ..."`` is two.
-
-    Sees the query before its values are bound, so a ``;`` is always a separator.
-    """
-    return [part.strip() for part in text.split(";") if part.strip()]
-
-
-_PREPARED_NAME = re.compile(r"EXECUTE\s+myapp_([a-z]+)_[0-9a-f]+", re.IGNORECASE)
+        restore_pipelines()
+        restore_statements()
 
 
 def verb_of(statement: str) -> str:
-    """``SELECT``, ``UPDATE``...; an ``EXECUTE`` of one of the session store's
-    prepared statements (``myapp_<verb>_<hash>``) counts as what it runs."""
-    prepared = _PREPARED_NAME.match(statement)
-    if prepared is not None:
-        return prepared.group(1).upper()
+    """``SELECT``, ``UPDATE``, ``BEGIN``...: the statement's first word."""
     return statement.split(None, 1)[0].upper()
+
+
+def in_pipeline(connection) -> bool:
+    """Whether psycopg queues this connection's statements in a pipeline."""
+    return connection.pgconn.pipeline_status != psycopg.pq.PipelineStatus.OFF
 
 
 def on_psycopg_statement(record: Callable[[Any, str], None]) -> Callable[[], None]:
@@ -105,6 +104,24 @@ def on_psycopg_statement(record: Callable[[Any, str], None]) -> Callable[[], Non
         psycopg.Cursor.execute = original
 
     psycopg.Cursor.execute = execute
+    return restore
+
+
+def on_psycopg_pipeline(record: Callable[[Any], None]) -> Callable[[], None]:
+    """Call ``record(connection)`` when a psycopg pipeline block ends: its statements
+    went to the server together, one round trip (psycopg syncs once at the end)."""
+    original = psycopg.Connection.pipeline
+
+    @contextlib.contextmanager
+    def pipeline(connection):
+        with original(connection) as opened:
+            yield opened
+        record(connection)
+
+    def restore() -> None:
+        psycopg.Connection.pipeline = original
+
+    psycopg.Connection.pipeline = pipeline
     return restore
 
 

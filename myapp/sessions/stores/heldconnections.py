@@ -21,7 +21,6 @@ import os
 import threading
 import time
 
-from psycopg.pq import TransactionStatus
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 from sqlalchemy.pool import PoolProxiedConnection
@@ -68,25 +67,9 @@ class HeldConnections:
         # together stay within pool_size.
         self.discard(pooled)
 
-    def release_after(
-        self, error: BaseException, pooled: PoolProxiedConnection, *, drop: bool = False
-    ) -> None:
-        """Give back a connection whose statement raised ``error``: kept if the driver
-        says it is still idle and usable, else dropped."""
-        driver = pooled.driver_connection
-        if (
-            drop
-            or driver.closed
-            or getattr(driver, "broken", False)
-            or driver.info.transaction_status != TransactionStatus.IDLE
-        ):
-            self.discard(pooled, error)
-        else:
-            self.release(pooled)
-
     def discard(self, pooled: PoolProxiedConnection, error: BaseException | None = None) -> None:
-        """Close a connection (one that broke, overran its deadline or is not needed)
-        and hand its slot back to the pool, which opens a new one when asked."""
+        """Close a connection (one on which anything failed, or one not needed) and
+        hand its slot back to the pool, which opens a new one when asked."""
         pooled.invalidate(error)
         pooled.close()
 

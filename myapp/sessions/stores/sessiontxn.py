@@ -2,39 +2,35 @@
 
 A request whose method says it changes state (POST, PUT, PATCH, DELETE) is expected
 to write its session. Its session load begins a transaction in the same round trip
-(``BEGIN; SELECT ...``) on a held connection, and the session's writes join it; when
-the request's transaction votes, the one write and ``COMMIT`` go in one more round
-trip. So the load and the write are one transaction and two round trips, as many as
-two autocommit statements. A request that only reads (GET, HEAD) stays on one
-autocommit SELECT.
+(``BEGIN`` and the ``SELECT`` in one psycopg pipeline) on a held connection, and the
+session's writes join it; when the request's transaction votes, the one write and
+``COMMIT`` go in one more pipeline. So the load and the write are one transaction and
+two round trips, as many as two autocommit statements. A request that only reads
+(GET, HEAD) stays on one autocommit SELECT.
 
 The session's queued writes run in it when the request's transaction votes, and
 commit it: with their last statement, or right after them. They vote before
 SQLAlchemy's commit, so a refused write or COMMIT aborts the view's own database
 work too. As a data manager of the request's transaction it ends one that only read
 (a failed COMMIT there loses nothing), rolls back on abort, and gives its connection
-back at the end of the request whatever happened. After a failed statement it rolls
-back at once and the request's later statements run in autocommit.
+back at the end of the request whatever happened.
 
-Several statements in one round trip need the simple query protocol, so values are
-bound on the client (psycopg's ``ClientCursor``, which quotes every value). To keep
-the server from parsing and planning the same statements on every request (~70 us
-of its CPU per write request), each connection prepares the store's statements once
-(``PREPARE``, in one round trip on its first session transaction) and the
-transaction sends ``EXECUTE name(values)``. Prepared statements live in the server
-session: behind PgBouncer use session pooling, as for psycopg's own prepared
-statements.
+Nothing here is state of our own on the server connection: values are bound by the
+server (extended protocol), statements are prepared only by psycopg itself (its
+``prepare_threshold``, whose cache psycopg keeps in step with the server, clearing it
+on every rollback), and a connection on which anything failed is closed, never handed
+to another request. So a rolled-back request cannot break the next one, and behind a
+transaction-pooling PgBouncer (``prepare_threshold = None``) every round trip is valid
+on whichever server connection serves it.
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
-import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
-import psycopg
+from psycopg.pq import TransactionStatus
 from sqlalchemy.pool import PoolProxiedConnection
 from sqlalchemy.sql.expression import Executable
 from transaction.interfaces import IDataManager
@@ -42,7 +38,7 @@ from zope.interface import implementer
 
 from .base import StoreError
 from .heldconnections import HeldConnections
-from .sqldriver import CompiledStatements, DriverResult
+from .sqldriver import CompiledStatements, DriverResult, kept_cursor
 
 log = logging.getLogger(__name__)
 
@@ -50,8 +46,6 @@ SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
 
 #: Runs one round trip on the connection under the store's deadline and error mapping.
 Guard = Callable[[PoolProxiedConnection, Callable[[], Any]], Any]
-
-_CLIENT_CURSOR = "myapp.sessions.client_cursor"
 
 
 def expects_writes(method: str) -> bool:
@@ -92,25 +86,25 @@ class SessionTransaction:
         begin = not self._begun
         commit = self._commit_with_next
         returns_rows = compiled.returns_rows
-        try:
-            pooled = self._connection()
-            sql = _prepared(pooled).get(compiled.sql) or compiled.sql
-            if begin:
-                sql = "BEGIN; " + sql
-            if commit:
-                sql += "; COMMIT"
+        pooled = self._connection()
 
-            def run() -> DriverResult:
-                cursor = _client_cursor(pooled)
-                cursor.execute(sql, values)
-                if begin:
-                    cursor.nextset()  # past BEGIN's result, to the statement's
-                return DriverResult(cursor.fetchall() if returns_rows else None, cursor.rowcount)
+        def run() -> DriverResult:
+            driver = pooled.driver_connection
+            cursor = kept_cursor(pooled)
+            if begin or commit:
+                # One round trip: psycopg sends the pipeline's statements and one Sync,
+                # and raises the first error when the pipeline ends.
+                with driver.pipeline():
+                    if begin:
+                        cursor.execute("BEGIN", prepare=False)
+                    cursor.execute(compiled.sql, values)  # its result stays on the cursor
+                    if commit:
+                        driver.execute("COMMIT", prepare=False)
+            else:
+                cursor.execute(compiled.sql, values)
+            return DriverResult(cursor.fetchall() if returns_rows else None, cursor.rowcount)
 
-            result = self._guard(pooled, run)
-        except BaseException:
-            self._rollback()  # the request's later statements run in autocommit
-            raise
+        result = self._run(pooled, run)
         self._begun = True
         if commit:
             self.open, self.committed = False, True
@@ -123,18 +117,14 @@ class SessionTransaction:
     def commit_now(self) -> None:
         """``COMMIT`` what is still open (a no-op once committed with a statement).
 
-        Raises :class:`StoreError` if the COMMIT fails; the transaction is then
-        rolled back and its connection given back or dropped.
+        Raises :class:`StoreError` if the COMMIT fails; the connection is then closed,
+        which ends the transaction on the server.
         """
         if not (self.open and self._begun):
             self.open = False
             return
         pooled = self._connection()
-        try:
-            self._guard(pooled, lambda: _client_cursor(pooled).execute("COMMIT"))
-        except BaseException:
-            self._rollback()
-            raise
+        self._run(pooled, lambda: kept_cursor(pooled).execute("COMMIT", prepare=False))
         self.open, self.committed = False, True
 
     # -- the request's transaction --------------------------------------------------
@@ -174,83 +164,42 @@ class SessionTransaction:
     # -- internals ------------------------------------------------------------------
     def _connection(self) -> PoolProxiedConnection:
         if self._pooled is None:
-            pooled = self._acquire()
             try:
-                if _prepared(pooled) is _NOTHING_PREPARED:
-                    self._prepare(pooled)
-            except BaseException as exc:
-                self._held.release_after(exc, pooled)
+                self._pooled = self._acquire()
+            except BaseException:
+                self.open = False  # the request's later statements run in autocommit
                 raise
-            self._pooled = pooled
         return self._pooled
 
-    def _prepare(self, pooled: PoolProxiedConnection) -> None:
-        """``PREPARE`` the store's statements on this connection, in one round trip."""
-        executes: dict[str, str] = {}
-        prepares: list[str] = []
-        for compiled in self._statements.kept():
-            prepare, execute = _as_prepared(compiled.sql)
-            prepares.append(prepare)
-            executes[compiled.sql] = execute
-        self._guard(pooled, lambda: _client_cursor(pooled).execute("; ".join(prepares)))
-        pooled.info[_PREPARED] = (pooled.driver_connection, executes)
+    def _run(self, pooled: PoolProxiedConnection, run: Callable[[], Any]) -> Any:
+        """One round trip; if anything fails the connection is closed, not reused."""
+        try:
+            return self._guard(pooled, run)
+        except BaseException as exc:
+            self._drop(exc)  # the request's later statements run in autocommit
+            raise
+
+    def _drop(self, error: BaseException) -> None:
+        self.open = False
+        pooled, self._pooled = self._pooled, None
+        if pooled is not None:
+            self._held.discard(pooled, error)
 
     def _rollback(self) -> None:
         """End the transaction if it is still open, and give its connection back."""
         self.open = False
-        pooled, self._pooled = self._pooled, None
+        pooled = self._pooled
         if pooled is None:
             return
         driver = pooled.driver_connection
-        try:
-            if driver.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
-                self._guard(pooled, lambda: _client_cursor(pooled).execute("ROLLBACK"))
-        except Exception as exc:
-            log.info("could not end a session transaction: %s", exc)
-            self._held.discard(pooled, exc)
-            return
+        if driver.info.transaction_status != TransactionStatus.IDLE:
+            try:
+                # psycopg's own rollback: it also drops the statements it prepared on
+                # this connection and forgets them, so its cache stays true.
+                self._guard(pooled, driver.rollback)
+            except Exception as exc:
+                log.info("could not end a session transaction: %s", exc)
+                self._drop(exc)
+                return
+        self._pooled = None
         self._held.release(pooled)
-
-
-_PREPARED = "myapp.sessions.prepared"
-_NOTHING_PREPARED: dict[str, str] = {}
-_PLACEHOLDER = re.compile(r"%\((\w+)\)s")
-
-
-def _prepared(pooled: PoolProxiedConnection) -> dict[str, str]:
-    """Statement text -> the ``EXECUTE`` that runs it on this connection (if prepared)."""
-    kept = pooled.info.get(_PREPARED)
-    if kept is None or kept[0] is not pooled.driver_connection:  # new or reconnected
-        return _NOTHING_PREPARED
-    return kept[1]
-
-
-def _as_prepared(sql: str) -> tuple[str, str]:
-    """The ``PREPARE`` and ``EXECUTE`` texts of a statement with ``%(name)s``
-    placeholders: each distinct name becomes ``$n``, in order of first use. The name
-    (``myapp_<verb>_<hash of the text>``) is the same in every process and on every
-    connection."""
-    if "%%" in sql:
-        raise ValueError(f"statement has a literal percent sign: {sql}")
-    verb = sql.split(None, 1)[0].lower()  # readable in pg_stat_activity and the logs
-    name = f"myapp_{verb}_{hashlib.sha256(sql.encode()).hexdigest()[:16]}"
-    order: list[str] = []
-
-    def number(match: re.Match[str]) -> str:
-        if match.group(1) not in order:
-            order.append(match.group(1))
-        return f"${order.index(match.group(1)) + 1}"
-
-    body = _PLACEHOLDER.sub(number, sql)
-    arguments = ", ".join(f"%({parameter})s" for parameter in order)
-    execute = f"EXECUTE {name}({arguments})" if order else f"EXECUTE {name}"
-    return f"PREPARE {name} AS {body}", execute
-
-
-def _client_cursor(pooled: PoolProxiedConnection) -> psycopg.ClientCursor:
-    """The client-binding cursor kept with a pooled connection."""
-    driver = pooled.driver_connection
-    kept = pooled.info.get(_CLIENT_CURSOR)
-    if kept is None or kept[0] is not driver:
-        kept = pooled.info[_CLIENT_CURSOR] = (driver, psycopg.ClientCursor(driver))
-    return kept[1]

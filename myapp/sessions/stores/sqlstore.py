@@ -96,8 +96,13 @@ class SqlStore(SessionStore):
         timeout: float = 1.0,
         check_timeout: float = 2.0,
         watchdog: Watchdog = WATCHDOG,
+        transaction_pooling: bool = False,
     ) -> None:
         self.engine = engine
+        # Behind a transaction-pooling PgBouncer a request holds at most one server
+        # connection at a time: no session transaction beside the view's own, which
+        # could wait for each other's server connections in a small pool.
+        self.session_transactions = not transaction_pooling
         self.config_file = config_file
         self.timeout = timeout
         self.check_timeout = check_timeout
@@ -231,8 +236,10 @@ class SqlStore(SessionStore):
     def _on_driver(self, fn: Callable[[Connection], T]) -> T:
         """Run ``fn``'s one statement on a held autocommit connection, on its driver.
 
-        A connection that broke or overran its deadline is dropped (the pool replaces
-        it); any other goes back to the held ones for the next statement.
+        A connection on which anything failed (an error the driver reported, a
+        terminated backend, an overrun deadline) is closed and the pool replaces it:
+        whatever state the failure left on it never reaches the next statement. Any
+        other goes back to the held ones.
         """
         assert self._statements is not None and self._held is not None
         pooled = self._acquire_held()
@@ -243,8 +250,7 @@ class SqlStore(SessionStore):
                 lambda: fn(DriverConnection(kept_cursor(pooled), statements)),  # type: ignore[arg-type]
             )
         except BaseException as exc:
-            timed_out = isinstance(exc, StoreError) and exc.kind == "timeout"
-            self._held.release_after(exc, pooled, drop=timed_out)
+            self._held.discard(pooled, exc)
             raise
         self._held.release(pooled)
         return result
@@ -419,7 +425,10 @@ class _RequestSqlStore(SqlStore):
         self._request = request
         self._session_txn: SessionTransaction | None = None
         self._may_begin = (
-            session_transaction and parent._held is not None and expects_writes(request.method)
+            session_transaction
+            and parent.session_transactions
+            and parent._held is not None
+            and expects_writes(request.method)
         )
 
     @property
@@ -596,4 +605,5 @@ def build(options: SessionOptions, registry: Registry) -> SqlStore:
         config_file=options.config_file,
         timeout=options.store_timeout,
         check_timeout=options.check_timeout,
+        transaction_pooling=registry.get("db.pgbouncer") == "transaction",
     )
