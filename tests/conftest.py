@@ -3,6 +3,7 @@ prefix per run, and apps built from settings on each store."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -14,11 +15,12 @@ from webtest import TestApp
 
 import myapp
 from myapp.sessions import get_chain
+from tests.servers import ThrowawayPgBouncer
 from tests.support.databases import migrate, migrated_database
 from tests.support.rediskeys import REDIS_URL, unique_prefix
 
 SECRET = "test-secret-0123456789-abcdefghijklmnopqrstuvwxyz"
-BACKENDS = ("sql-postgres", "sql-sqlite", "redis", "memory")
+BACKENDS = ("sql-postgres", "sql-pgbouncer", "sql-sqlite", "redis", "memory")
 
 TEST_MARKS = sa.text("CREATE TABLE test_marks (id INTEGER PRIMARY KEY, note VARCHAR(64))")
 TEST_MARKS_PG = sa.text("CREATE TABLE test_marks (id SERIAL PRIMARY KEY, note VARCHAR(64))")
@@ -47,6 +49,26 @@ def postgres_url() -> Iterator[str]:
     with migrated_database() as url:
         _add_test_marks(url)
         yield url
+
+
+@pytest.fixture(scope="session")
+def pgbouncer() -> Iterator[ThrowawayPgBouncer]:
+    """A PgBouncer in transaction pooling mode (two server connections a database) in
+    front of the shared PostgreSQL. Missing PgBouncer skips, except in CI."""
+    try:
+        server = ThrowawayPgBouncer(pool_mode="transaction", default_pool_size=2)
+    except FileNotFoundError as exc:
+        if os.environ.get("CI"):
+            raise
+        pytest.skip(f"{exc} (.ci/run installs it)")
+    with server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def pgbouncer_url(postgres_url: str, pgbouncer: ThrowawayPgBouncer) -> str:
+    """The test database, reached through PgBouncer in transaction pooling mode."""
+    return pgbouncer.url_for(sa.make_url(postgres_url).database)
 
 
 @pytest.fixture(scope="session")
@@ -103,13 +125,21 @@ class AppHandle:
 
 @pytest.fixture
 def make_app(
-    postgres_url: str, sqlite_url: str, redis_prefix: str
+    request: pytest.FixtureRequest, postgres_url: str, sqlite_url: str, redis_prefix: str
 ) -> Iterator[Callable[..., AppHandle]]:
     """Build an app for one of BACKENDS; keyword arguments become settings."""
     built: list[AppHandle] = []
 
     def factory(backend: str = "sql-postgres", **overrides: Any) -> AppHandle:
+        through_pgbouncer = {}
+        if backend == "sql-pgbouncer":  # started only for the tests that ask for it
+            through_pgbouncer = {
+                "sqlalchemy.url": request.getfixturevalue("pgbouncer_url"),
+                "session.backends": "sql",
+                "db.pgbouncer": "transaction",
+            }
         settings = {
+            "sql-pgbouncer": through_pgbouncer,
             "sql-postgres": {"sqlalchemy.url": postgres_url, "session.backends": "sql"},
             "sql-sqlite": {"sqlalchemy.url": sqlite_url, "session.backends": "sql"},
             "redis": {
@@ -131,7 +161,14 @@ def make_app(
         handle.engine.dispose()
 
 
-@pytest.fixture(params=BACKENDS)
+BACKEND_MARKS = {
+    "sql-postgres": [pytest.mark.postgres],
+    "sql-pgbouncer": [pytest.mark.postgres, pytest.mark.pgbouncer],
+    "redis": [pytest.mark.redis],
+}
+
+
+@pytest.fixture(params=[pytest.param(name, marks=BACKEND_MARKS.get(name, [])) for name in BACKENDS])
 def backend(request: pytest.FixtureRequest) -> str:
     return request.param
 

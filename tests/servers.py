@@ -434,6 +434,90 @@ class ThrowawayRedis(ThrowawayServer):
             return False
 
 
+class ThrowawayPgBouncer(ThrowawayServer):
+    """Debian's PgBouncer on 127.0.0.1 in front of a PostgreSQL server, as ``postgres``.
+
+    Transaction pooling with a small server pool by default: consecutive transactions
+    of one client run on whichever server connection is free, as in production.
+    """
+
+    kind = "pgbouncer"
+    stop_signal = signal.SIGINT  # PgBouncer's "safe shutdown": wait for clients
+
+    def __init__(
+        self,
+        backend_port: int = 5432,
+        *,
+        pool_mode: str = "transaction",
+        default_pool_size: int = 2,
+        port: int | None = None,
+        start_timeout: float = START_TIMEOUT,
+    ) -> None:
+        self.binary = shutil.which("pgbouncer") or "/usr/sbin/pgbouncer"
+        if not os.path.exists(self.binary):
+            raise FileNotFoundError("pgbouncer not found; install Debian's pgbouncer package")
+        self.backend_port = backend_port
+        self.pool_mode = pool_mode
+        self.default_pool_size = default_pool_size
+        self._owner = pwd.getpwnam("postgres") if os.geteuid() == 0 else None
+        super().__init__(port, start_timeout)
+        if self._owner is not None:
+            os.chown(self.dir, self._owner.pw_uid, self._owner.pw_gid)
+
+    def url_for(self, dbname: str) -> str:
+        """SQLAlchemy URL of a database, through PgBouncer."""
+        return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/{dbname}"
+
+    def dsn(self, dbname: str = "postgres") -> str:
+        return f"host=127.0.0.1 port={self.port} user=postgres dbname={dbname}"
+
+    def _config_path(self) -> Path:
+        return self.dir / "pgbouncer.ini"
+
+    def _prepare(self) -> None:
+        (self.dir / "users.txt").write_text('"postgres" ""\n"root" ""\n')
+        # Written at each start: the port may have changed after a clash.
+        self._config_path().write_text(
+            "[databases]\n"
+            f"* = host=127.0.0.1 port={self.backend_port}\n"
+            "[pgbouncer]\n"
+            "listen_addr = 127.0.0.1\n"
+            f"listen_port = {self.port}\n"
+            "unix_socket_dir =\n"
+            "auth_type = trust\n"
+            f"auth_file = {self.dir / 'users.txt'}\n"
+            f"pool_mode = {self.pool_mode}\n"
+            f"default_pool_size = {self.default_pool_size}\n"
+            "max_client_conn = 500\n"
+            "server_round_robin = 1\n"
+            "query_wait_timeout = 30\n"
+            f"pidfile = {self.dir / 'pgbouncer.pid'}\n"
+        )
+        if self._owner is not None:
+            for path in self.dir.iterdir():
+                os.chown(path, self._owner.pw_uid, self._owner.pw_gid)
+
+    def _start_once(self) -> None:
+        self._prepare()
+        super()._start_once()
+
+    def _command(self) -> list[str]:
+        return [self.binary, str(self._config_path())]
+
+    def _popen_kwargs(self) -> dict[str, Any]:
+        if self._owner is None:
+            return {}
+        return {"user": self._owner.pw_uid, "group": self._owner.pw_gid, "extra_groups": []}
+
+    def _is_ready(self) -> bool:
+        try:
+            with psycopg.connect(self.dsn(), connect_timeout=2) as conn:
+                conn.execute("SELECT 1", prepare=False)
+        except psycopg.Error:
+            return False
+        return True
+
+
 @atexit.register
 def _cleanup_leftovers() -> None:
     for server in list(_LIVE):

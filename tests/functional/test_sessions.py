@@ -154,7 +154,7 @@ class TestEveryStore:
         response = app.app.get("/_t/touch_in_callback")
         assert COOKIE in response.headers["Set-Cookie"]
         assert app.app.get("/_t/read").json["value"] == "from-callback"
-        if app.backend == "sql-postgres":
+        if app.backend in ("sql-postgres", "sql-pgbouncer"):
             with app.engine.connect() as conn:
                 idle = conn.execute(
                     sa.text(

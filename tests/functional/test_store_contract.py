@@ -9,18 +9,29 @@ import time
 import pytest
 import sqlalchemy as sa
 
+from myapp.models import get_engine
 from myapp.sessions.stores.base import SessionRecord, StaleSession
 from myapp.sessions.stores.memorystore import MemoryStore
 from myapp.sessions.stores.redisstore import RedisStore, make_client
 from myapp.sessions.stores.sqlstore import SqlStore
 
-STORES = ("sql-postgres", "sql-sqlite", "redis", "memory")
+STORES = (
+    pytest.param("sql-postgres", marks=pytest.mark.postgres),
+    pytest.param("sql-pgbouncer", marks=[pytest.mark.postgres, pytest.mark.pgbouncer]),
+    "sql-sqlite",
+    pytest.param("redis", marks=pytest.mark.redis),
+    "memory",
+)
 
 
 @pytest.fixture(params=STORES)
 def store(request, postgres_url, sqlite_url, redis_prefix):
     kind = request.param
-    if kind.startswith("sql"):
+    if kind == "sql-pgbouncer":
+        url = request.getfixturevalue("pgbouncer_url")
+        engine = get_engine({"sqlalchemy.url": url, "db.pgbouncer": "transaction"})
+        built = SqlStore(engine, transaction_pooling=True)
+    elif kind.startswith("sql"):
         engine = sa.create_engine(postgres_url if kind == "sql-postgres" else sqlite_url)
         built = SqlStore(engine)
     elif kind == "redis":

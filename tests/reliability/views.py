@@ -41,11 +41,12 @@ def slow_read(request: Request) -> dict:
 
 
 def race_once(request: Request) -> dict:
-    """Write the session; on the first attempt another writer gets in first."""
+    """Write the session; on the first attempt (the first ``lose`` attempts) another
+    writer gets in first."""
     request.session["value"] = request.params.get("value", "raced")
     attempt = request.environ.get("retry.attempt", 0)
     request.environ.setdefault("test.attempts", []).append(attempt)
-    if attempt == 0:
+    if attempt < int(request.params.get("lose", 1)):
         store = get_chain(request.registry).active
         token = request.cookies["session"].split(".", 1)[0]
         record = store.load(storage_key(token), time.time())

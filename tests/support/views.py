@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import transaction
 from pyramid.config import Configurator
+from pyramid.httpexceptions import HTTPForbidden, HTTPFound
 from pyramid.request import Request
 from pyramid.response import Response
 from sqlalchemy import text
@@ -56,6 +57,16 @@ def write_then_raise(request: Request) -> Response:
     request.dbsession.execute(text("INSERT INTO test_marks (note) VALUES ('must-not-persist')"))
     mark_changed(request.dbsession)
     raise Boom("the view failed after writing")
+
+
+def write_then_forbidden(request: Request) -> Response:
+    request.session["value"] = "must-not-persist"
+    raise HTTPForbidden("refused after writing")
+
+
+def flash_then_redirect(request: Request) -> Response:
+    request.session.flash("must-not-persist")
+    raise HTTPFound("/")
 
 
 def write_then_doom(request: Request) -> dict:
@@ -183,6 +194,8 @@ def includeme(config: Configurator) -> None:
         "write_nested": (write_nested, "json"),
         "write_then_raise": (write_then_raise, None),
         "write_then_doom": (write_then_doom, "json"),
+        "write_then_forbidden": (write_then_forbidden, None),
+        "flash_then_redirect": (flash_then_redirect, None),
         "write_then_abort": (write_then_abort, "json"),
         "write_with_data": (write_with_data, "json"),
         "write_then_commit_fails": (write_then_commit_fails, "json"),
