@@ -261,7 +261,7 @@ def test_a_statement_timeout(make_app, timeout_url, request):
 
 def test_a_hundred_rounds_of_reads_a_rollback_and_writes_answer_no_5xx(shop):
     # 5 reads, 1 rolled-back POST, 3 writing POSTs from two clients, 100 times.
-    handle, alice, bob = shop()
+    _, alice, bob = shop()
     rollbacks = [
         lambda: alice.post_json("/_t/write_then_doom"),
         lambda: alice.app.post("/cart/add", {"csrf_token": "x", "product": FIRST}, status=400),
@@ -286,7 +286,7 @@ def test_a_hundred_rounds_of_reads_a_rollback_and_writes_answer_no_5xx(shop):
 def test_a_thread_per_shopper_on_one_held_connection(shop):
     # The same paths from several threads at once: rollbacks and writes interleave on
     # the held connections; nobody sees a 5xx and no confirmed item is lost.
-    handle, alice, bob = shop()
+    _, alice, bob = shop()
     failures: list[str] = []
 
     def loop(shopper: Shopper, product: str) -> None:
@@ -294,7 +294,7 @@ def test_a_thread_per_shopper_on_one_held_connection(shop):
             for _ in range(15):
                 shopper.post_json("/_t/write_then_doom")
                 shopper.add(product)
-        except Exception as exc:  # noqa: BLE001 - reported below, with its thread
+        except Exception as exc:  # reported below, with its thread
             failures.append(f"{shopper.name}: {exc!r}")
 
     threads = [

@@ -27,14 +27,23 @@ def prefix() -> Iterator[str]:
         yield prefix
 
 
-@pytest.fixture(params=["sql", "redis"])
+@pytest.fixture(params=["sql", pytest.param("sql-pgbouncer", marks=pytest.mark.pgbouncer), "redis"])
 def two_apps(request, postgres_url: str, prefix: str, tmp_path: Path) -> Iterator[list[AppProcess]]:
+    backend = request.param
+    through = {}
+    if backend == "sql-pgbouncer":  # transaction pooling, two server connections
+        backend = "sql"
+        through = {
+            "sqlalchemy.url": request.getfixturevalue("pgbouncer_url"),
+            "db.pgbouncer": "transaction",
+        }
     settings = app_settings(
         **{
             "sqlalchemy.url": postgres_url,
-            "session.backends": request.param,
+            "session.backends": backend,
             "session.redis_prefix": prefix,
             "retry.attempts": "30",
+            **through,
         }
     )
     apps = [AppProcess(settings, tmp_path, threads=8).start() for _ in range(2)]
