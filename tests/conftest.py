@@ -52,16 +52,25 @@ def postgres_url() -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
-def pgbouncer() -> Iterator[ThrowawayPgBouncer]:
-    """A PgBouncer in transaction pooling mode (two server connections a database) in
-    front of the shared PostgreSQL. Missing PgBouncer skips, except in CI."""
-    try:
-        server = ThrowawayPgBouncer(pool_mode="transaction", default_pool_size=2)
-    except FileNotFoundError as exc:
-        if os.environ.get("CI"):
-            raise
-        pytest.skip(f"{exc} (.ci/run installs it)")
-    with server:
+def make_pgbouncer() -> Callable[..., ThrowawayPgBouncer]:
+    """A throwaway PgBouncer in front of the shared PostgreSQL (start it with ``with``).
+    Missing PgBouncer skips, except in CI, where .ci/run installs it."""
+
+    def make(**options: Any) -> ThrowawayPgBouncer:
+        try:
+            return ThrowawayPgBouncer(**options)
+        except FileNotFoundError as exc:
+            if os.environ.get("CI"):
+                raise
+            pytest.skip(f"{exc} (.ci/run installs it)")
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def pgbouncer(make_pgbouncer: Callable[..., ThrowawayPgBouncer]) -> Iterator[ThrowawayPgBouncer]:
+    """PgBouncer in transaction pooling mode, two server connections per database."""
+    with make_pgbouncer(pool_mode="transaction", default_pool_size=2) as server:
         yield server
 
 
