@@ -37,6 +37,7 @@ IMPLEMENTATIONS: tuple[str, ...] = (
     "psr",
     "naive-db",
     "ours-sql-pg",
+    "ours-sql-pgbouncer",
     "ours-sql-sqlite",
     "ours-redis",
     "ours-memory",
@@ -54,6 +55,7 @@ LABELS = {
     "psr": "pyramid_session_redis",
     "naive-db": "naive DB session",
     "ours-sql-pg": "ours sql (PostgreSQL)",
+    "ours-sql-pgbouncer": "ours sql through PgBouncer (transaction)",
     "ours-sql-sqlite": "ours sql (SQLite)",
     "ours-redis": "ours redis",
     "ours-memory": "ours memory",
@@ -73,6 +75,7 @@ class BenchEnv:
     pg_url: str
     sqlite_url: str
     redis_url: str
+    pgbouncer_url: str
 
 
 # -- the four views, identical for every implementation ------------------------
@@ -247,6 +250,15 @@ def settings_for(name: str, env: BenchEnv) -> dict[str, str]:
     """The ini settings of implementation ``name`` (ours: settings only, no code)."""
     if name == "ours-sql-pg":
         return _ours(env, **{"session.backends": "sql"})
+    if name == "ours-sql-pgbouncer":
+        return _ours(
+            env,
+            **{
+                "session.backends": "sql",
+                "sqlalchemy.url": env.pgbouncer_url,
+                "db.pgbouncer": "transaction",
+            },
+        )
     if name == "ours-sql-sqlite":
         return _ours(env, **{"session.backends": "sql", "sqlalchemy.url": env.sqlite_url})
     if name == "ours-redis":

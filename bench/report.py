@@ -132,6 +132,20 @@ def targets(report: dict) -> list[Target]:
                 f"{raw['pg_select_txn_cpu'] * 1e6:.0f}, x1.5)",
             )
         )
+    bouncer_read = cell("ours-sql-pgbouncer", "read")
+    if bouncer_read and psr_read:
+        selects = bouncer_read["sql"].get("SELECT", 0.0)
+        writes = sum(
+            v for k, v in bouncer_read["sql"].items() if k in ("INSERT", "UPDATE", "DELETE")
+        )
+        ratio = bouncer_read["rps"] / psr_read["rps"]
+        out.append(
+            Target(
+                "read, sql through PgBouncer (transaction): 1 SELECT, 0 writes, >= 0.7x psr",
+                _near(selects, 1) and writes == 0 and ratio >= 0.7,
+                f"SELECT/req {selects:.2f}, writes/req {writes:.2f}, {ratio:.2f}x psr",
+            )
+        )
     redis_read = cell("ours-redis", "read")
     if redis_read and psr_read:
         ratio = redis_read["rps"] / psr_read["rps"]

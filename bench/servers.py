@@ -16,28 +16,38 @@ from pathlib import Path
 import psycopg
 
 from bench.apps import NAIVE_DDL, BenchEnv
-from tests.servers import ThrowawayRedis, free_port, stop_process
+from bench.serve import THREADS
+from tests.servers import ThrowawayPgBouncer, ThrowawayRedis, free_port, stop_process
 from tests.support.databases import create_database, drop_database, migrate, pg_url
 
 REPO = Path(__file__).resolve().parents[1]
 
 
 class Stores:
-    """A fresh PostgreSQL database, a SQLite file and a private redis-server."""
+    """A fresh PostgreSQL database, a SQLite file, a private redis-server, and a
+    PgBouncer in transaction pooling mode in front of the database."""
 
     def __init__(self) -> None:
         self.dir = Path(tempfile.mkdtemp(prefix="myapp-bench-"))
         self.dbname = create_database(prefix="myapp_bench")
         self.redis = ThrowawayRedis()
+        # As many server connections as the app has threads: no request waits for one.
+        self.pgbouncer = ThrowawayPgBouncer(pool_mode="transaction", default_pool_size=THREADS)
         try:
             self.redis.start()
+            self.pgbouncer.start()
             url = pg_url(self.dbname)
             migrate(url)
             with psycopg.connect(self.dsn, autocommit=True) as conn:
                 conn.execute(NAIVE_DDL)
             sqlite_url = f"sqlite:///{self.dir / 'bench.sqlite'}"
             migrate(sqlite_url)
-            self.env = BenchEnv(pg_url=url, sqlite_url=sqlite_url, redis_url=self.redis.url)
+            self.env = BenchEnv(
+                pg_url=url,
+                sqlite_url=sqlite_url,
+                redis_url=self.redis.url,
+                pgbouncer_url=self.pgbouncer.url_for(self.dbname),
+            )
         except BaseException:
             self.close()
             raise
@@ -48,6 +58,7 @@ class Stores:
 
     def close(self) -> None:
         self.redis.cleanup()
+        self.pgbouncer.cleanup()
         drop_database(self.dbname)
         shutil.rmtree(self.dir, ignore_errors=True)
 
