@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from pyramid.csrf import check_csrf_token, new_csrf_token
-from pyramid.exceptions import BadCSRFToken
+from pyramid.csrf import check_csrf_origin, check_csrf_token, new_csrf_token
 from pyramid.httpexceptions import HTTPSeeOther
 from pyramid.request import Request
 from pyramid.view import view_config
@@ -31,7 +30,9 @@ def signin(request: Request) -> HTTPSeeOther:
     session = request.session
     if user is None:
         session.flash("Wrong username or password.", "error")
-        session.flash(request.POST.get("username", "")[:USERNAME_MAX], TYPED_NAME_QUEUE)
+        typed = request.POST.get("username", "")[:USERNAME_MAX]
+        if typed.isprintable():  # no NUL or lone surrogate: the session refuses those
+            session.flash(typed, TYPED_NAME_QUEUE)
         query = {"next": next_path} if next_path else {}
         return HTTPSeeOther(request.route_url("signin", _query=query))
     # A new session id for the signed-in user (fixation), with the cart kept.
@@ -51,8 +52,8 @@ def signout(request: Request) -> HTTPSeeOther:
     if request.user is None:
         session.flash("You are signed out.")
         return HTTPSeeOther(request.route_url("home"))
-    if not check_csrf_token(request, raises=False):
-        raise BadCSRFToken()
+    check_csrf_origin(request)  # what Pyramid's own check does, in its order
+    check_csrf_token(request)
     session.invalidate()  # ends the session on the server, not only in this browser
     forget_sign_in(request)
     session.flash("You have been signed out.")

@@ -240,6 +240,12 @@ class TestForgivingForms:
         again = handle.app.get("/signin")  # said once, like the message
         assert again.html.find("input", {"name": "username"})["value"] == ""
 
+    def test_a_name_with_a_nul_is_a_wrong_name_not_an_error(self, make_app):
+        handle = make_app("sql-postgres")
+        page = sign_in(handle.app, "al\x00ice", "x")
+        assert flashes(page) == ["Wrong username or password."]
+        assert page.html.find("input", {"name": "username"})["value"] == ""
+
     def test_the_quantity_cap_is_said_out_loud(self, make_app):
         handle = make_app("memory")
         page = add_to_cart(handle.app, "teapot", 98)
