@@ -4,6 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+RUN_STAMP := $(VENV)/.installed-run
 INI ?= development.ini
 PYTEST_ARGS ?=
 # When set, `make test` also writes pytest's own exit code here, because make
@@ -19,6 +20,11 @@ venv: $(STAMP)
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -e '.[testing]'
+	touch $@ $(RUN_STAMP)
+
+$(RUN_STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -e .
 	touch $@
 
 services:
@@ -38,10 +44,12 @@ test: venv services
 	if [ -n "$(PYTEST_EXIT_FILE)" ]; then echo $$rc > "$(PYTEST_EXIT_FILE)"; fi; \
 	exit $$rc
 
-run: venv
+# Serving needs only the app's own dependencies, not the test tools; --reload
+# restarts the server when a Python file changes (templates are re-read anyway).
+run: $(RUN_STAMP)
 	$(BIN)/alembic -c $(INI) upgrade head
-	$(BIN)/myapp-create-user --ini $(INI) --if-missing demo demo-password
-	$(BIN)/pserve $(INI)
+	printf '%s\n' demo-password | $(BIN)/myapp-create-user --ini $(INI) --if-missing --password-stdin demo
+	$(BIN)/pserve --reload $(INI)
 
 lint: venv
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .

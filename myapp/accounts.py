@@ -55,7 +55,8 @@ def find_user(db: Connection | DBSession, username: str) -> tuple[User, str] | N
 
 def authenticate(db: Connection | DBSession, username: str, password: str) -> User | None:
     """The user when ``password`` is theirs, else None (same cost either way)."""
-    found = find_user(db, username) if username.strip() else None
+    # A NUL cannot be in any stored name, and PostgreSQL refuses it in a query.
+    found = find_user(db, username) if username.strip() and "\x00" not in username else None
     stored = found[1] if found else _dummy_hash()
     try:
         DEFAULT_HASHER.verify(stored, password)

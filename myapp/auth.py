@@ -9,6 +9,8 @@ from pyramid.config import Configurator
 from pyramid.httpexceptions import HTTPSeeOther
 from pyramid.request import Request
 
+from myapp import signinmarker
+
 USERNAME_KEY = "username"
 
 
@@ -21,6 +23,7 @@ class SignedInUser:
 def signed_in_user(request: Request) -> SignedInUser | None:
     """The session's user; sessions carry the name so pages never need the database."""
     session = request.session
+    signinmarker.check(request, signed_in=session.user_id is not None)
     if session.user_id is None:
         return None
     return SignedInUser(session.user_id, session.get(USERNAME_KEY, ""))

@@ -37,12 +37,27 @@ def _store(session: MutableMapping[str, Any], cart: dict[str, int]) -> None:
         session.pop(CART_KEY, None)
 
 
-def add(session: MutableMapping[str, Any], product_id: str, quantity: int) -> int:
-    """Add ``quantity`` (capped at MAX_QUANTITY in total); return the new quantity."""
+@dataclass(frozen=True, slots=True)
+class Addition:
+    """What adding to the cart did: how many were asked for and added, and the new quantity."""
+
+    asked: int
+    added: int
+    total: int
+
+    @property
+    def capped(self) -> bool:
+        """Fewer were added than asked for, because of MAX_QUANTITY."""
+        return self.added < self.asked
+
+
+def add(session: MutableMapping[str, Any], product_id: str, quantity: int) -> Addition:
+    """Add ``quantity``, capped at MAX_QUANTITY in total."""
     cart = quantities(session)
-    cart[product_id] = min(MAX_QUANTITY, cart.get(product_id, 0) + quantity)
+    before = cart.get(product_id, 0)
+    cart[product_id] = min(MAX_QUANTITY, before + quantity)
     _store(session, cart)
-    return cart[product_id]
+    return Addition(asked=quantity, added=cart[product_id] - before, total=cart[product_id])
 
 
 def set_quantity(session: MutableMapping[str, Any], product_id: str, quantity: int) -> None:

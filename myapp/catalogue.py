@@ -16,6 +16,11 @@ class Product:
     def price(self) -> str:
         return format_price(self.price_cents)
 
+    @property
+    def image(self) -> str:
+        """Its picture, an asset spec for ``request.static_url``."""
+        return f"myapp:static/products/{self.id}.svg"
+
 
 PRODUCTS: dict[str, Product] = {
     product.id: product
@@ -29,7 +34,8 @@ PRODUCTS: dict[str, Product] = {
 
 
 def format_price(cents: int) -> str:
-    return f"€{cents // 100}.{cents % 100:02d}"
+    """Euros with a thousands separator: ``€2,871.00``."""
+    return f"€{cents // 100:,}.{cents % 100:02d}"
 
 
 def get_product(product_id: str) -> Product | None:

@@ -5,6 +5,7 @@ from pyramid.config import Configurator
 
 def includeme(config: Configurator) -> None:
     config.add_static_view("static", "myapp:static", cache_max_age=3600)
+    config.add_route("favicon", "/favicon.ico")
     config.add_route("home", "/")
     config.add_route("signin", "/signin")
     config.add_route("signout", "/signout")

@@ -5,7 +5,6 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import TypeVar
 
 from pyramid.httpexceptions import HTTPSeeOther
@@ -14,10 +13,26 @@ from pyramid.response import Response
 from pyramid.view import view_config
 
 from myapp.auth import SignedInUser, sign_in_redirect
+from myapp.devices import device_name
+from myapp.relativetime import exact_time, iso_time, time_ago
 from myapp.sessions import SessionStoreUnavailable, get_chain
 from myapp.sessions.stores.base import SessionRecord, SessionStore, StoreError
+from myapp.signinmarker import forget_sign_in
 
 T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class When:
+    """A time as the page shows it: "5 minutes ago", the exact time on hover."""
+
+    ago: str
+    exact: str
+    iso: str
+
+    @classmethod
+    def of(cls, epoch: float, now: float) -> When:
+        return cls(time_ago(epoch, now), exact_time(epoch), iso_time(epoch))
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,14 +40,11 @@ class SessionRow:
     """One session as the page shows it; ``key`` is the storage key (a hash, no credential)."""
 
     key: str
-    created: str
-    last_active: str
+    created: When
+    last_active: When
+    device: str
     user_agent: str
     current: bool
-
-
-def _when(epoch: float) -> str:
-    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
 def _store(request: Request) -> SessionStore:
@@ -68,12 +80,14 @@ def list_sessions(request: Request) -> dict[str, object] | Response:
     if user is None:
         return sign_in_redirect(request)
     current = request.session_key
+    now = time.time()
     rows = [
         SessionRow(
             key=record.key,
-            created=_when(record.created),
-            last_active=_when(record.last_active),
-            user_agent=record.user_agent or "unknown browser",
+            created=When.of(record.created, now),
+            last_active=When.of(record.last_active, now),
+            device=device_name(record.user_agent),
+            user_agent=record.user_agent or "",
             current=record.key == current,
         )
         for record in _sessions_of(request, user)
@@ -94,6 +108,7 @@ def end_session(request: Request) -> Response:
         return _back(request)
     if key == request.session_key:
         request.session.invalidate()
+        forget_sign_in(request)
         request.session.flash("You have been signed out.")
         return HTTPSeeOther(request.route_url("home"))
     store = _store(request)

@@ -27,30 +27,41 @@ def _product(request: Request) -> Product | None:
     return product
 
 
-def _quantity(request: Request, minimum: int) -> int | None:
+def _quantity(request: Request, product: Product, minimum: int) -> int | None:
     raw = request.POST.get("quantity", "1").strip()
     if raw.isdigit() and minimum <= int(raw) <= cart.MAX_QUANTITY:
         return int(raw)
-    request.session.flash(
-        f"Please choose a quantity from {minimum} to {cart.MAX_QUANTITY}.", "error"
-    )
+    if raw.isdigit() and int(raw) > cart.MAX_QUANTITY:
+        message = f"You can have at most {cart.MAX_QUANTITY} of {product.name}."
+    else:
+        message = f"Please choose a quantity from {minimum} to {cart.MAX_QUANTITY}."
+    request.session.flash(message, "error")
     return None
+
+
+def _added(product: Product, addition: cart.Addition) -> str:
+    if not addition.capped:
+        return f"Added {addition.added} of {product.name} to your cart (now {addition.total})."
+    cap = f"You can have at most {cart.MAX_QUANTITY}."
+    if addition.added == 0:
+        return f"You already have {addition.total} of {product.name} in your cart. {cap}"
+    return f"Added {addition.added} of {product.name} to your cart (now {addition.total}). {cap}"
 
 
 @view_config(route_name="cart_add", request_method="POST")
 def add(request: Request) -> HTTPSeeOther:
     product = _product(request)
-    quantity = _quantity(request, 1) if product else None
+    quantity = _quantity(request, product, 1) if product else None
     if product and quantity:
-        total = cart.add(request.session, product.id, quantity)
-        request.session.flash(f"Added {quantity} of {product.name} to your cart (now {total}).")
+        addition = cart.add(request.session, product.id, quantity)
+        request.session.flash(_added(product, addition))
     return _back_to_cart(request)
 
 
 @view_config(route_name="cart_update", request_method="POST")
 def update(request: Request) -> HTTPSeeOther:
     product = _product(request)
-    quantity = _quantity(request, 0) if product else None
+    quantity = _quantity(request, product, 0) if product else None
     if product and quantity is not None:
         cart.set_quantity(request.session, product.id, quantity)
         if quantity:

@@ -1,10 +1,11 @@
-"""Friendly error pages: 404, a refused form (400), and 503 when the database is unreachable."""
+"""Friendly error pages in the site's layout: 404, 405, a refused form (400), and 503 when
+the database or the session store is unreachable."""
 
 from __future__ import annotations
 
 from pyramid.exceptions import BadCSRFOrigin, BadCSRFToken
 from pyramid.request import Request
-from pyramid.view import exception_view_config, notfound_view_config
+from pyramid.view import exception_view_config, notfound_view_config, view_config
 from sqlalchemy.exc import InterfaceError, OperationalError
 
 from myapp.sessions import SessionStoreUnavailable
@@ -13,15 +14,36 @@ ERROR_TEMPLATE = "myapp:templates/error.jinja2"
 RETRY_AFTER_SECONDS = "5"
 
 
-def _page(request: Request, status: int, title: str, message: str) -> dict[str, object]:
+def _page(
+    request: Request, status: int, title: str, message: str, *, bare: bool = False
+) -> dict[str, object]:
+    """The error page's values; ``bare`` leaves out everything that reads the session."""
     request.response.status = status
-    # Error pages never touch the session: its store may be the thing that failed.
-    return {"bare": True, "title": title, "message": message}
+    return {"bare": bare, "title": title, "message": message}
 
 
 @notfound_view_config(renderer=ERROR_TEMPLATE)
 def not_found(request: Request) -> dict[str, object]:
     return _page(request, 404, "Page not found", "There is no page at this address.")
+
+
+# The routes that only take a form: any other method gets a 405, not a 404. Pyramid
+# tries the view with the most predicates first, so this one only answers what the
+# POST views leave.
+@view_config(route_name="signout", renderer=ERROR_TEMPLATE, require_csrf=False)
+@view_config(route_name="cart_add", renderer=ERROR_TEMPLATE, require_csrf=False)
+@view_config(route_name="cart_update", renderer=ERROR_TEMPLATE, require_csrf=False)
+@view_config(route_name="cart_remove", renderer=ERROR_TEMPLATE, require_csrf=False)
+@view_config(route_name="account_sessions_end", renderer=ERROR_TEMPLATE, require_csrf=False)
+@view_config(route_name="account_sessions_end_others", renderer=ERROR_TEMPLATE, require_csrf=False)
+def method_not_allowed(request: Request) -> dict[str, object]:
+    request.response.headers["Allow"] = "POST"
+    return _page(
+        request,
+        405,
+        "This address only takes a form",
+        "This address is used by the buttons on the site's pages. Use the button instead.",
+    )
 
 
 @exception_view_config(BadCSRFToken, renderer=ERROR_TEMPLATE)
@@ -43,9 +65,11 @@ def bad_csrf(request: Request) -> dict[str, object]:
 @exception_view_config(SessionStoreUnavailable, renderer=ERROR_TEMPLATE)
 def unavailable(request: Request) -> dict[str, object]:
     request.response.headers["Retry-After"] = RETRY_AFTER_SECONDS
+    # No session here: its store may be the thing that failed.
     return _page(
         request,
         503,
         "Temporarily unavailable",
         "This part of the site cannot reach its storage right now. Please try again in a moment.",
+        bare=True,
     )

@@ -1,7 +1,8 @@
 """Headless Chromium against the site served by waitress on a free loopback port.
 
-Screenshots of every open page land in test-artifacts/browser/<test name>/ when a
-test fails.
+Every answer carries a strict Content-Security-Policy (the app's own when it sets one),
+so an inline script or style would show up as a console error. Screenshots of every
+open page land in test-artifacts/browser/<test name>/ when a test fails.
 """
 
 from __future__ import annotations
@@ -23,6 +24,10 @@ from tests.support.databases import REPO
 from tests.support.site import new_user
 
 CHROMIUM = Path("/usr/bin/chromium")
+STRICT_CSP = (
+    "default-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'; "
+    "object-src 'none'"
+)
 CHROMIUM_ARGS = [
     "--headless",
     "--no-sandbox",
@@ -59,7 +64,7 @@ def site(postgres_url: str) -> Iterator[str]:
     it between a look-up and the bind.
     """
     router = myapp.main({}, **base_settings(**{"sqlalchemy.url": postgres_url}))
-    server = StopableWSGIServer(router, host="127.0.0.1", port=0, threads=4)
+    server = StopableWSGIServer(with_strict_csp(router), host="127.0.0.1", port=0, threads=4)
     runner = threading.Thread(target=server.run, name="waitress", daemon=True)
     runner.start()
     try:
@@ -70,6 +75,20 @@ def site(postgres_url: str) -> Iterator[str]:
         assert not runner.is_alive(), "waitress did not stop"
         get_chain(router.registry).close()
         router.registry["dbengine"].dispose()
+
+
+def with_strict_csp(app: Callable[..., Any]) -> Callable[..., Any]:
+    """The WSGI app, with STRICT_CSP on every answer that has no policy of its own."""
+
+    def csp_app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
+        def start(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+            if not any(name.lower() == "content-security-policy" for name, _ in headers):
+                headers = [*headers, ("Content-Security-Policy", STRICT_CSP)]
+            return start_response(status, headers, exc_info)
+
+        return app(environ, start)
+
+    return csp_app
 
 
 @pytest.fixture

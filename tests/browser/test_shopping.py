@@ -2,16 +2,9 @@
 
 from __future__ import annotations
 
-from playwright.sync_api import Page, expect
+from playwright.sync_api import expect
 
-
-def sign_in(page: Page, site: str, name: str, password: str) -> None:
-    page.goto(f"{site}/signin")
-    page.get_by_label("Username").fill(name)
-    page.get_by_label("Password").fill(password)
-    page.get_by_role("button", name="Sign in").click()
-    expect(page.locator(".flash.info")).to_have_text(f"Signed in as {name}.")
-    expect(page.locator("#signed-in-as")).to_contain_text(name)
+from tests.browser.shopper import IPHONE, sign_in
 
 
 def test_shopping_across_a_restart_and_ending_another_device(site, account, new_context):
@@ -40,7 +33,7 @@ def test_shopping_across_a_restart_and_ending_another_device(site, account, new_
     expect(page.locator("#signed-in-as")).to_contain_text(name)
 
     # A second device signs in too.
-    second = new_context(user_agent="Second device")
+    second = new_context(user_agent=IPHONE)
     other = second.new_page()
     sign_in(other, site, name, password)
 
@@ -48,8 +41,8 @@ def test_shopping_across_a_restart_and_ending_another_device(site, account, new_
     page.goto(f"{site}/account/sessions")
     rows = page.locator("tr.session")
     expect(rows).to_have_count(2)
-    expect(page.locator("tr.session.current")).to_contain_text("(this device)")
-    page.locator("tr.session", has_text="Second device").get_by_role(
+    expect(page.locator("tr.session.current")).to_contain_text("This device")
+    page.locator("tr.session", has_text="Safari on iPhone").get_by_role(
         "button", name="End this session"
     ).click()
     expect(page.locator(".flash.info")).to_have_text(
@@ -58,6 +51,7 @@ def test_shopping_across_a_restart_and_ending_another_device(site, account, new_
     expect(rows).to_have_count(1)
 
     other.reload()
+    expect(other.locator(".flash.info")).to_have_text("You were signed out from another device.")
     expect(other.locator("#signin-link")).to_be_visible()
     expect(other.locator("#signed-in-as")).to_have_count(0)
 

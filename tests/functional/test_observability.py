@@ -31,8 +31,8 @@ def value(metrics, name: str, **labels: str) -> float | None:
 
 
 def test_metrics_count_session_events(app):
-    app.app.get("/")  # creates a session
-    app.app.get("/")  # loads and saves it
+    app.app.get("/_t/write?value=a")  # creates a session
+    app.app.get("/_t/write?value=b")  # loads and saves it
     app.app.get("/_t/read", headers={"Cookie": f"{COOKIE}=garbage"})
     app.app.get("/_t/invalidate")
     store = app.store.name

@@ -242,7 +242,14 @@ class TestStatsAndEndUser:
 
 class TestCreateUser:
     def test_creates_a_user_whose_password_verifies(self, ini, engine):
-        result = run("myapp-create-user", "--ini", ini, "Carol", "carol-secret-pw")
+        result = run(
+            "myapp-create-user",
+            "--ini",
+            ini,
+            "--password-stdin",
+            "Carol",
+            input="carol-secret-pw\n",
+        )
         assert result.returncode == 0, result.stderr
         assert "created user 'carol'" in result.stdout
         with engine.connect() as conn:
@@ -257,16 +264,39 @@ class TestCreateUser:
                 from myapp.accounts import create_user
 
                 create_user(conn, "dave", "dave-pw", hasher=CHEAP_HASHER)
-        again = run("myapp-create-user", "--ini", ini, "dave", "other")
+        again = run("myapp-create-user", "--ini", ini, "--password-stdin", "dave", input="other\n")
         assert again.returncode == 1
         assert "already exists" in again.stderr
-        idempotent = run("myapp-create-user", "--ini", ini, "--if-missing", "dave", "other")
+        idempotent = run(
+            "myapp-create-user", "--ini", ini, "--if-missing", "--password-stdin", "dave", input=""
+        )
         assert idempotent.returncode == 0
         assert "nothing to do" in idempotent.stdout
 
+    def test_a_password_on_the_command_line_is_refused(self, ini, engine):
+        result = run("myapp-create-user", "--ini", ini, "frank", "frank-secret-pw")
+        assert result.returncode == 2
+        assert "never taken on the command line" in result.stderr
+        with engine.connect() as conn:
+            assert find_user(conn, "frank") is None
+
+    def test_without_a_terminal_or_stdin_flag_it_says_how(self, ini, engine):
+        result = run("myapp-create-user", "--ini", ini, "grace", input="grace-pw\n")
+        assert result.returncode == 1
+        assert "--password-stdin" in result.stderr
+        with engine.connect() as conn:
+            assert find_user(conn, "grace") is None
+
+    def test_an_empty_standard_input_creates_nobody(self, ini, engine):
+        result = run("myapp-create-user", "--ini", ini, "--password-stdin", "heidi", input="")
+        assert result.returncode == 1
+        assert "standard input is empty" in result.stderr
+        with engine.connect() as conn:
+            assert find_user(conn, "heidi") is None
+
     def test_database_down_is_a_readable_error(self, tmp_path, closed_port_url):
         ini = write_ini(tmp_path, closed_port_url, redis_prefix="x:")
-        result = run("myapp-create-user", "--ini", ini, "erin", "pw")
+        result = run("myapp-create-user", "--ini", ini, "--password-stdin", "erin", input="pw\n")
         assert result.returncode == 1
         assert "cannot write to the database" in result.stderr
         assert "Traceback" not in result.stderr
@@ -278,8 +308,17 @@ def test_make_run_set_up_gives_a_working_demo_account(tmp_path, make_app):
     ini = write_ini(tmp_path, url, redis_prefix="unused:", backends="sql")
     migrated = run("alembic", "-c", ini, "upgrade", "head")
     assert migrated.returncode == 0, migrated.stderr
+    makefile = (REPO / "Makefile").read_text()
+    assert (
+        "printf '%s\\n' demo-password | $(BIN)/myapp-create-user --ini $(INI) --if-missing "
+        "--password-stdin demo" in makefile
+    )
     for _ in range(2):  # the second run is a no-op thanks to --if-missing
-        created = run("myapp-create-user", "--ini", ini, "--if-missing", "demo", "demo-password")
+        created = run(
+            "myapp-create-user",
+            *("--ini", ini, "--if-missing", "--password-stdin", "demo"),
+            input="demo-password\n",
+        )
         assert created.returncode == 0, created.stderr
     handle = make_app("sql-sqlite", **{"sqlalchemy.url": url})
     assert signed_in_as(sign_in(handle.app, "demo", "demo-password")) == "demo"

@@ -41,12 +41,6 @@ class TestEveryStore:
     def test_session_implements_isession(self, app):
         assert app.app.get("/_t/isession").json == {"verified": True}
 
-    def test_home_counts_visits(self, app):
-        first = app.app.get("/")
-        assert first.html.find(id="visits").text == "1"
-        second = app.app.get("/")
-        assert second.html.find(id="visits").text == "2"
-
     def test_untouched_session_sets_no_cookie_and_calls_no_store(self, app):
         app.app.get("/_t/write?value=a")
         with count_sql(app.engine) as statements:

@@ -37,6 +37,19 @@ class TestCart:
         page = app.app.get("/")
         assert page.html.find(id="product-green-tea") is not None
         assert page.html.select("form[action$='/cart/add']")
+        assert page.html.select_one("#product-green-tea img")["src"].endswith(
+            "/static/products/green-tea.svg"
+        )
+
+    def test_the_home_page_does_not_write_the_session(self, make_app):
+        handle = make_app("sql-postgres")
+        add_to_cart(handle.app, "cups")
+        before = stored(handle, token_of(handle.app))
+        for _ in range(3):
+            response = handle.app.get("/")
+            assert "Set-Cookie" not in response.headers
+        after = stored(handle, token_of(handle.app))
+        assert (after.version, after.data) == (before.version, before.data)
 
     def test_add_shows_a_flash_once_and_the_line_in_the_cart(self, app):
         page = add_to_cart(app.app, "green-tea", 2)
@@ -46,7 +59,7 @@ class TestCart:
         again = app.app.get("/cart")
         assert flashes(again) == []
         assert cart_lines(again) == {"green-tea": 2}
-        assert "Cart (2)" in again.html.find(id="cart-link").text
+        assert again.html.select_one("#cart-link .count").get_text(" ", strip=True) == "2 items"
 
     def test_change_quantity_and_remove(self, app):
         add_to_cart(app.app, "teapot")
@@ -67,7 +80,7 @@ class TestCart:
             ({"product": "caviar", "quantity": 1}, "That product is not in our catalogue."),
             ({"product": "teapot", "quantity": 0}, "Please choose a quantity from 1 to 99."),
             ({"product": "teapot", "quantity": "lots"}, "Please choose a quantity from 1 to 99."),
-            ({"product": "teapot", "quantity": 100}, "Please choose a quantity from 1 to 99."),
+            ({"product": "teapot", "quantity": 100}, "You can have at most 99 of Teapot."),
         ],
     )
     def test_bad_additions_are_refused_with_a_flash(self, make_app, fields, message):
@@ -183,13 +196,75 @@ class TestSignIn:
 
 POST_ROUTES = [
     "/signin",
-    "/signout",
     "/cart/add",
     "/cart/update",
     "/cart/remove",
     "/account/sessions/end",
     "/account/sessions/end-others",
 ]
+
+
+POST_ONLY_ROUTES = [route for route in POST_ROUTES if route != "/signin"] + ["/signout"]
+
+
+class TestForgivingForms:
+    def test_a_sign_out_form_left_open_after_signing_out_lands_on_home(self, make_app):
+        handle = make_app("sql-postgres")
+        sign_in(handle.app)
+        stale_token = csrf_token(handle.app.get("/cart"))  # a second tab, left open
+        post_form(handle.app, "/", "/signout")
+        response = handle.app.post("/signout", {"csrf_token": stale_token}, status=303)
+        assert response.location == "http://localhost/"
+        page = response.follow()
+        assert flashes(page) == ["You are signed out."]
+        assert signed_in_as(page) is None
+
+    def test_signing_out_when_never_signed_in_lands_on_home(self, make_app):
+        handle = make_app("redis")
+        response = handle.app.post("/signout", status=303)
+        assert flashes(response.follow()) == ["You are signed out."]
+
+    def test_a_forged_sign_out_of_a_signed_in_user_is_refused(self, make_app):
+        handle = make_app("sql-postgres")
+        sign_in(handle.app)
+        page = handle.app.post("/signout", {"csrf_token": "forged"}, status=400)
+        assert "This form has expired" in page.text
+        assert signed_in_as(handle.app.get("/")) == "alice"
+
+    def test_a_wrong_password_keeps_the_user_name(self, make_app):
+        handle = make_app("sql-postgres")
+        page = sign_in(handle.app, "alice", "not-her-password")
+        assert flashes(page) == ["Wrong username or password."]
+        assert page.html.find("input", {"name": "username"})["value"] == "alice"
+        assert "autofocus" in page.html.find("input", {"name": "password"}).attrs
+        again = handle.app.get("/signin")  # said once, like the message
+        assert again.html.find("input", {"name": "username"})["value"] == ""
+
+    def test_a_name_with_a_nul_is_a_wrong_name_not_an_error(self, make_app):
+        handle = make_app("sql-postgres")
+        page = sign_in(handle.app, "al\x00ice", "x")
+        assert flashes(page) == ["Wrong username or password."]
+        assert page.html.find("input", {"name": "username"})["value"] == ""
+
+    def test_the_quantity_cap_is_said_out_loud(self, make_app):
+        handle = make_app("memory")
+        page = add_to_cart(handle.app, "teapot", 98)
+        assert flashes(page) == ["Added 98 of Teapot to your cart (now 98)."]
+        page = add_to_cart(handle.app, "teapot", 5)
+        assert flashes(page) == [
+            "Added 1 of Teapot to your cart (now 99). You can have at most 99."
+        ]
+        page = add_to_cart(handle.app, "teapot", 99)
+        assert flashes(page) == [
+            "You already have 99 of Teapot in your cart. You can have at most 99."
+        ]
+        assert cart_lines(page) == {"teapot": 99}
+
+    def test_prices_have_thousands_separators(self, make_app):
+        handle = make_app("memory")
+        page = add_to_cart(handle.app, "teapot", 99)
+        assert page.html.find(id="cart-total").text == "€2,871.00"
+        assert page.html.select_one("#line-teapot .subtotal").text == "€2,871.00"
 
 
 class TestCsrf:
@@ -220,6 +295,31 @@ class TestErrorPages:
         assert page.html.find("h1").text == "Page not found"
         assert 'href="http://localhost/"' in page.text
 
+    def test_an_error_page_keeps_the_menu_and_who_is_signed_in(self, make_app):
+        handle = make_app("sql-postgres")
+        sign_in(handle.app)
+        add_to_cart(handle.app, "cups", 2)
+        page = handle.app.get("/no/such/page", status=404)
+        assert page.html.select_one("#cart-link .count").get_text(" ", strip=True) == "2 items"
+        assert signed_in_as(page) == "alice"
+
+    @pytest.mark.parametrize("path", [*POST_ONLY_ROUTES, "/signin"])
+    def test_a_get_on_a_form_address_is_a_405_in_the_layout(self, make_app, path):
+        handle = make_app("memory")
+        if path == "/signin":
+            assert handle.app.get(path).status_int == 200  # the form itself
+            return
+        page = handle.app.get(path, status=405)
+        assert page.headers["Allow"] == "POST"
+        assert page.html.find("h1").text == "This address only takes a form"
+        assert page.html.find(id="cart-link") is not None
+
+    def test_favicon_is_served(self, make_app):
+        response = make_app("memory").app.get("/favicon.ico")
+        assert response.content_type == "image/x-icon"
+        assert response.body[:4] == b"\x00\x00\x01\x00"  # an ICO header
+        assert "max-age" in response.headers["Cache-Control"]
+
     def test_signin_answers_503_when_the_database_is_down(
         self, make_app, closed_port_url, redis_prefix
     ):
@@ -229,7 +329,8 @@ class TestErrorPages:
         )
         assert handle.chain.active_name == "redis"
         home = handle.app.get("/")
-        assert home.html.find(class_="degraded") is not None
+        banner = home.html.find(class_="degraded").get_text(" ", strip=True)
+        assert banner == "Your cart is safe, but you may be asked to sign in again soon."
         add = add_to_cart(handle.app, "teapot", 2)
         assert cart_lines(add) == {"teapot": 2}
         form = handle.app.get("/signin")
