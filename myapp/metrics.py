@@ -16,6 +16,7 @@ from pyramid.response import Response
 
 from myapp.sessions import add_observer
 from myapp.sessions.events import SessionObserver
+from myapp.sessions.operator import operator_access, refused
 
 REGISTRY_KEY = "myapp.metrics.registry"
 OBSERVER_KEY = "myapp.metrics.observer"
@@ -127,6 +128,8 @@ def get_metrics_registry(registry: Registry) -> CollectorRegistry:
 
 
 def metrics_view(request: Request) -> Response:
+    if not operator_access(request):
+        return refused(request)
     body = generate_latest(get_metrics_registry(request.registry))
     response = Response(body=body)
     response.headers["Content-Type"] = CONTENT_TYPE_LATEST

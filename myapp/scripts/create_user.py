@@ -7,11 +7,12 @@ import sys
 from collections.abc import Sequence
 
 from pyramid.paster import get_appsettings, setup_logging
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
 from myapp.accounts import UserExists, create_user
 from myapp.models import get_engine
 from myapp.sessions.purge import error_summary
+from myapp.sessions.redact import install_log_redaction, redact
 
 EXIT_OK, EXIT_FAILED = 0, 1
 
@@ -32,7 +33,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     setup_logging(args.ini)
-    engine = get_engine(get_appsettings(args.ini))
+    install_log_redaction()
+    try:
+        engine = get_engine(get_appsettings(args.ini))
+    except (ArgumentError, ValueError) as exc:
+        print(redact(f"error: sqlalchemy.url in {args.ini}: {exc}"), file=sys.stderr)
+        return EXIT_FAILED
     try:
         with engine.begin() as conn:
             user = create_user(conn, args.username, args.password)

@@ -9,6 +9,7 @@ from pyramid.view import view_config
 
 from myapp.accounts import authenticate
 from myapp.auth import USERNAME_KEY, safe_next
+from myapp.sessions.ending import sign_out
 
 
 @view_config(route_name="signin", request_method="GET", renderer="myapp:templates/signin.jinja2")
@@ -37,7 +38,6 @@ def signin(request: Request) -> HTTPSeeOther:
 
 @view_config(route_name="signout", request_method="POST")
 def signout(request: Request) -> HTTPSeeOther:
-    session = request.session
-    session.invalidate()  # ends the session on the server, not only in this browser
-    session.flash("You have been signed out.")
+    sign_out(request)  # ends the session on the server (every store), not only in this browser
+    request.session.flash("You have been signed out.")
     return HTTPSeeOther(request.route_url("home"))
