@@ -74,6 +74,8 @@ def base_settings(**overrides: Any) -> dict[str, Any]:
         "session.check_timeout": "2",
         "session.store_timeout": "1",
         "pyramid.includes": "tests.support.views",
+        # The test accounts' hashes are made with these parameters (tests.support.site).
+        "myapp.password_hash_profile": "CHEAPEST",
     }
     settings.update({k: str(v) for k, v in overrides.items()})
     return settings

@@ -10,11 +10,11 @@ from __future__ import annotations
 import logging
 
 from pyramid.config import Configurator
-from pyramid.csrf import SessionCSRFStoragePolicy
 from pyramid.exceptions import ConfigurationError
 from sqlalchemy.exc import ArgumentError
 
 from .chain import NoStoreReady, StoreChain, build_chain
+from .csrf import SessionOrCookieCSRFStoragePolicy
 from .events import ObserverGroup, SessionObserver
 from .factory import SessionConflict, SessionFactory, SessionStoreUnavailable
 from .options import SessionOptions
@@ -80,7 +80,7 @@ def includeme(config: Configurator) -> None:
     config.registry[CHAIN_KEY] = chain
 
     config.set_session_factory(SessionFactory(options, chain, observer=observer))
-    config.set_csrf_storage_policy(SessionCSRFStoragePolicy())
+    config.set_csrf_storage_policy(SessionOrCookieCSRFStoragePolicy(options))
     config.add_request_method(lambda request: chain.degraded, "sessions_degraded", reify=True)
     config.add_request_method("myapp.sessions.current.session_key", "session_key", reify=True)
     config.include(".purge")  # the purge thread, when session.purge_interval > 0
