@@ -100,6 +100,14 @@ def security_tween_factory(
     return security_tween
 
 
+def undecodable(exc: UnicodeDecodeError, request: Request) -> Response:
+    """A query string, form or cookie that is not UTF-8 is the client's error, not ours."""
+    return Response(
+        "Bad Request: the request is not valid UTF-8.\n", status=400, content_type="text/plain"
+    )
+
+
 def includeme(config: Configurator) -> None:
     # Outermost: error pages and the 400 for a foreign Host get the headers too.
     config.add_tween("myapp.security.security_tween_factory", under=INGRESS)
+    config.add_exception_view(undecodable, context=UnicodeDecodeError)

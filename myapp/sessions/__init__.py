@@ -63,6 +63,8 @@ def includeme(config: Configurator) -> None:
     options = SessionOptions.from_settings(settings)
     config.registry[OPTIONS_KEY] = options
     install_log_redaction()  # no URL with a password reaches the log, from any library
+    # A 5xx answer persists no session change (nor the view's data), like an exception.
+    settings.setdefault("tm.commit_veto", "myapp.sessions.veto.server_error_veto")
     try:
         config.include("myapp.models")  # pyramid_tm, the engine, request.dbsession
     except (ArgumentError, ValueError) as exc:  # an unparsable sqlalchemy.url (a bad port...)

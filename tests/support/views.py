@@ -58,6 +58,15 @@ def write_then_raise(request: Request) -> Response:
     raise Boom("the view failed after writing")
 
 
+def write_then_answer_500(request: Request) -> Response:
+    request.session["value"] = "must-not-persist"
+    request.dbsession.execute(text("INSERT INTO test_marks (note) VALUES ('must-not-persist')"))
+    mark_changed(request.dbsession)
+    return Response(
+        "the view answered a server error", status=int(request.params.get("status", 500))
+    )
+
+
 def write_then_doom(request: Request) -> dict:
     request.session["value"] = "must-not-persist"
     request.tm.doom()
@@ -182,6 +191,7 @@ def includeme(config: Configurator) -> None:
         "write": (write, "json"),
         "write_nested": (write_nested, "json"),
         "write_then_raise": (write_then_raise, None),
+        "write_then_answer_500": (write_then_answer_500, None),
         "write_then_doom": (write_then_doom, "json"),
         "write_then_abort": (write_then_abort, "json"),
         "write_with_data": (write_with_data, "json"),
