@@ -41,11 +41,12 @@ class TestEveryStore:
     def test_session_implements_isession(self, app):
         assert app.app.get("/_t/isession").json == {"verified": True}
 
-    def test_home_counts_visits(self, app):
-        first = app.app.get("/")
-        assert first.html.find(id="visits").text == "1"
-        second = app.app.get("/")
-        assert second.html.find(id="visits").text == "2"
+    def test_home_counts_visits_once_the_session_exists(self, app):
+        assert app.app.get("/").html.find(id="visits").text == "1"
+        assert app.app.get("/").html.find(id="visits").text == "1"  # browsing stores nothing
+        app.app.get("/_t/write")
+        assert app.app.get("/").html.find(id="visits").text == "1"
+        assert app.app.get("/").html.find(id="visits").text == "2"
 
     def test_untouched_session_sets_no_cookie_and_calls_no_store(self, app):
         app.app.get("/_t/write?value=a")
