@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 import threading
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -53,12 +54,20 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Any:
 
 @pytest.fixture(scope="module")
 def site(postgres_url: str) -> Iterator[str]:
-    """The app on the test PostgreSQL database, served by waitress; yields its base URL.
+    """The app on the test PostgreSQL database, served by waitress; yields its base URL."""
+    with serve_site(postgres_url) as url:
+        yield url
+
+
+@contextmanager
+def serve_site(postgres_url: str, **overrides: str) -> Iterator[str]:
+    """Serve the app with ``overrides`` as settings; yields its base URL.
 
     Port 0: the kernel picks a free port while binding, so no other process can take
     it between a look-up and the bind.
     """
-    router = myapp.main({}, **base_settings(**{"sqlalchemy.url": postgres_url}))
+    settings = base_settings(**{"sqlalchemy.url": postgres_url, **overrides})
+    router = myapp.main({}, **settings)
     server = StopableWSGIServer(router, host="127.0.0.1", port=0, threads=4)
     runner = threading.Thread(target=server.run, name="waitress", daemon=True)
     runner.start()
