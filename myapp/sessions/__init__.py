@@ -67,8 +67,10 @@ def includeme(config: Configurator) -> None:
     settings.setdefault("tm.commit_veto", "myapp.sessions.veto.server_error_veto")
     try:
         config.include("myapp.models")  # pyramid_tm, the engine, request.dbsession
-    except (ArgumentError, ValueError) as exc:  # an unparsable sqlalchemy.url (a bad port...)
-        raise ConfigurationError(redact(f"sqlalchemy.url: cannot be used: {exc}")) from None
+    except (ArgumentError, ValueError) as exc:  # an unparsable URL (a bad port...) or option
+        raise ConfigurationError(
+            redact(f"sqlalchemy.url or another sqlalchemy.* setting cannot be used: {exc}")
+        ) from None
 
     observer = config.registry.get(OBSERVER_KEY)
     if observer is None:

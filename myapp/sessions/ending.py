@@ -29,13 +29,18 @@ class Reach:
 
 
 def _each(
-    request: Request, what: str, call: Callable[[SessionStore], int], *, serving_too: bool = True
+    request: Request,
+    what: str,
+    call: Callable[[SessionStore], int],
+    *,
+    serving_too: bool = True,
+    level: int = logging.WARNING,
 ) -> Reach:
     """``call`` on every built store; the serving one on the request's transaction.
 
     A failure of the serving store is the request's failure (a 503). Another store that
-    fails, is known to be down or whose breaker is open is reported and logged, not
-    waited for again.
+    fails is reported and logged; one known to be down (its last check failed, or its
+    breaker is open) is not asked at all, so it costs no timeout.
     """
     from . import get_chain
     from .factory import SessionStoreUnavailable
@@ -62,7 +67,8 @@ def _each(
                 raise SessionStoreUnavailable(store.name, exc.kind, str(exc)) from exc
             reach.missed.append(state.name)
     if reach.missed:
-        log.warning(
+        log.log(
+            level,
             "%s: session store(s) %s could not be reached; what they hold ends when it "
             "expires, or run `myapp-sessions end-user` once they answer",
             what,
@@ -112,5 +118,6 @@ def list_user_everywhere(request: Request, user_id: str) -> list[SessionRecord]:
             records.setdefault(record.key, record)
         return 0
 
-    _each(request, "listing a user's sessions", collect)
+    # A page view: a store that is away is worth a note, not a warning each time.
+    _each(request, "listing a user's sessions", collect, level=logging.INFO)
     return sorted(records.values(), key=lambda record: record.created)
