@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 
 from pyramid.config import Configurator
@@ -35,6 +36,7 @@ CONTENT_SECURITY_POLICY = "; ".join(
         "frame-ancestors 'none'",
     )
 )
+log = logging.getLogger(__name__)
 HSTS = "max-age=31536000; includeSubDomains"
 STATIC_HEADERS = {
     "Content-Security-Policy": CONTENT_SECURITY_POLICY,
@@ -71,6 +73,7 @@ def security_tween_factory(
     handler: Callable[[Request], Response], registry: Registry
 ) -> Callable[[Request], Response]:
     allowed = get_site_settings(registry).allowed_hosts
+    warned = False
     headers = dict(STATIC_HEADERS)
     if get_options(registry).cookie_secure:
         headers["Strict-Transport-Security"] = HSTS
@@ -80,6 +83,17 @@ def security_tween_factory(
         if host_allowed(host, allowed):
             response = handler(request)
         else:
+            nonlocal warned
+            # The first refusal is a WARNING (a missing name in the ini looks like this);
+            # the rest, scanners mostly, INFO.
+            log.log(
+                logging.INFO if warned else logging.WARNING,
+                "refused a request for host %r: not in myapp.allowed_hosts (%s); if it is "
+                "this site's, add it there",
+                host[:100],
+                " ".join(allowed),
+            )
+            warned = True
             response = Response(
                 "Bad Request: this site does not answer to that host name.\n",
                 status=400,

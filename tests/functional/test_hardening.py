@@ -3,6 +3,7 @@ what sign-in keeps, server errors, and inputs that must never give a 5xx."""
 
 from __future__ import annotations
 
+import logging
 import time
 
 import pytest
@@ -128,7 +129,8 @@ def test_pages_have_no_inline_script_or_style(make_app):
         ]
 
 
-def test_foreign_host_headers_get_400(make_app):
+def test_foreign_host_headers_get_400(make_app, caplog):
+    caplog.set_level(logging.INFO, logger="myapp.security")
     handle = make_app("memory", **{"myapp.allowed_hosts": "shop.example.org .example.net"})
     for host in ("shop.example.org", "SHOP.example.org:8443", "www.example.net", "example.net"):
         assert handle.app.get("/", headers={"Host": host}).status_int == 200
@@ -137,6 +139,8 @@ def test_foreign_host_headers_get_400(make_app):
         assert response.status_int == 400
         assert "X-Content-Type-Options" in response.headers
         assert session_cookies(response) == []
+    refusals = [r for r in caplog.records if "not in myapp.allowed_hosts" in r.getMessage()]
+    assert [r.levelno for r in refusals] == [logging.WARNING] + [logging.INFO] * 5
 
 
 # -- next, sign-in and what it keeps ---------------------------------------------
