@@ -15,7 +15,6 @@ from webtest import TestApp
 
 from myapp.accounts import create_user, find_user
 from myapp.security import CONTENT_SECURITY_POLICY
-from myapp.sessions.codec import storage_key
 from tests.support.site import (
     USERS,
     add_to_cart,
@@ -45,11 +44,10 @@ def session_cookies(response) -> list[str]:
 
 
 def test_browsing_without_a_cookie_stores_no_session(app):
-    before = live_sessions(app) if app.backend != "memory" else 0
+    before = live_sessions(app)
     for path in ("/", "/cart", "/signin", "/", "/signin?next=/cart"):
         response = TestApp(app.router).get(path)
         assert session_cookies(response) == []
-        assert COOKIE not in response.headers.get("Set-Cookie", "").split("=")[0:1]
     assert live_sessions(app) == before
 
 
@@ -282,4 +280,3 @@ def test_flash_after_wrong_password_is_shown(make_app):
     handle = make_app("memory")
     page = post_form(handle.app, "/signin", "/signin", username="alice", password="nope")
     assert flashes(page) == ["Wrong username or password."]
-    assert storage_key  # the module imports stay used
