@@ -15,6 +15,8 @@ from myapp.catalogue import PRODUCTS
 TOKEN = re.compile(r'name="csrf_token" value="([^"]+)"')
 LINE = re.compile(r'<tr id="line-([\w-]+)">.*?name="quantity" value="(\d+)"', re.S)
 COOKIE = re.compile(r"^session=([^;]*)")
+# Before a session exists, the CSRF token of the forms lives in a cookie of its own.
+CSRF_COOKIE = re.compile(r"^session_csrf=([^;]*)")
 REQUEST_TIMEOUT = 15.0
 ADDS_PER_CART = 12  # then start a new cart: many sessions, and far from the quantity cap
 
@@ -59,6 +61,7 @@ class Shopper:
         self.random = random.Random(seed)
         self.conn: http.client.HTTPConnection | None = None
         self.cookie: str | None = None
+        self.csrf_cookie: str | None = None
         self.token: str | None = None
         self.confirmed: dict[str, int] = {}  # what the site said the cart holds
         self.maybe: dict[str, int] = {}  # adds whose answer never came (5xx, dropped)
@@ -67,8 +70,11 @@ class Shopper:
     # -- HTTP ---------------------------------------------------------------
     def _request(self, method: str, path: str, body: str | None = None) -> tuple[int, str]:
         headers = {"Connection": "keep-alive"}
-        if self.cookie:
-            headers["Cookie"] = f"session={self.cookie}"
+        cookies = [f"session={self.cookie}"] if self.cookie else []
+        if self.csrf_cookie:
+            cookies.append(f"session_csrf={self.csrf_cookie}")
+        if cookies:
+            headers["Cookie"] = "; ".join(cookies)
         if body is not None:
             headers["Content-Type"] = "application/x-www-form-urlencoded"
         started = time.monotonic()
@@ -89,6 +95,9 @@ class Shopper:
             if match:
                 gone = "Max-Age=0" in header or not match.group(1)
                 self.cookie = None if gone else match.group(1)
+            match = CSRF_COOKIE.match(header)
+            if match:
+                self.csrf_cookie = match.group(1)
         if response.getheader("Connection", "").lower() == "close":
             self._close()
         self.tally.count(started, response.status)
@@ -102,6 +111,7 @@ class Shopper:
     # -- the shopping -------------------------------------------------------
     def new_cart(self) -> None:
         self.cookie, self.token, self.confirmed, self.maybe, self.adds = None, None, {}, {}, 0
+        self.csrf_cookie = None
         with self.tally.lock:
             self.tally.carts += 1
 

@@ -18,8 +18,11 @@ def main(global_config: dict[str, Any], **settings: Any) -> Router:
         config.include("pyramid_retry")  # re-runs a request that hit a transient conflict
         config.include("myapp.metrics")  # before the sessions: it hears the start-up choice
         config.include("myapp.sessions")
+        config.include("myapp.settings")
+        config.include("myapp.security")  # headers, Cache-Control, the Host check
         config.set_default_csrf_options(require_csrf=True)
         config.include("myapp.auth")
+        config.include("myapp.throttle")  # sign-in attempts per account and address
         config.include("myapp.cart")
         config.include("myapp.routes")
         config.scan("myapp.views")

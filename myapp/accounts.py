@@ -10,13 +10,16 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session as DBSession
+from zope.sqlalchemy import mark_changed
 
 from myapp.models import users
 
 # argon2-cffi's defaults follow RFC 9106's recommendations; the cost is in the hash,
-# so hashes made with other parameters still verify.
+# so hashes made with other parameters still verify (and are replaced at sign-in).
 DEFAULT_HASHER = PasswordHasher()
 USERNAME_MAX = 64
+# Longer passwords are refused before hashing: hashing megabytes costs CPU for nothing.
+PASSWORD_MAX_LENGTH = 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,8 +42,8 @@ def hash_password(password: str, hasher: PasswordHasher = DEFAULT_HASHER) -> str
 
 
 @functools.cache
-def _dummy_hash() -> str:
-    return DEFAULT_HASHER.hash("an unknown user's password is never this")
+def _dummy_hash(hasher: PasswordHasher) -> str:
+    return hasher.hash("an unknown user's password is never this")
 
 
 def find_user(db: Connection | DBSession, username: str) -> tuple[User, str] | None:
@@ -53,16 +56,43 @@ def find_user(db: Connection | DBSession, username: str) -> tuple[User, str] | N
     return None if row is None else (User(row.id, row.username), row.password_hash)
 
 
-def authenticate(db: Connection | DBSession, username: str, password: str) -> User | None:
-    """The user when ``password`` is theirs, else None (same cost either way)."""
+def password_too_long(password: str, max_length: int = PASSWORD_MAX_LENGTH) -> bool:
+    return len(password) > max_length
+
+
+def authenticate(
+    db: Connection | DBSession,
+    username: str,
+    password: str,
+    *,
+    hasher: PasswordHasher = DEFAULT_HASHER,
+    max_length: int = PASSWORD_MAX_LENGTH,
+) -> User | None:
+    """The user when ``password`` is theirs, else None (same cost either way).
+
+    A password longer than ``max_length`` is refused without hashing. A hash made with
+    other parameters than ``hasher``'s is replaced (in ``db``'s transaction).
+    """
+    if password_too_long(password, max_length) or len(username) > 4 * USERNAME_MAX:
+        return None
     # A NUL cannot be in any stored name, and PostgreSQL refuses it in a query.
     found = find_user(db, username) if username.strip() and "\x00" not in username else None
-    stored = found[1] if found else _dummy_hash()
+    stored = found[1] if found else _dummy_hash(hasher)
     try:
-        DEFAULT_HASHER.verify(stored, password)
-    except (VerificationError, InvalidHashError):
+        hasher.verify(stored, password)
+    except (VerificationError, InvalidHashError, UnicodeEncodeError):
         return None
-    return found[0] if found else None
+    if found is None:
+        return None
+    if hasher.check_needs_rehash(stored):
+        db.execute(
+            sa.update(users)
+            .where(users.c.id == found[0].id)
+            .values(password_hash=hasher.hash(password))
+        )
+        if isinstance(db, DBSession):
+            mark_changed(db)  # a Core write: zope.sqlalchemy would not commit it otherwise
+    return found[0]
 
 
 def create_user(
@@ -74,6 +104,8 @@ def create_user(
         raise ValueError(f"a username is 1 to {USERNAME_MAX} characters without spaces")
     if not password:
         raise ValueError("the password must not be empty")
+    if password_too_long(password):
+        raise ValueError(f"a password is at most {PASSWORD_MAX_LENGTH} characters")
     if find_user(conn, name) is not None:
         raise UserExists(f"a user named {name!r} already exists")
     user_id = conn.execute(

@@ -10,6 +10,8 @@ from pyramid.httpexceptions import HTTPSeeOther
 from pyramid.request import Request
 
 from myapp import signinmarker
+from myapp.cart import CART_KEY, quantities
+from myapp.sessions import Session
 
 USERNAME_KEY = "username"
 
@@ -35,12 +37,37 @@ def sign_in_redirect(request: Request) -> HTTPSeeOther:
     return HTTPSeeOther(request.route_url("signin", _query={"next": request.path_qs}))
 
 
+NEXT_MAX_LENGTH = 2048
+
+
 def safe_next(target: str | None, default: str) -> str:
-    """``target`` when it is a path on this site; an open redirect otherwise, so ``default``."""
-    if not target or not target.startswith("/") or target.startswith("//") or "\\" in target:
+    """``target`` when it is an absolute path on this site in printable ASCII; else ``default``.
+
+    Anything else is an open redirect (``//evil``, ``/\\evil``), a header injection
+    (CR, LF) or a Location header WSGI cannot carry (non-ASCII, e.g. U+3000).
+    """
+    if not target or len(target) > NEXT_MAX_LENGTH:
+        return default
+    if not all("!" <= c <= "~" for c in target):  # printable ASCII without blanks
+        return default
+    if not target.startswith("/") or target.startswith("//") or "\\" in target:
         return default
     parts = urlsplit(target)
     return default if parts.scheme or parts.netloc else target
+
+
+def start_signed_in_session(session: Session, user_id: str, username: str) -> None:
+    """Tie ``session`` to the user under a new id, keeping only the cart.
+
+    Whatever else the anonymous session held stays behind: someone who planted that
+    session's cookie in this browser must not have put anything into the signed-in one.
+    """
+    cart = quantities(session)
+    session.clear()
+    if cart:
+        session[CART_KEY] = cart
+    session.set_user(user_id)  # rotates the id (fixation)
+    session[USERNAME_KEY] = username
 
 
 def includeme(config: Configurator) -> None:

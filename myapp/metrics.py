@@ -16,9 +16,11 @@ from pyramid.response import Response
 
 from myapp.sessions import add_observer
 from myapp.sessions.events import SessionObserver
+from myapp.sessions.operator import operator_access, refused
 
 REGISTRY_KEY = "myapp.metrics.registry"
 OBSERVER_KEY = "myapp.metrics.observer"
+SIGNIN_FAILURES_KEY = "myapp.metrics.signin_failures"
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 
 
@@ -122,11 +124,20 @@ class PrometheusObserver(SessionObserver):
         self.purged_sessions.labels(store).inc(count)
 
 
+def count_failed_signin(registry: Registry, reason: str) -> None:
+    """One refused sign-in: ``wrong_password``, ``password_too_long`` or ``throttled``."""
+    counter = registry.get(SIGNIN_FAILURES_KEY)
+    if counter is not None:
+        counter.labels(reason).inc()
+
+
 def get_metrics_registry(registry: Registry) -> CollectorRegistry:
     return registry[REGISTRY_KEY]
 
 
 def metrics_view(request: Request) -> Response:
+    if not operator_access(request):
+        return refused(request)
     body = generate_latest(get_metrics_registry(request.registry))
     response = Response(body=body)
     response.headers["Content-Type"] = CONTENT_TYPE_LATEST
@@ -140,6 +151,9 @@ def includeme(config: Configurator) -> None:
     observer = PrometheusObserver(collectors)
     config.registry[REGISTRY_KEY] = collectors
     config.registry[OBSERVER_KEY] = observer
+    config.registry[SIGNIN_FAILURES_KEY] = Counter(
+        "myapp_signin_failures", "Refused sign-ins, by reason", ("reason",), registry=collectors
+    )
     add_observer(config, observer)
 
     def label_configured_stores() -> None:

@@ -20,6 +20,9 @@ from tests.support.databases import migrate, migrated_database
 from tests.support.rediskeys import REDIS_URL, unique_prefix
 
 SECRET = "test-secret-0123456789-abcdefghijklmnopqrstuvwxyz"
+# WebTest sends no client address; these tests browse as a client on this host, as an
+# operator's own tools do (operator pages answer loopback clients).
+LOOPBACK = {"REMOTE_ADDR": "127.0.0.1"}
 BACKENDS = ("sql-postgres", "sql-pgbouncer", "sql-sqlite", "redis", "memory")
 
 TEST_MARKS = sa.text("CREATE TABLE test_marks (id INTEGER PRIMARY KEY, note VARCHAR(64))")
@@ -102,6 +105,8 @@ def base_settings(**overrides: Any) -> dict[str, Any]:
         "session.check_timeout": "2",
         "session.store_timeout": "1",
         "pyramid.includes": "tests.support.views",
+        # The test accounts' hashes are made with these parameters (tests.support.site).
+        "myapp.password_hash_profile": "CHEAPEST",
     }
     settings.update({k: str(v) for k, v in overrides.items()})
     return settings
@@ -160,7 +165,7 @@ def make_app(
         }.get(backend, {})
         settings = base_settings(**{**settings, **overrides})
         router = myapp.main({}, **settings)
-        handle = AppHandle(TestApp(router), router, backend)
+        handle = AppHandle(TestApp(router, extra_environ=LOOPBACK), router, backend)
         built.append(handle)
         return handle
 

@@ -14,11 +14,12 @@ from collections.abc import Callable, Sequence
 from typing import TextIO
 
 from pyramid.paster import get_appsettings, setup_logging
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
 from myapp.accounts import UserExists, create_user, find_user, normalise_username
 from myapp.models import get_engine
 from myapp.sessions.purge import error_summary
+from myapp.sessions.redact import install_log_redaction, redact
 
 EXIT_OK, EXIT_FAILED = 0, 1
 
@@ -79,7 +80,12 @@ def read_password(
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     setup_logging(args.ini)
-    engine = get_engine(get_appsettings(args.ini))
+    install_log_redaction()
+    try:
+        engine = get_engine(get_appsettings(args.ini))
+    except (ArgumentError, ValueError) as exc:
+        print(redact(f"error: sqlalchemy.url in {args.ini}: {exc}"), file=sys.stderr)
+        return EXIT_FAILED
     try:
         with engine.connect() as conn:  # ask for no password for a user that exists
             if find_user(conn, args.username) is not None:

@@ -10,10 +10,10 @@ from pyramid.registry import Registry
 from sqlalchemy.engine import Engine
 
 from myapp.models import get_engine, pgbouncer_mode
-from myapp.sessions.chain import StoreChain, build_chain
-from myapp.sessions.events import ObserverGroup
+from myapp.sessions import build_store_chain
+from myapp.sessions.chain import StoreChain
 from myapp.sessions.options import SessionOptions
-from myapp.sessions.stores import build_store
+from myapp.sessions.redact import install_log_redaction
 
 
 @dataclass
@@ -34,6 +34,7 @@ class ScriptEnvironment:
 def load_environment(ini: str) -> ScriptEnvironment:
     """Read ``ini``; raises pyramid's ConfigurationError for a bad setting."""
     setup_logging(ini)
+    install_log_redaction()
     settings = dict(get_appsettings(ini))
     settings["myapp.config_file"] = ini  # operator messages name this file
     options = SessionOptions.from_settings(settings)
@@ -42,9 +43,5 @@ def load_environment(ini: str) -> ScriptEnvironment:
     registry.settings = settings
     registry["dbengine"] = engine
     registry["db.pgbouncer"] = pgbouncer_mode(settings)
-    chain = build_chain(
-        options.backends,
-        lambda name: build_store(name, options, registry),
-        ObserverGroup(),
-    )
+    chain = build_store_chain(options, registry)  # as the app builds it, cache included
     return ScriptEnvironment(ini, settings, options, engine, chain)

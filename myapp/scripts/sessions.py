@@ -20,12 +20,13 @@ from typing import TextIO
 
 import sqlalchemy as sa
 from pyramid.exceptions import ConfigurationError
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
 from myapp.accounts import find_user
 from myapp.models import user_sessions, users
 from myapp.sessions.chain import StoreState
 from myapp.sessions.purge import PURGE_LOCK_ID, Purger, error_summary
+from myapp.sessions.redact import RedactingWriter, redact
 from myapp.sessions.stores.base import SessionStore, StoreError
 
 from .environment import ScriptEnvironment, load_environment
@@ -282,14 +283,15 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
     args = parse_args(argv)
-    out = out or sys.stdout
+    # Causes quote URLs; one that carries a password must not reach a terminal or a log.
+    out = RedactingWriter(out or sys.stdout)
     try:
         env = load_environment(args.ini)
-    except (ConfigurationError, FileNotFoundError, KeyError) as exc:
-        print(f"configuration error in {args.ini}: {exc}", file=sys.stderr)
+    except (ConfigurationError, FileNotFoundError, KeyError, ArgumentError, ValueError) as exc:
+        print(redact(f"configuration error in {args.ini}: {exc}"), file=sys.stderr)
         return EXIT_CONFIG
     try:
-        return args.run(env, args, out)
+        return args.run(env, args, out)  # type: ignore[arg-type]
     finally:
         env.close()
 

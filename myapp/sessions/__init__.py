@@ -10,16 +10,19 @@ from __future__ import annotations
 import logging
 
 from pyramid.config import Configurator
-from pyramid.csrf import SessionCSRFStoragePolicy
+from pyramid.exceptions import ConfigurationError
+from sqlalchemy.exc import ArgumentError
 
 from .chain import NoStoreReady, StoreChain, build_chain
+from .csrf import SessionOrCookieCSRFStoragePolicy
 from .events import ObserverGroup, SessionObserver
 from .factory import SessionConflict, SessionFactory, SessionStoreUnavailable
 from .options import SessionOptions
+from .redact import install_log_redaction, redact
 from .serializer import SessionTooLarge
 from .session import Session
 from .stores import build_store
-from .stores.base import SessionStore
+from .stores.base import SessionStore, StoreError
 
 __all__ = [
     "NoStoreReady",
@@ -30,6 +33,7 @@ __all__ = [
     "SessionStoreUnavailable",
     "SessionTooLarge",
     "StoreChain",
+    "build_store_chain",
     "get_chain",
     "get_options",
     "includeme",
@@ -58,25 +62,29 @@ def includeme(config: Configurator) -> None:
     settings = config.get_settings()
     options = SessionOptions.from_settings(settings)
     config.registry[OPTIONS_KEY] = options
-    config.include("myapp.models")  # pyramid_tm, the engine, request.dbsession
+    install_log_redaction()  # no URL with a password reaches the log, from any library
+    # A 5xx answer persists no session change (nor the view's data), like an exception.
+    settings.setdefault("tm.commit_veto", "myapp.sessions.veto.server_error_veto")
+    try:
+        config.include("myapp.models")  # pyramid_tm, the engine, request.dbsession
+    except (ArgumentError, ValueError) as exc:  # an unparsable URL (a bad port...) or option
+        raise ConfigurationError(
+            redact(f"sqlalchemy.url or another sqlalchemy.* setting cannot be used: {exc}")
+        ) from None
 
     observer = config.registry.get(OBSERVER_KEY)
     if observer is None:
         observer = config.registry[OBSERVER_KEY] = ObserverGroup()
-    chain = build_chain(
-        options.backends,
-        lambda name: _build_store(name, options, config.registry),
-        observer,
-        recheck_interval=options.recheck_interval,
-        breaker_threshold=options.breaker_threshold,
-        breaker_cooldown=options.breaker_cooldown,
-    )
-    chain.select()  # raises NoStoreReady: the app does not start without a store
+    chain = build_store_chain(options, config.registry, observer)
+    try:
+        chain.select()  # raises NoStoreReady: the app does not start without a store
+    except NoStoreReady as exc:
+        raise NoStoreReady(redact(str(exc))) from None
     chain.ensure_probing()  # a process that starts degraded finds its way back
     config.registry[CHAIN_KEY] = chain
 
     config.set_session_factory(SessionFactory(options, chain, observer=observer))
-    config.set_csrf_storage_policy(SessionCSRFStoragePolicy())
+    config.set_csrf_storage_policy(SessionOrCookieCSRFStoragePolicy(options))
     config.add_request_method(lambda request: chain.degraded, "sessions_degraded", reify=True)
     config.add_request_method("myapp.sessions.current.session_key", "session_key", reify=True)
     config.include(".purge")  # the purge thread, when session.purge_interval > 0
@@ -98,12 +106,35 @@ def includeme(config: Configurator) -> None:
     config.add_exception_view("myapp.sessions.health.session_too_large", context=SessionTooLarge)
 
 
-def _build_store(name: str, options: SessionOptions, registry) -> SessionStore:
-    store = build_store(name, options, registry)
-    if name == "sql" and options.cache == "redis":
-        from .stores.cachedstore import wrap
+def build_store_chain(
+    options: SessionOptions, registry, observer: SessionObserver | None = None
+) -> StoreChain:
+    """Every configured store, built as the app serves them (the read cache included).
 
-        store = wrap(store, options)  # Redis answers reads; SQL stays the truth
+    The one place stores are assembled: the app at start-up and every operator script
+    call it, so a script ends a session in the same places the app reads it from.
+    """
+    return build_chain(
+        options.backends,
+        lambda name: _build_store(name, options, registry),
+        observer if observer is not None else ObserverGroup(),
+        recheck_interval=options.recheck_interval,
+        breaker_threshold=options.breaker_threshold,
+        breaker_cooldown=options.breaker_cooldown,
+    )
+
+
+def _build_store(name: str, options: SessionOptions, registry) -> SessionStore:
+    try:
+        store = build_store(name, options, registry)
+        if name == "sql" and options.cache == "redis":
+            from .stores.cachedstore import wrap
+
+            store = wrap(store, options)  # Redis answers reads; SQL stays the truth
+    except (StoreError, ValueError, ImportError, OSError) as exc:
+        # Messages of drivers and URL parsers may quote a URL with its password; the
+        # original exception is not chained, so no traceback shows it either.
+        raise ValueError(redact(str(exc))) from None
     return store
 
 

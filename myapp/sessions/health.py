@@ -11,12 +11,15 @@ log = logging.getLogger(__name__)
 
 
 def healthz(request: Request) -> dict[str, object]:
-    """Always 200: a degraded site still serves. ``status`` says whether it is degraded."""
+    """Always 200: a degraded site still serves. ``status`` says whether it is degraded.
+
+    Store details only for operators (see ``operator``)."""
     from . import get_chain
+    from .operator import health_for
 
     chain = get_chain(request.registry)
     chain.ensure_probing()
-    return chain.health()
+    return health_for(request, chain.health())
 
 
 def _plain(text: str, status: int, retry_after: int | None = None) -> Response:

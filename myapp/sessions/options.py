@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import math
 import os
+from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -13,6 +15,13 @@ from .stores import BACKEND_NAMES
 
 SAMESITE_VALUES = ("Lax", "Strict", "None")
 MIN_SECRET_LENGTH = 32
+# A secret must look random: its characters, counted in it, carry at least this many bits
+# (``secrets.token_hex(16)`` scores about 120, ``token_urlsafe(48)`` about 370, 32 x "a" 0).
+MIN_SECRET_BITS = 96
+MIN_SECRET_DISTINCT = 10
+# Committed in development.ini for ``make run``: public, so refused unless the ini says
+# ``session.allow_development_secret = true`` (development.ini alone does).
+DEVELOPMENT_SECRET = "development-secret-do-not-use-in-production-0123456789"  # noqa: S105
 TRUE_WORDS = ("true", "yes", "on", "1", "t", "y")
 FALSE_WORDS = ("false", "no", "off", "0", "f", "n")
 
@@ -46,6 +55,9 @@ class SessionOptions:
     purge_batch_size: int = 1_000
     cache: str | None = None
     healthz_path: str | None = "/healthz"
+    # Grants /healthz details and /metrics to ``Authorization: Bearer <token>`` (besides
+    # loopback clients); None: loopback clients only.
+    operator_token: str | None = None
     config_file: str | None = None  # the ini file, named in operator messages
 
     @property
@@ -97,6 +109,7 @@ class SessionOptions:
             ),
             cache=reader.optional_choice("session.cache", ("redis",)),
             healthz_path=reader.text("session.healthz_path", cls.healthz_path) or None,
+            operator_token=_operator_token(reader, environ),
             config_file=reader.text("myapp.config_file", None),
         )
         _check_consistency(options)
@@ -122,13 +135,53 @@ def _secrets(reader: _Reader, environ: Mapping[str, str]) -> tuple[str, ...]:
             "session.secret is required: set it (one or more secrets, newest first) "
             "or point session.secret_env at an environment variable that holds it"
         )
+    allow_development = reader.boolean("session.allow_development_secret", False)
     for secret in secrets:
         if len(secret) < MIN_SECRET_LENGTH:
             raise ConfigurationError(
                 f"{source}: every secret must be at least {MIN_SECRET_LENGTH} characters long; "
-                'generate one with: python -c "import secrets; print(secrets.token_urlsafe(48))"'
+                f"{GENERATE_HINT}"
+            )
+        if secret == DEVELOPMENT_SECRET and not allow_development:
+            raise ConfigurationError(
+                f"{source}: this is the development secret committed in development.ini; "
+                f"anyone can forge cookies with it. {GENERATE_HINT}"
+            )
+        if secret != DEVELOPMENT_SECRET and not looks_random(secret):
+            raise ConfigurationError(
+                f"{source}: a secret has too little entropy (repeated or too few distinct "
+                f"characters); {GENERATE_HINT}"
             )
     return secrets
+
+
+GENERATE_HINT = 'generate one with: python -c "import secrets; print(secrets.token_urlsafe(48))"'
+
+
+def looks_random(secret: str) -> bool:
+    """Whether ``secret``'s own character counts carry at least MIN_SECRET_BITS bits."""
+    counts = Counter(secret)
+    if len(counts) < MIN_SECRET_DISTINCT:
+        return False
+    length = len(secret)
+    bits = -sum(n * math.log2(n / length) for n in counts.values())
+    return bits >= MIN_SECRET_BITS
+
+
+def _operator_token(reader: _Reader, environ: Mapping[str, str]) -> str | None:
+    env_name = reader.text("session.operator_token_env", None)
+    if env_name:
+        token = environ.get(env_name, "").strip() or None
+        source = f"the environment variable {env_name} (session.operator_token_env)"
+    else:
+        token = reader.text("session.operator_token", None)
+        source = "session.operator_token"
+    if token is not None and (len(token) < MIN_SECRET_LENGTH or not looks_random(token)):
+        raise ConfigurationError(
+            f"{source}: the operator token must be at least {MIN_SECRET_LENGTH} random "
+            f"characters; {GENERATE_HINT}"
+        )
+    return token
 
 
 def _check_consistency(options: SessionOptions) -> None:

@@ -17,6 +17,8 @@ from redis.cluster import ClusterNode, RedisCluster
 from redis.retry import Retry
 from redis.sentinel import Sentinel
 
+from .redact import redact
+
 SENTINEL_SCHEME = "redis+sentinel"
 CLUSTER_SCHEME = "redis+cluster"
 
@@ -42,7 +44,7 @@ def parse_redis_url(url: str) -> RedisTarget:
     scheme, sep, rest = url.partition("://")
     scheme = scheme.lower()
     if not sep:
-        raise ValueError(f"session.redis_url: {url!r} has no scheme (redis://, rediss://, ...)")
+        raise ValueError("session.redis_url has no scheme (redis://, rediss://, ...)")
     if scheme in ("redis", "rediss", "unix"):
         return RedisTarget("single", url)
     if scheme not in (SENTINEL_SCHEME, CLUSTER_SCHEME):
@@ -78,7 +80,7 @@ def parse_redis_url(url: str) -> RedisTarget:
 def _host_port(text: str, url: str) -> tuple[str, int]:
     host, sep, port = text.strip().rpartition(":")
     if not sep or not host:
-        raise ValueError(f"session.redis_url: {text!r} in {url!r} is not host:port")
+        raise ValueError(f"session.redis_url: {redact(text)!r} in {redact(url)!r} is not host:port")
     return host.strip("[]"), _integer(port, "port")
 
 

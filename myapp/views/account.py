@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TypeVar
 
 from pyramid.httpexceptions import HTTPSeeOther
 from pyramid.request import Request
@@ -15,11 +13,14 @@ from pyramid.view import view_config
 from myapp.auth import SignedInUser, sign_in_redirect
 from myapp.devices import device_name
 from myapp.relativetime import exact_time, iso_time, time_ago
-from myapp.sessions import SessionStoreUnavailable, get_chain
-from myapp.sessions.stores.base import SessionRecord, SessionStore, StoreError
+from myapp.sessions.ending import (
+    end_session_everywhere,
+    end_user_everywhere,
+    list_user_everywhere,
+    sign_out,
+)
+from myapp.sessions.stores.base import SessionRecord
 from myapp.signinmarker import forget_sign_in
-
-T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,23 +48,8 @@ class SessionRow:
     current: bool
 
 
-def _store(request: Request) -> SessionStore:
-    """The serving store, on the request's transaction where it has one."""
-    store = get_chain(request.registry).active
-    bind = getattr(store, "bind", None)
-    return bind(request) if bind is not None else store
-
-
-def _call(store: SessionStore, fn: Callable[[], T]) -> T:
-    try:
-        return fn()
-    except StoreError as exc:
-        raise SessionStoreUnavailable(store.name, exc.kind, str(exc)) from exc
-
-
 def _sessions_of(request: Request, user: SignedInUser) -> list[SessionRecord]:
-    store = _store(request)
-    return _call(store, lambda: store.list_user(user.id, time.time()))
+    return list_user_everywhere(request, user.id)
 
 
 def _back(request: Request) -> HTTPSeeOther:
@@ -107,12 +93,11 @@ def end_session(request: Request) -> Response:
         request.session.flash("That session has already ended.", "error")
         return _back(request)
     if key == request.session_key:
-        request.session.invalidate()
+        sign_out(request)
         forget_sign_in(request)
         request.session.flash("You have been signed out.")
         return HTTPSeeOther(request.route_url("home"))
-    store = _store(request)
-    _call(store, lambda: store.delete(key))
+    end_session_everywhere(request, key)
     request.session.flash("That session has been ended: its browser is signed out.")
     return _back(request)
 
@@ -122,8 +107,7 @@ def end_other_sessions(request: Request) -> Response:
     user = request.user
     if user is None:
         return sign_in_redirect(request)
-    store = _store(request)
-    ended = _call(store, lambda: store.delete_user(user.id, except_key=request.session_key))
+    ended = end_user_everywhere(request, user.id, except_key=request.session_key).ended
     request.session.flash(
         f"Signed out everywhere else ({ended} other session{'s' if ended != 1 else ''} ended)."
     )

@@ -1,43 +1,118 @@
-"""Signing in (argon2-checked, rotating the session id) and signing out (ending the session)."""
+"""Signing in (argon2-checked, throttled, rotating the session id) and signing out."""
 
 from __future__ import annotations
 
+import logging
+import math
+import time
+
 from pyramid.csrf import check_csrf_origin, check_csrf_token, new_csrf_token
 from pyramid.httpexceptions import HTTPSeeOther
+from pyramid.renderers import render_to_response
 from pyramid.request import Request
+from pyramid.response import Response
 from pyramid.view import view_config
 
-from myapp.accounts import USERNAME_MAX, authenticate
-from myapp.auth import USERNAME_KEY, safe_next
+from myapp.accounts import USERNAME_MAX, authenticate, password_too_long
+from myapp.auth import safe_next, start_signed_in_session
+from myapp.metrics import count_failed_signin
+from myapp.sessions.ending import sign_out
+from myapp.settings import get_site_settings
 from myapp.signinmarker import forget_sign_in, remember_sign_in
+from myapp.throttle import client_address, get_throttle
 
+log = logging.getLogger(__name__)
+SIGNIN_TEMPLATE = "myapp:templates/signin.jinja2"
 # A flash queue that carries the name typed before a failed sign-in back into the form.
 TYPED_NAME_QUEUE = "signin-username"
 
 
-@view_config(route_name="signin", request_method="GET", renderer="myapp:templates/signin.jinja2")
+def _typed_name(username: str) -> str:
+    """The name as typed, fit to show again (no NUL or lone surrogate: the session
+    refuses those), or empty."""
+    typed = username[:USERNAME_MAX]
+    return typed if typed.isprintable() else ""
+
+
+@view_config(route_name="signin", request_method="GET", renderer=SIGNIN_TEMPLATE)
 def signin_form(request: Request) -> dict[str, object]:
     typed = request.session.pop_flash(TYPED_NAME_QUEUE)
     return {"next": safe_next(request.GET.get("next"), ""), "username": typed[-1] if typed else ""}
 
 
-@view_config(route_name="signin", request_method="POST")
-def signin(request: Request) -> HTTPSeeOther:
-    next_path = safe_next(request.POST.get("next"), "")
-    user = authenticate(
-        request.dbsession, request.POST.get("username", ""), request.POST.get("password", "")
+def _retry_message(seconds: float) -> str:
+    wait = max(1, math.ceil(seconds))
+    at = time.strftime("%H:%M:%S UTC", time.gmtime(time.time() + wait))
+    return (
+        f"Too many failed sign-ins. Please wait {wait} second{'s' if wait != 1 else ''} "
+        f"(until {at}) before trying again."
     )
+
+
+def _refused(request: Request, username: str, reason: str) -> None:
+    """Log (name and address, never the password) and count a refused sign-in."""
+    log.warning(
+        "failed sign-in (%s) for user %r from %s",
+        reason,
+        username[:64],  # repr() escapes newlines: the log cannot be forged
+        request.remote_addr or "an unknown address",
+    )
+    count_failed_signin(request.registry, reason)
+
+
+def _too_many(request: Request, seconds: float, next_path: str, username: str) -> Response:
+    response = render_to_response(
+        SIGNIN_TEMPLATE,
+        {
+            "next": next_path,
+            "username": _typed_name(username),
+            "retry_message": _retry_message(seconds),
+        },
+        request=request,
+    )
+    response.status = 429
+    response.headers["Retry-After"] = str(max(1, math.ceil(seconds)))
+    return response
+
+
+@view_config(route_name="signin", request_method="POST")
+def signin(request: Request) -> Response:
+    next_path = safe_next(request.POST.get("next"), "")
+    username = request.POST.get("username", "")
+    password = request.POST.get("password", "")
+    settings = get_site_settings(request.registry)
+    throttle = get_throttle(request.registry)
+    address = client_address(request.remote_addr)
+
+    wait = throttle.retry_after(username, address)
+    if wait > 0:  # answered before any hashing
+        _refused(request, username, "throttled")
+        return _too_many(request, wait, next_path, username)
+    if password_too_long(password, settings.password_max_length):
+        user, reason = None, "password_too_long"
+    else:
+        user = authenticate(
+            request.dbsession,
+            username,
+            password,
+            hasher=settings.hasher,
+            max_length=settings.password_max_length,
+        )
+        reason = "wrong_password"
     session = request.session
     if user is None:
+        _refused(request, username, reason)
+        wait = throttle.failed(username, address)
         session.flash("Wrong username or password.", "error")
-        typed = request.POST.get("username", "")[:USERNAME_MAX]
-        if typed.isprintable():  # no NUL or lone surrogate: the session refuses those
+        typed = _typed_name(username)
+        if typed:
             session.flash(typed, TYPED_NAME_QUEUE)
+        if wait > 0:
+            session.flash(_retry_message(wait), "error")
         query = {"next": next_path} if next_path else {}
         return HTTPSeeOther(request.route_url("signin", _query=query))
-    # A new session id for the signed-in user (fixation), with the cart kept.
-    session.set_user(str(user.id))
-    session[USERNAME_KEY] = user.username
+    throttle.succeeded(username, address)
+    start_signed_in_session(session, str(user.id), user.username)
     new_csrf_token(request)
     session.flash(f"Signed in as {user.username}.")
     remember_sign_in(request)
@@ -54,7 +129,7 @@ def signout(request: Request) -> HTTPSeeOther:
         return HTTPSeeOther(request.route_url("home"))
     check_csrf_origin(request)  # what Pyramid's own check does, in its order
     check_csrf_token(request)
-    session.invalidate()  # ends the session on the server, not only in this browser
+    sign_out(request)  # ends the session on the server (every store), not only in this browser
     forget_sign_in(request)
-    session.flash("You have been signed out.")
+    request.session.flash("You have been signed out.")
     return HTTPSeeOther(request.route_url("home"))

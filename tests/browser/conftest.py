@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 import threading
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -24,10 +25,6 @@ from tests.support.databases import REPO
 from tests.support.site import new_user
 
 CHROMIUM = Path("/usr/bin/chromium")
-STRICT_CSP = (
-    "default-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'; "
-    "object-src 'none'"
-)
 CHROMIUM_ARGS = [
     "--headless",
     "--no-sandbox",
@@ -58,13 +55,21 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Any:
 
 @pytest.fixture(scope="module")
 def site(postgres_url: str) -> Iterator[str]:
-    """The app on the test PostgreSQL database, served by waitress; yields its base URL.
+    """The app on the test PostgreSQL database, served by waitress; yields its base URL."""
+    with serve_site(postgres_url) as url:
+        yield url
+
+
+@contextmanager
+def serve_site(postgres_url: str, **overrides: str) -> Iterator[str]:
+    """Serve the app with ``overrides`` as settings; yields its base URL.
 
     Port 0: the kernel picks a free port while binding, so no other process can take
     it between a look-up and the bind.
     """
-    router = myapp.main({}, **base_settings(**{"sqlalchemy.url": postgres_url}))
-    server = StopableWSGIServer(with_strict_csp(router), host="127.0.0.1", port=0, threads=4)
+    settings = base_settings(**{"sqlalchemy.url": postgres_url, **overrides})
+    router = myapp.main({}, **settings)
+    server = StopableWSGIServer(router, host="127.0.0.1", port=0, threads=4)
     runner = threading.Thread(target=server.run, name="waitress", daemon=True)
     runner.start()
     try:
@@ -75,20 +80,6 @@ def site(postgres_url: str) -> Iterator[str]:
         assert not runner.is_alive(), "waitress did not stop"
         get_chain(router.registry).close()
         router.registry["dbengine"].dispose()
-
-
-def with_strict_csp(app: Callable[..., Any]) -> Callable[..., Any]:
-    """The WSGI app, with STRICT_CSP on every answer that has no policy of its own."""
-
-    def csp_app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
-        def start(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
-            if not any(name.lower() == "content-security-policy" for name, _ in headers):
-                headers = [*headers, ("Content-Security-Policy", STRICT_CSP)]
-            return start_response(status, headers, exc_info)
-
-        return app(environ, start)
-
-    return csp_app
 
 
 @pytest.fixture

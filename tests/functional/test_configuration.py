@@ -19,6 +19,8 @@ from tests.support.databases import REPO, alembic_config, create_database, drop_
 
 pytestmark = pytest.mark.postgres
 
+PRODUCTION_SECRET = "Zt4Qm8Rw1Xp6Lk3Vb9Nc2Hd7Jf5Gs0Ya8Ue4Io"
+
 
 @pytest.fixture
 def empty_database():
@@ -35,7 +37,9 @@ def test_production_ini_refuses_to_start_without_the_secret():
 
 def test_production_ini_cookie_flags():
     settings = get_settings(str(REPO / "production.ini"), "app:main")
-    options = SessionOptions.from_settings(settings, environ={"MYAPP_SESSION_SECRET": "p" * 48})
+    options = SessionOptions.from_settings(
+        settings, environ={"MYAPP_SESSION_SECRET": PRODUCTION_SECRET}
+    )
     assert options.cookie_secure is True
     assert options.cookie_samesite == "Lax"
     assert options.backends == ("sql", "redis", "memory")
@@ -91,3 +95,12 @@ def test_alembic_command_line_reads_the_ini(tmp_path):
     with engine.connect() as conn:
         assert "user_sessions" in sa.inspect(conn).get_table_names()
     engine.dispose()
+
+
+def test_production_ini_refuses_the_development_secret():
+    settings = get_settings(str(REPO / "production.ini"), "app:main")
+    development = get_settings(str(REPO / "development.ini"), "app:main")["session.secret"]
+    with pytest.raises(ConfigurationError, match="MYAPP_SESSION_SECRET.*development secret"):
+        SessionOptions.from_settings(settings, environ={"MYAPP_SESSION_SECRET": development})
+    with pytest.raises(ConfigurationError, match="MYAPP_SESSION_SECRET.*too little entropy"):
+        SessionOptions.from_settings(settings, environ={"MYAPP_SESSION_SECRET": "a" * 32})

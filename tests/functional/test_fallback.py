@@ -12,7 +12,7 @@ from webtest import TestApp
 import myapp
 from myapp.sessions import get_chain
 from myapp.sessions.chain import NoStoreReady
-from tests.conftest import base_settings
+from tests.conftest import LOOPBACK, base_settings
 from tests.servers import free_port
 from tests.support.databases import create_database, drop_database, pg_url
 
@@ -42,7 +42,7 @@ def build():
     def factory(**settings):
         router = myapp.main({}, **base_settings(**settings))
         routers.append(router)
-        return router, TestApp(router)
+        return router, TestApp(router, extra_environ=LOOPBACK)
 
     yield factory
     for router in routers:

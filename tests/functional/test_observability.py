@@ -51,7 +51,7 @@ def test_metrics_count_session_events(app):
 
 def test_each_app_has_its_own_registry(make_app):
     first, second = make_app("memory"), make_app("memory")
-    first.app.get("/")
+    first.app.get("/_t/write")
     assert value(samples(first), "myapp_sessions_created_total", store="memory") == 1
     assert value(samples(second), "myapp_sessions_created_total", store="memory") is None
 

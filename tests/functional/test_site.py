@@ -105,8 +105,9 @@ class TestCart:
 
     def test_session_cookie_is_persistent_httponly_and_samesite(self, make_app):
         handle = make_app("sql-postgres")
-        response = handle.app.get("/")
-        header = response.headers["Set-Cookie"]
+        token = csrf_token(handle.app.get("/"))  # browsing alone sets no session cookie
+        response = handle.app.post("/cart/add", {"csrf_token": token, "product": "cups"})
+        header = next(c for c in response.headers.getall("Set-Cookie") if c.startswith("session="))
         max_age = int(re.search(r"Max-Age=(\d+)", header).group(1))
         assert 2_591_000 < max_age <= 2_592_000  # the absolute lifetime, 30 days
         assert "HttpOnly" in header
@@ -347,7 +348,7 @@ class TestErrorPages:
 
 def test_a_store_failing_mid_request_gets_the_friendly_503(make_app, monkeypatch):
     handle = make_app("memory")
-    handle.app.get("/")  # a real session, so the next request loads it
+    add_to_cart(handle.app, "cups")  # a real session, so the next request loads it
 
     def broken(*args, **kwargs):
         raise StoreError("memory", "connection", "the store went away")

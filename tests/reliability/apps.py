@@ -41,6 +41,7 @@ def app_settings(**overrides: Any) -> dict[str, str]:
         "session.store_timeout": "1",
         "session.recheck_interval": "0.5",
         "pyramid.includes": "tests.support.views tests.reliability.views",
+        "myapp.password_hash_profile": "CHEAPEST",  # as the test accounts' hashes
     }
     settings.update({k: str(v) for k, v in overrides.items()})
     return settings

@@ -69,6 +69,15 @@ def flash_then_redirect(request: Request) -> Response:
     raise HTTPFound("/")
 
 
+def write_then_answer_500(request: Request) -> Response:
+    request.session["value"] = "must-not-persist"
+    request.dbsession.execute(text("INSERT INTO test_marks (note) VALUES ('must-not-persist')"))
+    mark_changed(request.dbsession)
+    return Response(
+        "the view answered a server error", status=int(request.params.get("status", 500))
+    )
+
+
 def write_then_doom(request: Request) -> dict:
     request.session["value"] = "must-not-persist"
     request.tm.doom()
@@ -193,6 +202,7 @@ def includeme(config: Configurator) -> None:
         "write": (write, "json"),
         "write_nested": (write_nested, "json"),
         "write_then_raise": (write_then_raise, None),
+        "write_then_answer_500": (write_then_answer_500, None),
         "write_then_doom": (write_then_doom, "json"),
         "write_then_forbidden": (write_then_forbidden, None),
         "flash_then_redirect": (flash_then_redirect, None),

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import secrets
+
 import pytest
 from pyramid.exceptions import ConfigurationError
 
-from myapp.sessions.options import SessionOptions
+from myapp.sessions.options import DEVELOPMENT_SECRET, SessionOptions, looks_random
 
-SECRET = "s" * 40
+SECRET = "kV3u9QmZp7Lx2Rt8Wb4Yc6Nd1Hf5Jg0Ts9Ae"
+OLDER = "Qe7Rw2Ty9Ui4Op1As6Df3Gh8Jk5Lz0Xc7Vb"
 
 
 def parse(environ=None, **settings):
@@ -66,15 +69,15 @@ def test_short_secret_is_refused():
 
 
 def test_secrets_are_a_list_newest_first():
-    options = parse(**{"session.secret": f"{'n' * 40}\n{'o' * 40}"})
-    assert options.secrets == ("n" * 40, "o" * 40)
+    options = parse(**{"session.secret": f"{SECRET}\n{OLDER}"})
+    assert options.secrets == (SECRET, OLDER)
 
 
 def test_secret_from_the_environment():
     options = SessionOptions.from_settings(
-        {"session.secret_env": "MYAPP_SESSION_SECRET"}, {"MYAPP_SESSION_SECRET": "e" * 40}
+        {"session.secret_env": "MYAPP_SESSION_SECRET"}, {"MYAPP_SESSION_SECRET": OLDER}
     )
-    assert options.secrets == ("e" * 40,)
+    assert options.secrets == (OLDER,)
 
 
 def test_missing_environment_secret_names_the_variable():
@@ -86,3 +89,43 @@ def test_cookie_max_age_forms():
     assert parse().cookie_max_age is None
     assert parse(**{"session.cookie_max_age": "browser"}).cookie_max_age == 0
     assert parse(**{"session.cookie_max_age": "3600"}).cookie_max_age == 3600
+
+
+@pytest.mark.parametrize(
+    ("secret", "fragment"),
+    [
+        (DEVELOPMENT_SECRET, "the development secret committed in development.ini"),
+        ("a" * 32, "too little entropy"),
+        ("ab" * 24, "too little entropy"),
+    ],
+)
+def test_published_or_low_entropy_secret_is_refused_naming_the_setting(secret, fragment):
+    with pytest.raises(ConfigurationError, match=f"^session.secret: .*{fragment}"):
+        SessionOptions.from_settings({"session.secret": secret}, {})
+    with pytest.raises(ConfigurationError, match=f"MYAPP_SESSION_SECRET .*{fragment}"):
+        SessionOptions.from_settings(
+            {"session.secret_env": "MYAPP_SESSION_SECRET"}, {"MYAPP_SESSION_SECRET": secret}
+        )
+
+
+def test_development_secret_only_where_the_ini_allows_it():
+    settings = {"session.secret": DEVELOPMENT_SECRET, "session.allow_development_secret": "true"}
+    assert SessionOptions.from_settings(settings, {}).secrets == (DEVELOPMENT_SECRET,)
+
+
+def test_generated_secrets_pass():
+    for _ in range(50):
+        assert looks_random(secrets.token_hex(16))
+        assert looks_random(secrets.token_urlsafe(32))
+
+
+def test_operator_token_from_setting_or_environment():
+    assert parse().operator_token is None
+    assert parse(**{"session.operator_token": OLDER}).operator_token == OLDER
+    from_env = parse(
+        {"OPS_TOKEN": SECRET}, **{"session.operator_token_env": "OPS_TOKEN"}
+    ).operator_token
+    assert from_env == SECRET
+    assert parse(**{"session.operator_token_env": "OPS_TOKEN"}).operator_token is None
+    with pytest.raises(ConfigurationError, match="session.operator_token: .* random"):
+        parse(**{"session.operator_token": "x" * 40})
