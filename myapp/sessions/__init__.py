@@ -14,7 +14,12 @@ from pyramid.csrf import SessionCSRFStoragePolicy
 
 from .chain import NoStoreReady, StoreChain, build_chain
 from .events import ObserverGroup, SessionObserver
-from .factory import SessionConflict, SessionFactory, SessionStoreUnavailable
+from .factory import (
+    SessionConflict,
+    SessionFactory,
+    SessionStoreUnavailable,
+    SessionTemporarilyUnavailable,
+)
 from .options import SessionOptions
 from .serializer import SessionTooLarge
 from .session import Session
@@ -28,6 +33,7 @@ __all__ = [
     "SessionFactory",
     "SessionOptions",
     "SessionStoreUnavailable",
+    "SessionTemporarilyUnavailable",
     "SessionTooLarge",
     "StoreChain",
     "get_chain",
@@ -70,6 +76,7 @@ def includeme(config: Configurator) -> None:
         recheck_interval=options.recheck_interval,
         breaker_threshold=options.breaker_threshold,
         breaker_cooldown=options.breaker_cooldown,
+        runtime_failover=options.runtime_failover,
     )
     chain.select()  # raises NoStoreReady: the app does not start without a store
     chain.ensure_probing()  # a process that starts degraded finds its way back
@@ -79,6 +86,9 @@ def includeme(config: Configurator) -> None:
     config.set_csrf_storage_policy(SessionCSRFStoragePolicy())
     config.add_request_method(lambda request: chain.degraded, "sessions_degraded", reify=True)
     config.add_request_method("myapp.sessions.current.session_key", "session_key", reify=True)
+    config.add_request_method(
+        "myapp.sessions.current.session_unavailable", "session_unavailable", property=True
+    )
     config.include(".purge")  # the purge thread, when session.purge_interval > 0
     config.include(".requestclass")  # request.tm, .dbsession...: no new class per request
 
