@@ -47,6 +47,7 @@ class StoreState:
             ),
             "shared": None if self.store is None else self.store.shared,
             **breaker.as_dict(),
+            **({} if self.store is None else self.store.health()),
         }
 
 
