@@ -3,8 +3,8 @@
 Used by the store chain (for every configured store) and by the Redis read cache. A
 request never probes: while a breaker is open its callers learn "failing" from two
 attribute reads, and one background thread per breaker and process checks the store
-with back-off (the first probe ``first_delay`` after the breaker opened, then half as
-long again each time, jittered, up to ``max_delay``). The probe's success closes the
+with back-off (the first probe ``first_delay`` after the breaker opened, then a quarter
+longer each time, jittered, up to ``max_delay``). The probe's success closes the
 breaker and calls ``on_recover``.
 """
 
@@ -20,8 +20,9 @@ from datetime import UTC, datetime
 
 log = logging.getLogger(__name__)
 
-#: Each failed probe waits this much longer than the one before.
-BACKOFF_FACTOR = 1.5
+#: Each failed probe waits this much longer than the one before: the wait stays about a
+#: quarter of the outage so far, so the return comes soon after the repair.
+BACKOFF_FACTOR = 1.25
 #: Probe times are spread by this fraction either way, so a fleet does not probe in step.
 JITTER = 0.2
 

@@ -283,10 +283,12 @@ class StoreChain:
         process brings it back. With runtime failover, an open breaker on the serving
         store also moves the whole process to the next store.
         """
-        breaker = self.breakers[index]
+        state, breaker = self.states[index], self.breakers[index]
+        prefix = f"{state.name} store: "
+        while cause.startswith(prefix):  # wrapped errors repeat it
+            cause = cause[len(prefix) :]
         if not breaker.failure(cause, at_once=timeout):
             return
-        state = self.states[index]
         state.ready, state.cause, state.checked_at = False, cause, self.clock()
         state.fix = "see the cause; the store is probed again in the background"
         following = self.next_store(index) if self.runtime_failover else None

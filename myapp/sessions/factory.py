@@ -70,6 +70,7 @@ SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 #: message being shown): dropped when the session is temporarily unavailable.
 CSRF_KEY = "_csrft_"  # pyramid.csrf.SessionCSRFStoragePolicy's default
 FLASH_PREFIX = "_f_"
+UNAVAILABLE_LOG_SECONDS = 60
 
 
 class SessionConflict(TransientError):
@@ -97,12 +98,32 @@ class SessionFactory:
         self.signer = CookieSigner(options.secret_bytes)
         self.observer = observer or SessionObserver()
         self.clock = clock
+        self._unavailable_said_at = float("-inf")  # monotonic
+        self._unavailable_unsaid = 0
 
     def __call__(self, request: Request) -> Session:
         self.chain.ensure_probing()
         return RequestSession(self, request).session
 
     # -- helpers shared with RequestSession ------------------------------
+    def say_unavailable(self, serving: str, where: str) -> None:
+        """Log "served without its session" once a minute, not once a request."""
+        now = time.monotonic()
+        if now - self._unavailable_said_at < UNAVAILABLE_LOG_SECONDS:
+            self._unavailable_unsaid += 1
+            return
+        unsaid, self._unavailable_unsaid = self._unavailable_unsaid, 0
+        self._unavailable_said_at = now
+        log.warning(
+            "a session is not in %r and %s, which may hold it, cannot be asked now: the "
+            "request is served without it and its cookie is kept (%d more like it since "
+            "this was last said; said at most every %ds)",
+            serving,
+            where,
+            unsaid,
+            UNAVAILABLE_LOG_SECONDS,
+        )
+
     def expiry(self, created: float, now: float) -> float:
         return min(now + self.options.timeout, created + self.options.max_lifetime)
 
@@ -200,11 +221,7 @@ class RequestSession:
         self.request.environ[UNAVAILABLE_KEY] = True
         self.factory.observer.session_unavailable(self.store.name)
         where = ", ".join(repr(name) for name in stores)
-        log.info(
-            "session not in %r and %s cannot be asked now: served without it, cookie kept",
-            self.store.name,
-            where,
-        )
+        self.factory.say_unavailable(self.store.name, where)
         if self.request.method not in SAFE_METHODS:
             raise SessionTemporarilyUnavailable(
                 stores[0], "unavailable", f"the session may be in {where}, which is failing"

@@ -11,7 +11,10 @@ log = logging.getLogger(__name__)
 
 
 def healthz(request: Request) -> dict[str, object]:
-    """Always 200: a degraded site still serves. ``status`` says whether it is degraded."""
+    """Always 200 (a degraded site still serves); ``status`` is ok, degraded or failing.
+
+    Read from memory only: never a store call, so it answers at once during an outage.
+    """
     from . import get_chain
 
     chain = get_chain(request.registry)
