@@ -23,7 +23,7 @@ import sqlalchemy as sa
 from bench.soak_client import Crowd, Tally
 from myapp.accounts import create_user
 from tests.conftest import SECRET
-from tests.servers import ThrowawayPostgres, ThrowawayRedis
+from tests.servers import ThrowawayPostgres, ThrowawayRedis, free_port
 from tests.support.databases import migrate
 from tests.support.site import CHEAP_HASHER
 
@@ -248,3 +248,20 @@ def test_a_queue_of_requests_is_reported_once_not_per_request(pg, tmp_path: Path
     log = app.log()
     assert "Task queue depth" not in log
     assert log.count("requests are waiting for a free worker thread") == 1
+
+
+def test_healthz_says_ready_or_not_for_every_store_including_the_standby_ones(make_app):
+    up = make_app("sql-postgres", **{"session.backends": "sql redis memory"})
+    stores = {s["name"]: s for s in up.app.get("/healthz").json["stores"]}
+    assert [stores[name]["ready"] for name in ("sql", "redis", "memory")] == [True] * 3
+
+    dead_redis = f"redis://127.0.0.1:{free_port()}/0"
+    down = make_app(
+        "sql-postgres",
+        **{"session.backends": "sql redis memory", "session.redis_url": dead_redis},
+    )
+    health = down.app.get("/healthz").json
+    stores = {s["name"]: s for s in health["stores"]}
+    assert health["status"] == "ok"  # the serving store is fine
+    assert stores["redis"]["ready"] is False and "PING failed" in stores["redis"]["cause"]
+    assert stores["memory"]["ready"] is True
