@@ -265,3 +265,54 @@ def test_healthz_says_ready_or_not_for_every_store_including_the_standby_ones(ma
     assert health["status"] == "ok"  # the serving store is fine
     assert stores["redis"]["ready"] is False and "PING failed" in stores["redis"]["cause"]
     assert stores["memory"]["ready"] is True
+
+
+def test_a_frozen_redis_cache_is_probed_by_one_thread_while_requests_go_on(
+    pg, throwaway_redis: ThrowawayRedis, tmp_path: Path
+) -> None:
+    _, url = pg
+    settings = _settings(
+        url,
+        **{
+            "session.backends": "sql",
+            "session.cache": "redis",
+            "session.redis_url": throwaway_redis.url,
+        },
+    )
+    app = AppProcess(settings, tmp_path).start().wait_ready()
+    tally = Tally()
+    crowd = Crowd(app.port, 20, tally).start()  # 20 shoppers queue on 4 threads
+    try:
+        wait_for(lambda: tally.confirmed_adds >= 40, 20, "shopping under way")
+        frozen_at = time.monotonic()
+        throwaway_redis.freeze()
+        try:
+            time.sleep(5)  # several probe intervals (breaker_cooldown 1 s, backing off)
+            cache = {s["name"]: s for s in _health(app)["stores"]}["sql"]["cache"]
+        finally:
+            thawed_at = time.monotonic()
+            throwaway_redis.thaw()
+        wait_for(
+            lambda: {s["name"]: s for s in _health(app)["stores"]}["sql"]["cache"]["ready"],
+            RETURN_BOUND + 5,
+            "the cache answering again",
+        )
+    finally:
+        crowd.stop()
+        crowd.final_check()
+        app.stop()
+    assert cache["ready"] is False and cache["breaker"] == "open"
+    during = [
+        (start - frozen_at, end - start)
+        for start, end, _ in tally.samples
+        if frozen_at <= start and end <= thawed_at
+    ]
+    assert len(during) > 100
+    assert max(seconds for _, seconds in during) <= REFUSAL_BOUND
+    # Once the breaker is open (the first timeout, plus the queue behind it), no request
+    # waits for Redis again: the probes run in one background thread. Before, every
+    # thread retried the frozen server after each cool-down, a store timeout each.
+    later = [seconds for started, seconds in during if started >= REFUSAL_BOUND]
+    assert later and max(later) < STORE_TIMEOUT / 2, sorted(later)[-5:]
+    assert tally.errors_5xx == 0 and tally.items_lost == 0
+    assert app.log().count("session cache (Redis) failed") == 1
