@@ -1,6 +1,9 @@
-"""Load and soak: shoppers through a PostgreSQL crash, then a long run for memory growth.
+"""Load and soak: signed-in shoppers through PostgreSQL outages, then a long run for memory.
 
-``python -m bench.load_soak [--quick]``; throwaway servers only; results in bench/results/.
+Three faults, each on a fresh app process: PostgreSQL killed under runtime failover with
+and without the Redis read cache, and PostgreSQL frozen with failover off. Then a soak
+without faults. ``python -m bench.load_soak [--quick] [--only NAME]``; throwaway servers
+only; results in bench/results/.
 """
 
 from __future__ import annotations
@@ -16,48 +19,85 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+import sqlalchemy as sa
 
 from bench.soak_client import Crowd, Tally
+from myapp.accounts import create_user
 from tests.reliability.apps import AppProcess
 from tests.servers import ThrowawayPostgres, ThrowawayRedis
 from tests.support.databases import migrate
+from tests.support.site import CHEAP_HASHER
 
 RESULTS = Path(__file__).resolve().parent / "results"
 SECRET = "soak-test-secret-not-for-production-0123456789abcdef"
-RECOVERY_LIMIT = 60.0  # seconds after the restart before recovery counts as failed
+RECOVERY_LIMIT = 60.0  # seconds after the repair before recovery counts as failed
 MEMORY_TOLERANCE = 0.10
 
 
 @dataclass(frozen=True)
 class Plan:
-    clients: int
-    warm: float  # seconds of traffic before the kill
-    outage: float  # seconds PostgreSQL stays dead
+    clients: int  # signed-in shoppers in the fault phases
+    threads: int  # waitress threads
+    warm: float  # seconds of traffic before the fault
+    outage: float  # seconds PostgreSQL stays dead or frozen
     after: float  # seconds of traffic after recovery
+    soak_clients: int
     soak_requests: int
     soak_warmup: int
     soak_limit: float  # seconds the soak may take at most
 
 
-FULL = Plan(clients=8, warm=8, outage=6, after=6, soak_requests=100_000, soak_warmup=10_000,
-            soak_limit=1800)  # fmt: skip
-QUICK = Plan(clients=8, warm=4, outage=4, after=4, soak_requests=6_000, soak_warmup=1_500,
-             soak_limit=300)  # fmt: skip
+FULL = Plan(clients=20, threads=4, warm=8, outage=10, after=6, soak_clients=8,
+            soak_requests=100_000, soak_warmup=10_000, soak_limit=1800)  # fmt: skip
+QUICK = Plan(clients=20, threads=4, warm=4, outage=5, after=3, soak_clients=8,
+             soak_requests=6_000, soak_warmup=1_500, soak_limit=300)  # fmt: skip
+STORE_TIMEOUT = 1.0
+REFUSAL_BOUND = STORE_TIMEOUT + 0.5  # p99 of requests arriving during a freeze
+RETURN_BOUND = 5.0  # seconds from "PostgreSQL accepts connections" to /healthz ok
 
 
-def app_settings(pg_url: str, redis_url: str) -> dict[str, str]:
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    title: str
+    fault: str  # "kill" (SIGKILL, then a restart) or "freeze" (SIGSTOP, then SIGCONT)
+    settings: dict[str, str]
+
+
+SCENARIOS = (
+    Scenario(
+        "kill-failover-cache",
+        "PostgreSQL killed; runtime failover with the Redis read cache (recommended)",
+        "kill",
+        {"session.runtime_failover": "true", "session.cache": "redis"},
+    ),
+    Scenario(
+        "kill-failover",
+        "PostgreSQL killed; runtime failover without the cache",
+        "kill",
+        {"session.runtime_failover": "true"},
+    ),
+    Scenario(
+        "freeze-no-failover",
+        "PostgreSQL frozen (SIGSTOP); runtime failover off",
+        "freeze",
+        {"session.runtime_failover": "false"},
+    ),
+)
+
+
+def app_settings(pg_url: str, redis_url: str, **extra: str) -> dict[str, str]:
     return {
         "sqlalchemy.url": pg_url,
         "session.secret": SECRET,
         "session.backends": "sql redis memory",
         "session.redis_url": redis_url,
-        "session.runtime_failover": "true",
-        "session.cache": "redis",
-        "session.recheck_interval": "2",
-        "session.breaker_cooldown": "3",
-        "session.store_timeout": "1",
+        "session.recheck_interval": "30",
+        "session.breaker_cooldown": "1",
+        "session.store_timeout": str(STORE_TIMEOUT),
         "session.check_timeout": "1",
         "retry.attempts": "3",
+        **extra,
     }
 
 
@@ -69,9 +109,9 @@ def rss_kib(pid: int) -> int:
     raise RuntimeError(f"no VmRSS for pid {pid}")
 
 
-def health(app: AppProcess) -> dict[str, Any]:
+def health(app: AppProcess, timeout: float = 5.0) -> dict[str, Any]:
     try:
-        with urllib.request.urlopen(app.url + "/healthz", timeout=2) as response:
+        with urllib.request.urlopen(app.url + "/healthz", timeout=timeout) as response:
             return json.loads(response.read())
     except OSError:
         return {}
@@ -90,54 +130,95 @@ def sql_writes_since(pg: ThrowawayPostgres, wall: float) -> int:
     return int(row[0]) if row else 0
 
 
-def fault_phase(plan: Plan, app: AppProcess, pg: ThrowawayPostgres) -> dict[str, Any]:
-    """Traffic, SIGKILL PostgreSQL, restart it, and run on until sql serves again."""
+def create_accounts(pg: ThrowawayPostgres, count: int) -> list[tuple[str, str]]:
+    """Shoppers' accounts, with cheap password hashes (sign-in is not what is measured)."""
+    accounts = [(f"shopper{i}", f"shopper-password-{i}") for i in range(count)]
+    engine = sa.create_engine(pg.url_for("app"))
+    with engine.begin() as conn:
+        for name, password in accounts:
+            create_user(conn, name, password, hasher=CHEAP_HASHER)
+    engine.dispose()
+    return accounts
+
+
+def _percentile(values: list[float], fraction: float) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
+
+
+def fault_phase(
+    plan: Plan,
+    scenario: Scenario,
+    app: AppProcess,
+    pg: ThrowawayPostgres,
+    accounts: list[tuple[str, str]],
+) -> dict[str, Any]:
+    """Signed-in traffic, the fault, the repair, and traffic until sql serves again."""
     tally = Tally()
-    crowd = Crowd(app.port, plan.clients, tally).start()
+    crowd = Crowd(app.port, plan.clients, tally, accounts=accounts).start()
+    statuses: dict[str, int] = {}
+    slowest_health = 0.0
     try:
+        deadline = time.monotonic() + 30
+        while crowd.signed_in < plan.clients and time.monotonic() < deadline:
+            time.sleep(0.1)
+        signed_in_before = crowd.signed_in
         time.sleep(plan.warm)
-        killed_at = time.monotonic()
-        pg.kill()
-        # The kill takes a moment (SIGKILL, then waiting for every backend to go):
-        # a request that began in that window was in flight too.
-        dead_at = time.monotonic()
-        print(f"  killed PostgreSQL after {tally.requests} requests", flush=True)
-        time.sleep(plan.outage)
-        restarted_at, restarted_wall = time.monotonic(), time.time()
-        pg.start()
+        fault_at = time.monotonic()
+        pg.kill() if scenario.fault == "kill" else pg.freeze()
+        print(f"  {scenario.fault}: PostgreSQL after {tally.requests} requests", flush=True)
+        while time.monotonic() - fault_at < plan.outage:
+            started = time.monotonic()
+            state = health(app)
+            slowest_health = max(slowest_health, time.monotonic() - started)
+            status = state.get("status", "no answer")
+            statuses[status] = statuses.get(status, 0) + 1
+            time.sleep(0.2)
+        repaired_wall = time.time()
+        if scenario.fault == "kill":
+            pg.start()  # returns once PostgreSQL accepts connections
+        else:
+            pg.thaw()
+        ready_at = time.monotonic()
         recovered_at = None
-        while time.monotonic() - restarted_at < RECOVERY_LIMIT:
+        while time.monotonic() - ready_at < RECOVERY_LIMIT:
             state = health(app)
             on_sql = state.get("status") == "ok" and state.get("session_backend") == "sql"
-            if on_sql and sql_writes_since(pg, restarted_wall) > 0:
+            if on_sql and sql_writes_since(pg, repaired_wall) > 0:
                 recovered_at = time.monotonic()
                 break
-            time.sleep(0.1)
-        print(f"  restarted; back on sql: {recovered_at is not None}", flush=True)
+            time.sleep(0.05)
+        print(f"  repaired; back on sql: {recovered_at is not None}", flush=True)
         time.sleep(plan.after)
     finally:
         crowd.stop()
     crowd.final_check()
-    in_flight = sum(1 for start, end, _ in tally.failures if start <= dead_at and end >= killed_at)
+    during = [end - start for start, end, _ in tally.samples if fault_at <= start < ready_at]
+    p99, slowest = _percentile(during, 0.99), max(during, default=None)
     return {
+        "title": scenario.title,
+        "settings": scenario.settings,
         "requests": tally.requests,
+        "requests_during_fault": len(during),
         "confirmed_adds": tally.confirmed_adds,
-        "carts": tally.carts,
-        "errors_5xx": tally.errors_5xx,
-        "transport_errors": tally.transport_errors,
-        "failures_in_flight_at_kill": in_flight,
-        "failures_outside_kill": len(tally.failures) - in_flight,
-        "failures_seconds_after_kill": [
-            [round(start - killed_at, 3), round(end - killed_at, 3), status]
-            for start, end, status in tally.failures[:20]
-        ],
-        "kill_seconds": round(dead_at - killed_at, 3),
-        "other_status": tally.other_status,
-        "sessions_lost": tally.carts_lost,
+        "signed_in_before": signed_in_before,
+        "users_signed_out": tally.users_signed_out,
+        "signed_in_after": crowd.signed_in,
+        "items_lost": tally.items_lost,
         "lost_examples": tally.lost_examples,
         "phantom_items": tally.phantom_items,
-        "outage_seconds": round(restarted_at - killed_at, 2),
-        "recovery_seconds": None if recovered_at is None else round(recovered_at - restarted_at, 2),
+        "errors_5xx": tally.errors_5xx,
+        "transport_errors": tally.transport_errors,
+        "unavailable_pages": tally.unavailable_pages,
+        "other_status": tally.other_status,
+        "p99_seconds_during_fault": None if p99 is None else round(p99, 3),
+        "max_seconds_during_fault": None if slowest is None else round(slowest, 3),
+        "health_during_fault": statuses,
+        "slowest_healthz_seconds": round(slowest_health, 3),
+        "outage_seconds": round(ready_at - fault_at, 2),
+        "ready_to_ok_seconds": None if recovered_at is None else round(recovered_at - ready_at, 2),
     }
 
 
@@ -146,7 +227,7 @@ def soak_phase(plan: Plan, app: AppProcess) -> dict[str, Any]:
     assert app.proc is not None
     pid = app.proc.pid
     tally = Tally()
-    crowd = Crowd(app.port, plan.clients, tally, max_requests=plan.soak_requests).start()
+    crowd = Crowd(app.port, plan.soak_clients, tally, max_requests=plan.soak_requests).start()
     started = time.monotonic()
     samples: list[tuple[int, int]] = []
     warm_rss = None
@@ -178,38 +259,57 @@ def soak_phase(plan: Plan, app: AppProcess) -> dict[str, Any]:
     }
 
 
-def targets(fault: dict[str, Any], soak: dict[str, Any]) -> dict[str, bool]:
+def targets(faults: dict[str, dict[str, Any]], soak: dict[str, Any]) -> dict[str, bool]:
     growth = soak["rss_growth"]
+    freeze = faults["freeze-no-failover"]
     return {
-        "zero sessions lost (runtime failover on, Redis up)": fault["sessions_lost"] == 0
+        "nobody signed out, in any scenario": all(
+            f["users_signed_out"] == 0 and f["signed_in_after"] == f["signed_in_before"]
+            for f in faults.values()
+        ),
+        "no confirmed item lost, in any scenario or the soak": all(
+            f["items_lost"] == 0 for f in faults.values()
+        )
         and soak["sessions_lost"] == 0,
-        "zero 5xx outside the requests in flight at the kill": fault["failures_outside_kill"] == 0
-        and soak["errors_5xx"] + soak["transport_errors"] == 0,
+        "/healthz not ok during any fault, and answering within the refusal bound": all(
+            "ok" not in f["health_during_fault"] and f["slowest_healthz_seconds"] <= REFUSAL_BOUND
+            for f in faults.values()
+        ),
+        f"p99 during the freeze within store_timeout + 0.5 s ({REFUSAL_BOUND:g} s)": (
+            freeze["p99_seconds_during_fault"] is not None
+            and freeze["p99_seconds_during_fault"] <= REFUSAL_BOUND
+        ),
+        f"back on PostgreSQL within {RETURN_BOUND:g} s of it accepting connections": all(
+            f["ready_to_ok_seconds"] is not None and f["ready_to_ok_seconds"] <= RETURN_BOUND
+            for f in faults.values()
+        ),
+        "no 5xx in the soak": soak["errors_5xx"] + soak["transport_errors"] == 0,
         f"memory flat within {MEMORY_TOLERANCE:.0%} over the soak": growth is not None
         and growth <= MEMORY_TOLERANCE,
     }
 
 
 def markdown(result: dict[str, Any]) -> str:
-    fault, soak = result["fault"], result["soak"]
+    faults, soak = result["faults"], result["soak"]
+    names = list(faults)
+    cells = {name: _cells(fault) for name, fault in faults.items()}
     lines = [
         "# Load and soak",
         "",
         f"`python -m bench.load_soak{' --quick' if result['quick'] else ''}`, {result['date']}, "
-        f"{result['clients']} clients.",
+        f"{result['plan']['clients']} signed-in shoppers, waitress with "
+        f"{result['plan']['threads']} threads.",
         "",
-        "## PostgreSQL killed (SIGKILL) under traffic",
+        "## Faults",
         "",
-        "| Measure | Value |",
-        "| --- | --- |",
-        f"| requests | {fault['requests']} |",
-        f"| 5xx (in flight at the kill) | {fault['errors_5xx']} "
-        f"({fault['failures_in_flight_at_kill']}) |",
-        f"| transport errors | {fault['transport_errors']} |",
-        f"| failures outside the kill | {fault['failures_outside_kill']} |",
-        f"| sessions lost | {fault['sessions_lost']} of {fault['carts']} carts |",
-        f"| outage | {fault['outage_seconds']} s |",
-        f"| time to recover (restart to sql serving) | {fault['recovery_seconds']} s |",
+        *(f"- `{name}`: {faults[name]['title']}" for name in names),
+        "",
+        "| Measure | " + " | ".join(f"`{name}`" for name in names) + " |",
+        "| --- |" + " --- |" * len(names),
+        *(
+            f"| {label} | " + " | ".join(cells[name][label] for name in names) + " |"
+            for label in cells[names[0]]
+        ),
         "",
         "## Soak (no faults)",
         "",
@@ -231,6 +331,30 @@ def markdown(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _cells(f: dict[str, Any]) -> dict[str, str]:
+    """One scenario's column of the report, by row label."""
+    return {
+        "signed-in shoppers before, after": f"{f['signed_in_before']}, {f['signed_in_after']}",
+        "users signed out": str(f["users_signed_out"]),
+        "confirmed items lost": str(f["items_lost"]),
+        "requests (during the fault)": f"{f['requests']} ({f['requests_during_fault']})",
+        "5xx (transport errors)": f"{f['errors_5xx']} ({f['transport_errors']})",
+        "pages served without their session": str(f["unavailable_pages"]),
+        "p99, max latency during the fault": (
+            f"{f['p99_seconds_during_fault']} s, {f['max_seconds_during_fault']} s"
+        ),
+        "/healthz during the fault (slowest answer)": (
+            f"{_statuses(f['health_during_fault'])} ({f['slowest_healthz_seconds']} s)"
+        ),
+        "outage": f"{f['outage_seconds']} s",
+        "PostgreSQL ready to /healthz ok": f"{f['ready_to_ok_seconds']} s",
+    }
+
+
+def _statuses(counts: dict[str, int]) -> str:
+    return ", ".join(f"{status} x{n}" for status, n in sorted(counts.items()))
+
+
 def _percent(value: float | None) -> str:
     return "n/a" if value is None else f"{value:+.1%}"
 
@@ -238,9 +362,14 @@ def _percent(value: float | None) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="short phases, 6,000-request soak")
+    parser.add_argument(
+        "--only", choices=[s.name for s in SCENARIOS], action="append", help="fault scenarios"
+    )
     args = parser.parse_args(argv)
     plan = QUICK if args.quick else FULL
+    scenarios = [s for s in SCENARIOS if not args.only or s.name in args.only]
     log_dir = Path(tempfile.mkdtemp(prefix="myapp-soak-"))
+    faults: dict[str, dict[str, Any]] = {}
     with ThrowawayPostgres() as pg, ThrowawayRedis() as redis_server:
         url = pg.create_database("app")
         migrate(url)
@@ -248,11 +377,20 @@ def main(argv: list[str] | None = None) -> int:
             # The throwaway server trades durability for speed; a crash would then lose
             # commits the app was told had succeeded, which no session layer can repair.
             conn.execute("ALTER DATABASE app SET synchronous_commit = on")
-        app = AppProcess(app_settings(url, redis_server.url), log_dir, threads=plan.clients)
+        accounts = create_accounts(pg, plan.clients)
+        for scenario in scenarios:
+            settings = app_settings(url, redis_server.url, **scenario.settings)
+            app = AppProcess(settings, log_dir, threads=plan.threads)
+            app.start().wait_ready()
+            try:
+                print(f"{scenario.name}, app log in {app.log_path}", flush=True)
+                faults[scenario.name] = fault_phase(plan, scenario, app, pg, accounts)
+            finally:
+                app.stop()
+        settings = app_settings(url, redis_server.url, **SCENARIOS[0].settings)
+        app = AppProcess(settings, log_dir, threads=plan.soak_clients)
         app.start().wait_ready()
         try:
-            print(f"fault phase ({plan.clients} clients), app log in {app.log_path}", flush=True)
-            fault = fault_phase(plan, app, pg)
             print(f"soak phase ({plan.soak_requests} requests)", flush=True)
             soak = soak_phase(plan, app)
         finally:
@@ -260,12 +398,11 @@ def main(argv: list[str] | None = None) -> int:
     result: dict[str, Any] = {
         "quick": args.quick,
         "date": time.strftime("%Y-%m-%d %H:%M"),
-        "clients": plan.clients,
         "plan": asdict(plan),
-        "fault": fault,
+        "faults": faults,
         "soak": soak,
     }
-    result["targets"] = targets(fault, soak)
+    result["targets"] = targets(faults, soak) if len(faults) == len(SCENARIOS) else {}
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "soak.json").write_text(json.dumps(result, indent=2) + "\n")
     report = markdown(result)

@@ -1,4 +1,6 @@
-"""A shopper for the load test: builds carts through the site's forms and checks every read."""
+"""A shopper for the load test: signs in (optionally), builds carts through the site's forms,
+and checks every read: items the site confirmed must never go missing, and a signed-in
+shopper's cookie must never be deleted or replaced behind their back."""
 
 from __future__ import annotations
 
@@ -19,6 +21,9 @@ COOKIE = re.compile(r"^session=([^;]*)")
 CSRF_COOKIE = re.compile(r"^session_csrf=([^;]*)")
 REQUEST_TIMEOUT = 15.0
 ADDS_PER_CART = 12  # then start a new cart: many sessions, and far from the quantity cap
+SIGNED_IN_AS = re.compile(r'id="signed-in-as">Signed in as <strong>([^<]+)</strong>')
+#: The layout's banner while a request is served without its session (a store is down).
+UNAVAILABLE = 'id="session-unavailable"'
 
 
 @dataclass
@@ -33,13 +38,20 @@ class Tally:
     carts_lost: int = 0
     phantom_items: int = 0
     confirmed_adds: int = 0
+    items_lost: int = 0  # confirmed items a later read did not show
+    users_signed_out: int = 0  # signed-in shoppers whose cookie was deleted or replaced
+    unavailable_pages: int = 0  # pages served without their session (banner shown)
     # (started, ended, status) of every 5xx or transport error (status 0)
     failures: list[tuple[float, float, int]] = field(default_factory=list)
+    # (started, ended, status) of every request, for latency during a fault
+    samples: list[tuple[float, float, int]] = field(default_factory=list)
     lost_examples: list[str] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def count(self, started: float, status: int) -> None:
         with self.lock:
+            if len(self.samples) < 500_000:
+                self.samples.append((started, time.monotonic(), status))
             self.requests += 1
             if status >= 500 or status == 0:
                 if status == 0:
@@ -55,9 +67,14 @@ class Tally:
 class Shopper:
     """One browser: its own connection and cookie, one cart at a time."""
 
-    def __init__(self, port: int, tally: Tally, seed: int) -> None:
+    def __init__(
+        self, port: int, tally: Tally, seed: int, account: tuple[str, str] | None = None
+    ) -> None:
         self.port = port
         self.tally = tally
+        self.account = account  # (name, password): shop signed in
+        self.signed_in = False
+        self.lost_sign_in = False
         self.random = random.Random(seed)
         self.conn: http.client.HTTPConnection | None = None
         self.cookie: str | None = None
@@ -94,7 +111,10 @@ class Shopper:
             match = COOKIE.match(header)
             if match:
                 gone = "Max-Age=0" in header or not match.group(1)
-                self.cookie = None if gone else match.group(1)
+                new = None if gone else match.group(1)
+                if self.signed_in and path != "/signin" and new != self.cookie:
+                    self._signed_out()
+                self.cookie = new
             match = CSRF_COOKIE.match(header)
             if match:
                 self.csrf_cookie = match.group(1)
@@ -103,6 +123,14 @@ class Shopper:
         self.tally.count(started, response.status)
         return response.status, text
 
+    def _signed_out(self) -> None:
+        """The site deleted or replaced a signed-in shopper's cookie: they are signed out."""
+        self.signed_in = False
+        if not self.lost_sign_in:
+            self.lost_sign_in = True
+            with self.tally.lock:
+                self.tally.users_signed_out += 1
+
     def _close(self) -> None:
         if self.conn is not None:
             self.conn.close()
@@ -110,13 +138,51 @@ class Shopper:
 
     # -- the shopping -------------------------------------------------------
     def new_cart(self) -> None:
+        if self.signed_in:
+            self.clear_cart()  # a signed-in shopper keeps the cookie
+            return
         self.cookie, self.token, self.confirmed, self.maybe, self.adds = None, None, {}, {}, 0
         self.csrf_cookie = None
         with self.tally.lock:
             self.tally.carts += 1
 
+    def clear_cart(self) -> None:
+        """Remove every confirmed line; what the site did not confirm stays counted as such."""
+        for product in list(self.confirmed):
+            form = urlencode({"csrf_token": self.token or "", "product": product})
+            status, _ = self._request("POST", "/cart/remove", form)
+            if status == 303:
+                del self.confirmed[product]
+            else:
+                return  # try again later (a 503 during an outage)
+        self.adds = 0
+        with self.tally.lock:
+            self.tally.carts += 1
+
+    def sign_in(self) -> bool:
+        """Sign in through the form; True when the next page says so."""
+        assert self.account is not None
+        name, password = self.account
+        status, page = self._request("GET", "/signin")
+        match = TOKEN.search(page) if status == 200 else None
+        if match is None:
+            return False
+        form = urlencode({"csrf_token": match.group(1), "username": name, "password": password})
+        status, _ = self._request("POST", "/signin", form)
+        if status != 303:
+            return False
+        status, page = self._request("GET", "/")
+        found = SIGNED_IN_AS.search(page)
+        self.signed_in = found is not None and found.group(1) == name
+        match = TOKEN.search(page)
+        self.token = match.group(1) if match else None
+        return self.signed_in
+
     def step(self) -> None:
         """One add and one read-back (or the home page, to get a form's CSRF token)."""
+        if self.account is not None and not self.signed_in and not self.lost_sign_in:
+            self.sign_in()
+            return
         if self.token is None or self.adds >= ADDS_PER_CART:
             if self.adds >= ADDS_PER_CART:
                 self.new_cart()
@@ -141,6 +207,13 @@ class Shopper:
         status, page = self._request("GET", "/cart")
         if status != 200:
             return True
+        if UNAVAILABLE in page:
+            # Served without its session for now: the cart is not shown, nor lost.
+            with self.tally.lock:
+                self.tally.unavailable_pages += 1
+            return True
+        if self.signed_in and SIGNED_IN_AS.search(page) is None:
+            self._signed_out()
         seen = {pid: int(qty) for pid, qty in LINE.findall(page)}
         match = TOKEN.search(page)
         if match:
@@ -149,6 +222,7 @@ class Shopper:
         if missing:
             with self.tally.lock:
                 self.tally.carts_lost += 1
+                self.tally.items_lost += sum(missing.values())
                 if len(self.tally.lost_examples) < 5:
                     self.tally.lost_examples.append(
                         f"confirmed {self.confirmed}, read {seen} ({time.strftime('%X')})"
@@ -169,10 +243,20 @@ class Shopper:
 class Crowd:
     """``clients`` shoppers in threads, until ``stop()`` or ``max_requests`` requests."""
 
-    def __init__(self, port: int, clients: int, tally: Tally, max_requests: int | None = None):
+    def __init__(
+        self,
+        port: int,
+        clients: int,
+        tally: Tally,
+        max_requests: int | None = None,
+        accounts: list[tuple[str, str]] | None = None,
+    ):
         self.tally = tally
         self.max_requests = max_requests
-        self.shoppers = [Shopper(port, tally, seed) for seed in range(clients)]
+        self.shoppers = [
+            Shopper(port, tally, seed, accounts[seed] if accounts else None)
+            for seed in range(clients)
+        ]
         self._stop = threading.Event()
         self._threads = [
             threading.Thread(target=self._loop, args=(s,), daemon=True) for s in self.shoppers
@@ -203,6 +287,10 @@ class Crowd:
     def final_check(self) -> None:
         """Every shopper reads its cart once more: a loss found only now counts too."""
         for shopper in self.shoppers:
-            if shopper.confirmed:
+            if shopper.confirmed or shopper.signed_in:
                 shopper.read_back()
             shopper._close()
+
+    @property
+    def signed_in(self) -> int:
+        return sum(shopper.signed_in for shopper in self.shoppers)

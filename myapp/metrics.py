@@ -46,6 +46,11 @@ class PrometheusObserver(SessionObserver):
         self.bad_cookies = counter(
             "myapp_session_bad_cookies", "Session cookies ignored, by reason", ("reason",)
         )
+        self.unavailable = counter(
+            "myapp_sessions_unavailable",
+            "Requests served without their session: it may be in a store that is down",
+            ("store",),
+        )
         self.store_errors = counter(
             "myapp_session_store_errors", "Store failures during requests", ("store", "kind")
         )
@@ -102,6 +107,9 @@ class PrometheusObserver(SessionObserver):
 
     def bad_cookie(self, reason: str) -> None:
         self.bad_cookies.labels(reason).inc()
+
+    def session_unavailable(self, store: str) -> None:
+        self.unavailable.labels(store).inc()
 
     def store_error(self, store: str, kind: str) -> None:
         self.store_errors.labels(store, kind).inc()

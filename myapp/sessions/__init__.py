@@ -16,7 +16,12 @@ from sqlalchemy.exc import ArgumentError
 from .chain import NoStoreReady, StoreChain, build_chain
 from .csrf import SessionOrCookieCSRFStoragePolicy
 from .events import ObserverGroup, SessionObserver
-from .factory import SessionConflict, SessionFactory, SessionStoreUnavailable
+from .factory import (
+    SessionConflict,
+    SessionFactory,
+    SessionStoreUnavailable,
+    SessionTemporarilyUnavailable,
+)
 from .options import SessionOptions
 from .redact import install_log_redaction, redact
 from .serializer import SessionTooLarge
@@ -31,6 +36,7 @@ __all__ = [
     "SessionFactory",
     "SessionOptions",
     "SessionStoreUnavailable",
+    "SessionTemporarilyUnavailable",
     "SessionTooLarge",
     "StoreChain",
     "build_store_chain",
@@ -87,6 +93,9 @@ def includeme(config: Configurator) -> None:
     config.set_csrf_storage_policy(SessionOrCookieCSRFStoragePolicy(options))
     config.add_request_method(lambda request: chain.degraded, "sessions_degraded", reify=True)
     config.add_request_method("myapp.sessions.current.session_key", "session_key", reify=True)
+    config.add_request_method(
+        "myapp.sessions.current.session_unavailable", "session_unavailable", property=True
+    )
     config.include(".purge")  # the purge thread, when session.purge_interval > 0
     config.include(".requestclass")  # request.tm, .dbsession...: no new class per request
 
@@ -121,6 +130,7 @@ def build_store_chain(
         recheck_interval=options.recheck_interval,
         breaker_threshold=options.breaker_threshold,
         breaker_cooldown=options.breaker_cooldown,
+        runtime_failover=options.runtime_failover,
     )
 
 

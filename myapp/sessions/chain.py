@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import random
@@ -13,6 +14,7 @@ from dataclasses import dataclass, field
 
 from pyramid.exceptions import ConfigurationError
 
+from .breaker import Breaker
 from .events import SessionObserver
 from .stores.base import SessionStore, StoreError, StoreNotReady
 
@@ -25,20 +27,27 @@ class StoreState:
 
     name: str
     store: SessionStore | None
-    ready: bool | None = None  # None: not checked (an earlier store serves)
+    ready: bool | None = None  # None: not checked yet
     cause: str | None = None
     fix: str | None = None
     checked_at: float | None = None
     check_seconds: float | None = None
 
-    def as_dict(self) -> dict[str, object]:
+    def as_dict(self, now: float, breaker: Breaker) -> dict[str, object]:
+        failing = breaker.failing
         return {
             "name": self.name,
-            "ready": self.ready,
-            "cause": self.cause,
+            # A store whose calls fail is not ready, whatever its last check said.
+            "ready": False if failing else self.ready,
+            "cause": breaker.cause if failing and breaker.cause else self.cause,
             "fix": self.fix,
             "check_seconds": None if self.check_seconds is None else round(self.check_seconds, 4),
+            "checked_seconds_ago": (
+                None if self.checked_at is None else round(max(0.0, now - self.checked_at), 1)
+            ),
             "shared": None if self.store is None else self.store.shared,
+            **breaker.as_dict(),
+            **({} if self.store is None else self.store.health()),
         }
 
 
@@ -58,17 +67,32 @@ class StoreChain:
     # Stores that served sessions before the current one, most recent first:
     # a miss in the active store looks there (read-through on recovery).
     previous: list[int] = field(default_factory=list)
-    # How a degraded process finds its way back, and when a failing store is given up.
+    # When a failing store is refused, how soon it is probed (then backing off up to
+    # recheck_interval), and whether the process moves on to the next store meanwhile.
     recheck_interval: float = 30.0
     breaker_threshold: int = 5
-    breaker_cooldown: float = 10.0
-    failures: dict[int, int] = field(default_factory=dict)
-    opened_at: dict[int, float] = field(default_factory=dict)
+    breaker_cooldown: float = 1.0
+    runtime_failover: bool = False
+    breakers: list[Breaker] = field(init=False, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
-    _prober: threading.Thread | None = field(default=None, repr=False)
-    _prober_pid: int | None = field(default=None, repr=False)
-    _next_probe_delay: float | None = field(default=None, repr=False)
+    _standby: threading.Thread | None = field(default=None, repr=False)
+    _standby_pid: int | None = field(default=None, repr=False)
     _stop: threading.Event = field(default_factory=threading.Event, repr=False)
+
+    def __post_init__(self) -> None:
+        # recheck_interval 0 turns the back-off off: probes every breaker_cooldown.
+        ceiling = max(self.recheck_interval, self.breaker_cooldown)
+        self.breakers = [
+            Breaker(
+                state.name,
+                functools.partial(self._probe, index),
+                threshold=self.breaker_threshold,
+                first_delay=self.breaker_cooldown,
+                max_delay=ceiling,
+                on_recover=functools.partial(self._recovered, index),
+            )
+            for index, state in enumerate(self.states)
+        ]
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -134,8 +158,12 @@ class StoreChain:
             self.check(index)
             if state.ready:
                 self._activate(index, "; ".join(skipped) or None)
+                # The stores after it are checked too, so health knows what could take over.
+                self.check_standby()
                 return self.active
             skipped.append(f"{state.name}: {state.cause}")
+            # Refused until a probe finds it ready: the process finds its way back.
+            self.breakers[index].failure(state.cause or "not ready", at_once=True)
             following = self.states[index + 1].name if index + 1 < len(self.states) else None
             log.warning(
                 "session store %r is not ready: %s. Fix: %s. %s",
@@ -144,6 +172,8 @@ class StoreChain:
                 state.fix,
                 f"Trying {following!r} next." if following else "No store is left to try.",
             )
+        for breaker in self.breakers:
+            breaker.stop()  # the app does not start: nothing to probe for
         raise NoStoreReady(
             "no session store is ready ("
             + "; ".join(f"{s.name}: {s.cause}" for s in self.states)
@@ -201,12 +231,31 @@ class StoreChain:
             found.append((state.store, offline))
         return found
 
-    # -- runtime failover -------------------------------------------------------
+    def unreachable_before(self, serving: int, failed: AbstractSet[int] = frozenset()) -> list[str]:
+        """Stores preferred to ``serving`` that cannot be asked now.
+
+        Any of them may hold a session the serving store does not know: a miss then
+        means "unknown for now", never "ended".
+        """
+        return [
+            state.name
+            for index, state in enumerate(self.states[:serving])
+            if index in failed or self.breaker_open(index) or state.ready is False
+        ]
+
+    # -- breakers and runtime failover ---------------------------------------------
     def breaker_open(self, index: int) -> bool:
-        """True while the store failed too often; half-open (one more try) after the cool-down."""
-        if self.failures.get(index, 0) < self.breaker_threshold:
-            return False
-        return self.clock() - self.opened_at.get(index, 0.0) < self.breaker_cooldown
+        """True while the store is refused at once (a probe brings it back)."""
+        return self.breakers[index].open
+
+    def refusal(self, index: int) -> StoreError:
+        """The error a request gets, without any store call, while the breaker is open."""
+        state, breaker = self.states[index], self.breakers[index]
+        return StoreError(
+            state.name,
+            "breaker_open",
+            f"failing ({breaker.cause}); not asked again until a probe finds it answering",
+        )
 
     def serving_index(self, avoid: frozenset[str] = frozenset()) -> int | None:
         """The store a request starts with: the active one unless this request avoids it."""
@@ -224,42 +273,42 @@ class StoreChain:
         return None
 
     def succeeded(self, index: int) -> None:
-        if self.failures.get(index):
-            self.failures[index] = 0
-            self.opened_at.pop(index, None)
+        if self.breakers[index].success():
+            self._recovered(index)
 
-    def failed(self, index: int, cause: str) -> None:
-        """Count a failure during traffic; at the threshold the breaker opens.
+    def failed(self, index: int, cause: str, *, timeout: bool = False) -> None:
+        """Count a failure during traffic; at the threshold (or a timeout) the breaker opens.
 
-        An open breaker on the serving store moves the whole process to the next
-        store and starts the probe that brings it back after the cool-down.
+        Requests to an open store are refused at once, and one background probe per
+        process brings it back. With runtime failover, an open breaker on the serving
+        store also moves the whole process to the next store.
         """
-        with self._lock:
-            count = self.failures.get(index, 0) + 1
-            self.failures[index] = count
-            if count < self.breaker_threshold:
-                return
-            self.opened_at[index] = self.clock()  # each failure while half-open re-opens it
-        following = self.next_store(index)
-        switch = index == self.active_index and following is not None
-        if count > self.breaker_threshold and not switch:
-            return  # already open and said so
-        state = self.states[index]
+        state, breaker = self.states[index], self.breakers[index]
+        prefix = f"{state.name} store: "
+        while cause.startswith(prefix):  # wrapped errors repeat it
+            cause = cause[len(prefix) :]
+        if not breaker.failure(cause, at_once=timeout):
+            return
         state.ready, state.cause, state.checked_at = False, cause, self.clock()
-        state.fix = "see the cause; the store is probed again after session.breaker_cooldown"
+        state.fix = "see the cause; the store is probed again in the background"
+        following = self.next_store(index) if self.runtime_failover else None
+        switch = index == self.active_index and following is not None
+        if switch and following is not None:
+            outcome = f"serving from {self.states[following].name!r}"
+        elif index == self.active_index:
+            outcome = "requests needing it are refused at once until a probe finds it answering"
+        else:
+            outcome = "it is skipped until a probe finds it answering"
         log.warning(
-            "circuit breaker for session store %r is open after %d failures in a row (%s); %s",
+            "circuit breaker for session store %r is open after %d failure%s in a row (%s); %s",
             state.name,
-            count,
+            breaker.failures,
+            "" if breaker.failures == 1 else "s",
             cause,
-            f"serving from {self.states[following].name!r}"
-            if switch and following is not None
-            else "no further store can take over",
+            outcome,
         )
         if switch and following is not None:
-            self._next_probe_delay = self.breaker_cooldown
             self._activate(following, f"{state.name}: {cause} (breaker open)")
-            self.ensure_probing()
 
     def note_served(self, index: int) -> None:
         """A request was served by a store other than the active one: read through it later."""
@@ -268,76 +317,112 @@ class StoreChain:
                 if index not in self.previous:
                     self.previous.insert(0, index)
 
-    # -- recovery ---------------------------------------------------------------
+    # -- probes and recovery ------------------------------------------------------------
     def ensure_probing(self) -> None:
-        """While degraded, keep one background thread probing the preferred stores.
+        """Keep one probe thread per open breaker (cheap enough for every request).
 
-        Cheap enough for every request: a forked worker inherits no thread, so the
-        first request in it starts its own. Requests never wait for a probe.
+        A forked worker inherits no thread, so the first request in it starts its own.
+        Requests never wait for a probe.
         """
-        if not self.degraded or self.recheck_interval <= 0 or self._stop.is_set():
+        for breaker in self.breakers:
+            if breaker.open:
+                breaker.ensure_probing()
+        self._ensure_standby_checks()
+
+    def _probe(self, index: int) -> str | None:
+        state = self.check(index)
+        return None if state.ready else state.cause or "not ready"
+
+    def _recovered(self, index: int) -> None:
+        """A probe (or a request) found the store answering again."""
+        state = self.states[index]
+        state.ready, state.cause, state.fix = True, None, None
+        active = self.active_index
+        if active is None or index >= active:
             return
-        prober = self._prober
-        if prober is not None and prober.is_alive() and self._prober_pid == os.getpid():
+        log.warning(
+            "session store %r is ready again: sessions move back to it from %r "
+            "(sessions created meanwhile are read from %r and moved on first use)",
+            state.name,
+            self.states[active].name,
+            self.states[active].name,
+        )
+        self._activate(index, None)
+        self.observer.recovered(self.states[active].name, state.name)
+
+    def _ensure_standby_checks(self) -> None:
+        """Re-check the stores after the serving one now and then, so health knows them."""
+        if self.recheck_interval <= 0 or self._stop.is_set():
+            return
+        thread = self._standby
+        if thread is not None and thread.is_alive() and self._standby_pid == os.getpid():
             return
         with self._lock:
-            prober = self._prober
-            if prober is not None and prober.is_alive() and self._prober_pid == os.getpid():
+            thread = self._standby
+            if thread is not None and thread.is_alive() and self._standby_pid == os.getpid():
                 return
-            self._prober_pid = os.getpid()
-            self._prober = threading.Thread(
-                target=self._probe_loop, name="session-store-probe", daemon=True
+            self._standby_pid = os.getpid()
+            self._standby = threading.Thread(
+                target=self._standby_loop, name="session-standby-check", daemon=True
             )
-            self._prober.start()
+            self._standby.start()
 
-    def _probe_loop(self) -> None:
-        while self.degraded and not self._stop.is_set():
-            delay, self._next_probe_delay = self._next_probe_delay, None
-            if delay is None:
-                # Jitter, so the workers of a fleet do not all probe at the same moment.
-                delay = self.recheck_interval * random.uniform(0.8, 1.2)
-            if self._stop.wait(delay):
-                return
-            self.probe_once()
+    def _standby_loop(self) -> None:
+        while not self._stop.wait(self.recheck_interval * random.uniform(0.8, 1.2)):
+            self.check_standby()
 
-    def probe_once(self) -> bool:
-        """Check every store preferred to the active one; switch back to the first ready."""
+    def check_standby(self) -> None:
+        """Check each store after the active one whose breaker is closed (open ones probe)."""
         active = self.active_index
         if active is None:
-            return False
-        for index in range(active):
+            return
+        for index in range(active + 1, len(self.states)):
+            if self.breaker_open(index):
+                continue
             state = self.check(index)
             if state.ready:
-                self.succeeded(index)
-                log.warning(
-                    "session store %r is ready again: sessions move back to it from %r "
-                    "(sessions created meanwhile are read from %r and moved on first use)",
-                    state.name,
-                    self.states[active].name,
-                    self.states[active].name,
-                )
-                self._activate(index, None)
-                self.observer.recovered(self.states[active].name, state.name)
-                return True
-            log.info("session store %r is still not ready: %s", state.name, state.cause)
-        return False
+                continue
+            self.breakers[index].failure(state.cause or "not ready", at_once=True)
+            log.warning(
+                "standby session store %r is not ready: %s. Fix: %s. It cannot take over "
+                "until a probe finds it ready.",
+                state.name,
+                state.cause,
+                state.fix,
+            )
 
+    # -- health -----------------------------------------------------------------
     def health(self) -> dict[str, object]:
+        """What ``/healthz`` reports: in-memory state only, never a store call."""
         now = self.clock()
-        active = self.states[self.active_index] if self.active_index is not None else None
+        index = self.active_index
+        active = self.states[index] if index is not None else None
+        failing = None
+        if index is not None and self.breakers[index].failing:
+            failing = {"store": self.states[index].name, **self.breakers[index].as_dict()}
+        status = "ok" if index == 0 else "degraded"
+        if failing is not None:
+            status = "failing"
         return {
-            "status": "ok" if self.active_index == 0 else "degraded",
+            "status": status,
             "session_backend": active.name if active else None,
             "session_backend_shared": bool(active and active.store and active.store.shared),
+            "serving_store_failing": failing,
             "configured_backends": list(self.names),
+            "runtime_failover": self.runtime_failover,
             "seconds_since_fallback": (
                 None if self.last_fallback_at is None else round(now - self.last_fallback_at, 1)
             ),
-            "stores": [state.as_dict() for state in self.states],
+            "stores": [
+                state.as_dict(now, breaker)
+                for state, breaker in zip(self.states, self.breakers, strict=True)
+            ],
         }
 
     def close(self) -> None:
         self._stop.set()
+        for breaker in self.breakers:
+            breaker.stop()
         for state in self.states:
             if state.store is not None:
                 state.store.close()
@@ -350,7 +435,8 @@ def build_chain(
     *,
     recheck_interval: float = 30.0,
     breaker_threshold: int = 5,
-    breaker_cooldown: float = 10.0,
+    breaker_cooldown: float = 1.0,
+    runtime_failover: bool = False,
 ) -> StoreChain:
     """Build every configured store; one that cannot be built is recorded as not ready."""
     states = []
@@ -367,4 +453,5 @@ def build_chain(
         recheck_interval=recheck_interval,
         breaker_threshold=breaker_threshold,
         breaker_cooldown=breaker_cooldown,
+        runtime_failover=runtime_failover,
     )

@@ -1,4 +1,5 @@
-"""``request.session_key``: the storage key of the session a request arrived with."""
+"""Request properties about the session a request arrived with: its storage key, and
+whether it is temporarily unavailable."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ from pyramid.interfaces import ISessionFactory
 from pyramid.request import Request
 
 from .codec import storage_key
+from .factory import UNAVAILABLE_KEY
 
 
 def session_key(request: Request) -> str | None:
@@ -19,3 +21,15 @@ def session_key(request: Request) -> str | None:
     factory = request.registry.getUtility(ISessionFactory)
     verdict = factory.signer.loads(request.cookies.get(factory.options.cookie_name))
     return None if verdict.token is None else storage_key(verdict.token)
+
+
+def session_unavailable(request: Request) -> bool:
+    """True when the request is served without its session for now (a store is down).
+
+    The cookie is kept and the session comes back with its store; pages say so in
+    plain words. Loads the session first, as any page does, except on an error page
+    (which never touches the session: its store may be what failed).
+    """
+    if "session" not in request.__dict__ and request.exception is None:
+        request.session  # noqa: B018 - loading decides it
+    return bool(request.environ.get(UNAVAILABLE_KEY))

@@ -52,8 +52,25 @@ class SessionStoreFailover(SessionStoreUnavailable, TransientError):
     """
 
 
+class SessionTemporarilyUnavailable(SessionStoreUnavailable):
+    """The request's session may live in a store that cannot be asked right now.
+
+    Not "ended": the cookie stays, and the session is back once that store is. Raised
+    (a 503 with Retry-After) when such a request needs its session to change state.
+    """
+
+
 #: environ key: store names a retried request must not use (they failed it).
 AVOID_KEY = "myapp.sessions.avoid"
+#: environ key: True when the request's session is temporarily unavailable.
+UNAVAILABLE_KEY = "myapp.sessions.unavailable"
+#: Methods that only read: they may be served without their session.
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+#: Keys a page may put in a session it cannot store (its form's CSRF token, a flash
+#: message being shown): dropped when the session is temporarily unavailable.
+CSRF_KEY = "_csrft_"  # pyramid.csrf.SessionCSRFStoragePolicy's default
+FLASH_PREFIX = "_f_"
+UNAVAILABLE_LOG_SECONDS = 60
 
 
 class SessionConflict(TransientError):
@@ -81,12 +98,32 @@ class SessionFactory:
         self.signer = CookieSigner(options.secret_bytes)
         self.observer = observer or SessionObserver()
         self.clock = clock
+        self._unavailable_said_at = float("-inf")  # monotonic
+        self._unavailable_unsaid = 0
 
     def __call__(self, request: Request) -> Session:
         self.chain.ensure_probing()
         return RequestSession(self, request).session
 
     # -- helpers shared with RequestSession ------------------------------
+    def say_unavailable(self, serving: str, where: str) -> None:
+        """Log "served without its session" once a minute, not once a request."""
+        now = time.monotonic()
+        if now - self._unavailable_said_at < UNAVAILABLE_LOG_SECONDS:
+            self._unavailable_unsaid += 1
+            return
+        unsaid, self._unavailable_unsaid = self._unavailable_unsaid, 0
+        self._unavailable_said_at = now
+        log.warning(
+            "a session is not in %r and %s, which may hold it, cannot be asked now: the "
+            "request is served without it and its cookie is kept (%d more like it since "
+            "this was last said; said at most every %ds)",
+            serving,
+            where,
+            unsaid,
+            UNAVAILABLE_LOG_SECONDS,
+        )
+
     def expiry(self, created: float, now: float) -> float:
         return min(now + self.options.timeout, created + self.options.max_lifetime)
 
@@ -117,6 +154,8 @@ class RequestSession:
             chain.note_served(self.index)  # a retry served elsewhere: read through it later
         self.store = chain.store_at(self.index)
         self.failed: set[int] = set()  # stores whose load failed in this request
+        self.unasked: set[str] = set()  # stores that may hold the session but were not asked
+        self.unavailable = False  # the session may exist in a store that cannot be asked
         self.now = factory.clock()
         self.token: str | None = None
         self.record: SessionRecord | None = None
@@ -146,6 +185,12 @@ class RequestSession:
         if record is None:
             record = self._read_through(key)
         if record is None:
+            unasked = self.unasked.union(
+                self.factory.chain.unreachable_before(self.index, self.failed)
+            )
+            if unasked:
+                # Not found here, while a store that may hold it is down: unknown, not ended.
+                return self._unavailable(sorted(unasked))
             # Unknown, ended or expired: never adopt a token we did not issue.
             factory.observer.bad_cookie("unknown_session")
             self.delete_cookie = True
@@ -166,17 +211,37 @@ class RequestSession:
     def _fresh(self) -> Session:
         return Session(created=self.now, new=True)
 
+    def _unavailable(self, stores: list[str]) -> Session:
+        """Serve the request without its session: keep the cookie, store nothing.
+
+        A request that changes state (POST...) cannot go on without its session (its
+        CSRF token, its cart): it gets a 503 with Retry-After instead.
+        """
+        self.unavailable = True
+        self.request.environ[UNAVAILABLE_KEY] = True
+        self.factory.observer.session_unavailable(self.store.name)
+        where = ", ".join(repr(name) for name in stores)
+        self.factory.say_unavailable(self.store.name, where)
+        if self.request.method not in SAFE_METHODS:
+            raise SessionTemporarilyUnavailable(
+                stores[0], "unavailable", f"the session may be in {where}, which is failing"
+            )
+        return Session(created=self.now, new=True)
+
     def _load_serving(self, key: str) -> SessionRecord | None:
         """Load from the serving store; with runtime failover, from the next one on failure."""
         factory, chain = self.factory, self.factory.chain
         while True:
             load = self._bound_store().load
             try:
+                if chain.breaker_open(self.index):
+                    return self._load_refused(key)
                 record = factory.timed(self.store, "load", lambda: load(key, self.now))  # noqa: B023
             except SessionStoreUnavailable as exc:
+                if exc.kind != "breaker_open":
+                    chain.failed(self.index, str(exc), timeout=exc.kind == "timeout")
                 if not self.options.runtime_failover:
                     raise
-                chain.failed(self.index, str(exc))
                 self.failed.add(self.index)
                 following = chain.next_store(self.index, self.avoid)
                 if following is None:
@@ -186,6 +251,16 @@ class RequestSession:
             if not getattr(load.__self__, "answered_from_cache", False):
                 chain.succeeded(self.index)  # a cache hit says nothing about the database
             return record
+
+    def _load_refused(self, key: str) -> SessionRecord | None:
+        """The serving store's breaker is open: its offline copy (a cache's) or a refusal."""
+        record = self.store.load_offline(key, self.now)
+        if record is not None:
+            self.offline = True
+            return record
+        exc = self.factory.chain.refusal(self.index)
+        self.factory.observer.store_error(self.store.name, exc.kind)
+        raise SessionStoreUnavailable(self.store.name, exc.kind, str(exc))
 
     def _switch_to(self, index: int) -> None:
         """Serve the rest of this request from the store at ``index``."""
@@ -206,7 +281,10 @@ class RequestSession:
                 record = older.load_offline(key, self.now) if offline else older.load(key, self.now)
             except StoreError as exc:
                 log.info("read-through from %r fell back to its offline copy: %s", older.name, exc)
+                offline = True
                 record = older.load_offline(key, self.now)
+            if record is None and offline:
+                self.unasked.add(older.name)  # its server may hold it
             if record is not None:
                 self.moved_from, self.moved_record = older, record
                 return record.with_changes(version=0)
@@ -215,6 +293,7 @@ class RequestSession:
     moved_from: SessionStore | None = None
     moved_record: SessionRecord | None = None
     wrote = False
+    offline = False  # loaded from an offline copy: the store itself is refused
 
     def _bound_store(self) -> SessionStore:
         bind = getattr(self.store, "bind", None)
@@ -260,17 +339,18 @@ class RequestSession:
 
     def store_failed(self, exc: StoreError) -> SessionStoreUnavailable:
         """A write failed at commit: what to raise (and, with failover, what to avoid)."""
-        if isinstance(exc, SessionStoreFailover):
+        if isinstance(exc, SessionStoreFailover | SessionTemporarilyUnavailable):
             return exc
         if not isinstance(exc, SessionStoreUnavailable):
             self.factory.observer.store_error(self.store.name, exc.kind)
             log.error("session store %r failed during commit: %s", self.store.name, exc)
+        chain = self.factory.chain
+        if exc.kind != "breaker_open":
+            chain.failed(self.index, str(exc), timeout=exc.kind == "timeout")
         if not self.options.runtime_failover:
             if isinstance(exc, SessionStoreUnavailable):
                 return exc
             return SessionStoreUnavailable(self.store.name, exc.kind, str(exc))
-        chain = self.factory.chain
-        chain.failed(self.index, str(exc))
         avoided = self.request.environ.setdefault(AVOID_KEY, set())
         avoided.add(self.store.name)
         return SessionStoreFailover(self.store.name, exc.kind, str(exc))
@@ -285,6 +365,9 @@ class RequestSession:
         """Write what the request changed; ``transaction()`` (only called when there
         is something to write) gives the request's transaction."""
         session, record, factory = self.session, self.record, self.factory
+        if self.unavailable:
+            self._drop_or_refuse()
+            return
         now = factory.clock()
         changed = (
             session.explicitly_changed
@@ -293,13 +376,18 @@ class RequestSession:
             or self.moved_from is not None
             or loads(record.data) != session
         )
+        refused = factory.chain.breaker_open(self.index)
         if not changed:
-            if record is not None and now - record.last_active >= self.options.reissue_time:
+            stale = record is not None and now - record.last_active >= self.options.reissue_time
+            if stale and not refused:  # a touch can wait for the store to answer again
                 self._touch(transaction(), record, now)
             return
         ending = record is not None and (session.invalidated or session.rotated)
         if session.new and not session and not ending:
             return  # nothing worth storing: no row, no cookie
+        if refused:  # fail now, not after a connect timeout
+            exc = factory.chain.refusal(self.index)
+            raise SessionStoreUnavailable(self.store.name, exc.kind, str(exc))
         writes = self._writer(transaction())
         if ending:
             writes.delete(record.key, record)
@@ -335,6 +423,21 @@ class RequestSession:
                 writes.save(new_record, record.version, record)
             factory.observer.session_saved(self.store.name)
         self._release_moved(transaction)
+
+    def _drop_or_refuse(self) -> None:
+        """The end of a request served without its session.
+
+        What a page puts there in passing (its forms' CSRF token, a flash message) is
+        dropped; anything else would replace the user's real session, so the request
+        is refused instead (503, nothing committed).
+        """
+        session = self.session
+        incidental = all(key == CSRF_KEY or key.startswith(FLASH_PREFIX) for key in session)
+        if incidental and not (session.invalidated or session.rotated or session.user_id):
+            return
+        raise SessionTemporarilyUnavailable(
+            self.store.name, "unavailable", "the session cannot be changed while it is unavailable"
+        )
 
     def _release_moved(self, transaction: Callable[[], Any]) -> None:
         """Once committed, the store a session was read through from lets go of it.

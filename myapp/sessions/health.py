@@ -11,9 +11,11 @@ log = logging.getLogger(__name__)
 
 
 def healthz(request: Request) -> dict[str, object]:
-    """Always 200: a degraded site still serves. ``status`` says whether it is degraded.
+    """Always 200 (a degraded site still serves); ``status`` is ok, degraded or failing.
 
-    Store details only for operators (see ``operator``)."""
+    Read from memory only: never a store call, so it answers at once during an outage.
+    Store details only for operators (see ``operator``).
+    """
     from . import get_chain
     from .operator import health_for
 

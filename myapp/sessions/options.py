@@ -50,7 +50,7 @@ class SessionOptions:
     recheck_interval: float = 30.0
     runtime_failover: bool = False
     breaker_threshold: int = 5
-    breaker_cooldown: float = 10.0
+    breaker_cooldown: float = 1.0
     purge_interval: float = 0.0
     purge_batch_size: int = 1_000
     cache: str | None = None

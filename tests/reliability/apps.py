@@ -25,12 +25,14 @@ _SERVE = """
 import json, logging, os, sys
 logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                     format="%(levelname)s [%(name)s] %(message)s")
-import myapp, waitress
+import myapp
+from myapp.server import serve
 settings = json.loads(os.environ["TEST_APP_SETTINGS"])
 app = myapp.main({}, **settings)
 print("APP BUILT", flush=True, file=sys.stderr)
-waitress.serve(app, host="127.0.0.1", port=int(sys.argv[1]), threads=int(sys.argv[2]),
-               _quiet=True, connection_limit=200, channel_timeout=30)
+serve(app, host="127.0.0.1", port=int(sys.argv[1]), threads=int(sys.argv[2]), _quiet=True,
+      connection_limit=200, channel_timeout=30, shutdown_grace=sys.argv[3])
+print("APP EXITED", flush=True, file=sys.stderr)
 """
 
 
@@ -50,10 +52,13 @@ def app_settings(**overrides: Any) -> dict[str, str]:
 class AppProcess:
     """One waitress process serving myapp on a free loopback port."""
 
-    def __init__(self, settings: dict[str, str], log_dir: Path, threads: int = 4) -> None:
+    def __init__(
+        self, settings: dict[str, str], log_dir: Path, threads: int = 4, grace: float = 10.0
+    ) -> None:
         self.settings = settings
         self.port = free_port()
         self.threads = threads
+        self.grace = grace
         self.log_path = log_dir / f"app-{self.port}.log"
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -65,7 +70,7 @@ class AppProcess:
         env = {**os.environ, "TEST_APP_SETTINGS": json.dumps(self.settings)}
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(
-                [sys.executable, "-c", _SERVE, str(self.port), str(self.threads)],
+                [sys.executable, "-c", _SERVE, str(self.port), str(self.threads), str(self.grace)],
                 cwd=REPO,
                 env=env,
                 stdin=subprocess.DEVNULL,

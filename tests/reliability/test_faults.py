@@ -134,18 +134,24 @@ def test_primary_killed_with_failover_keeps_serving_and_recovers(make_app, pg, r
         **{"session.breaker_threshold": "2"},
     )
     handle.app.get("/_r/cart_add?item=before")
+    cookie = handle.app.cookies["session"]
     server.kill()
 
+    # Its session is in PostgreSQL: unavailable for now, never ended. A change is
+    # refused (503), and the cookie stays as it is.
     add = "/_r/cart_add?item=x"
-    statuses = [handle.app.get(add, expect_errors=True).status_int for _ in range(5)]
-    assert statuses == [200] * 5
+    responses = [handle.app.get(add, expect_errors=True) for _ in range(5)]
+    assert [r.status_int for r in responses] == [503] * 5
+    assert all(r.headers["Retry-After"] and "Set-Cookie" not in r.headers for r in responses)
+    assert handle.app.cookies["session"] == cookie
     others = [handle.app.__class__(handle.router) for _ in range(3)]
-    for other in others:
+    for other in others:  # new visitors are served from Redis
         assert other.get("/_r/cart_add?item=outage").status_int == 200
     assert _health(handle)["session_backend"] == "redis"
 
     server.start()
     wait_for(lambda: _health(handle)["status"] == "ok", 10, "the switch back to sql")
+    assert handle.app.get("/_r/cart").json["cart"] == ["before"]
     for other in others:  # made on Redis, read through and moved on first use
         assert other.get("/_r/cart").json["cart"] == ["outage"]
 
@@ -200,12 +206,19 @@ def test_frozen_postgres_costs_bounded_time(make_app, pg, redis_prefix):
         fresh = plain.app.__class__(plain.router)
         response, seconds = _timed(lambda: fresh.get("/_t/write?value=n", expect_errors=True))
         assert response.status_int == 503 and seconds < BOUNDED
-        response, seconds = _timed(lambda: failover.app.get("/_t/write?value=3"))
+        # Its session is in the frozen database: refused, not replaced.
+        response, seconds = _timed(lambda: failover.app.get("/_t/write?value=3", status=503))
+        assert seconds < BOUNDED
+        newcomer = failover.app.__class__(failover.router)
+        response, seconds = _timed(lambda: newcomer.get("/_t/write?value=4"))
         assert response.status_int == 200 and seconds < BOUNDED
     finally:
         server.thaw()
-    # The shut-down connections were dropped: the app is well again.
+    # The shut-down connections were dropped and a probe closed the breaker.
+    wait_for(lambda: _health(plain)["status"] == "ok", 10, "sql answering again")
     assert plain.app.get("/_t/read").json["value"] == "1"
+    wait_for(lambda: _health(failover)["status"] == "ok", 10, "the switch back to sql")
+    assert failover.app.get("/_t/read").json["value"] == "2"
 
 
 # -- Redis --------------------------------------------------------------------------
@@ -242,8 +255,12 @@ def test_redis_killed_mid_traffic(make_app, throwaway_redis, caplog):
     fresh = plain.app.__class__(plain.router)
     assert fresh.get("/_t/write?value=x", status=503)  # the write fails at commit
     assert "session store 'redis' failed" in caplog.text
+    # Its session is in Redis, which memory cannot see: refused, never replaced.
+    for _ in range(3):
+        assert failover.app.get("/_r/cart_add?item=m", status=503).headers["Retry-After"]
+    newcomer = failover.app.__class__(failover.router)
     for _ in range(6):
-        assert failover.app.get("/_r/cart_add?item=m").status_int == 200
+        assert newcomer.get("/_r/cart_add?item=m").status_int == 200
     assert _health(failover)["session_backend"] == "memory"
 
 
@@ -256,6 +273,7 @@ def test_frozen_redis_costs_bounded_time(make_app, throwaway_redis):
         assert response.status_int == 503 and seconds < BOUNDED
     finally:
         throwaway_redis.thaw()
+    wait_for(lambda: _health(handle)["status"] == "ok", 10, "redis answering again")
     assert handle.app.get("/_t/read").json["value"] == "1"
 
 

@@ -120,5 +120,9 @@ class SessionStore(abc.ABC):
         """The session now lives in another store (or ended there): forget it here."""
         self.delete(record.key)
 
+    def health(self) -> dict[str, object]:
+        """Extra state for ``/healthz`` (a cache's breaker); read from memory, no I/O."""
+        return {}
+
     def close(self) -> None:  # noqa: B027 - optional for stores that hold nothing
         """Release connections; the store is not used afterwards."""

@@ -11,8 +11,10 @@ the cache from ever serving a session the database has ended:
   a fill or a write, and a read that meets one goes to the database, so a reader
   that loaded the row just before the delete cannot put it back.
 * Write-through happens only after the SQL commit succeeded (an after-commit hook).
-* If Redis fails, reads and writes go to the database alone for ``cooldown``
-  seconds; keys written meanwhile are tombstoned before the cache is read again.
+* If Redis fails, reads and writes go to the database alone until one background
+  probe finds it answering (back-off from ``session.breaker_cooldown`` up to
+  ``session.recheck_interval``); keys written meanwhile are tombstoned before the
+  cache is read again.
 
 Cached reads need no database at all: while PostgreSQL is down, sessions in the
 cache stay readable (tombstones and versions make that safe); anything that writes
@@ -35,6 +37,7 @@ from typing import TYPE_CHECKING, Any
 
 import redis
 
+from ..breaker import Breaker
 from .base import SessionRecord, SessionStore, StaleSession
 
 if TYPE_CHECKING:
@@ -108,29 +111,46 @@ def decode(key: str, raw: bytes) -> SessionRecord:
 
 
 class RedisCache:
-    """The cache's Redis side; every failure opens a breaker instead of raising."""
+    """The cache's Redis side; every failure opens a breaker instead of raising.
+
+    While the breaker is open, reads and writes skip Redis at once; one background
+    probe per process (``breaker``) pings it with back-off, invalidates what changed
+    meanwhile, and only then lets requests read it again.
+    """
 
     def __init__(
-        self, client: redis.Redis, *, prefix: str, ttl: int = TTL_SECONDS, cooldown: float = 10.0
+        self,
+        client: redis.Redis,
+        *,
+        prefix: str,
+        ttl: int = TTL_SECONDS,
+        cooldown: float = 1.0,
+        max_cooldown: float = 30.0,
     ) -> None:
         self.client = client
         self.prefix = prefix
         self.ttl = ttl
-        self.cooldown = cooldown
         self._put = client.register_script(_PUT)
         self._mark_moved = client.register_script(_MARK_MOVED)
         self._lock = threading.Lock()
-        self._down_until: float | None = None
+        self._catching_up = threading.Lock()
         self._pending: set[str] = set()
         self._flush_all = False
+        self.breaker = Breaker(
+            "redis cache",
+            self._probe,
+            threshold=1,
+            first_delay=cooldown,
+            max_delay=max_cooldown,
+        )
 
     # -- the breaker ----------------------------------------------------------
     def _usable(self) -> bool:
-        if self._down_until is None:
-            return True
-        if time.monotonic() < self._down_until:
+        if self.breaker.open:
             return False
-        return self._recover()
+        if self._pending or self._flush_all:
+            return self._catch_up()  # a write was skipped while the probe recovered
+        return True
 
     def _failed(self, what: str, exc: redis.RedisError, keys: tuple[str, ...] = ()) -> None:
         with self._lock:
@@ -139,19 +159,35 @@ class RedisCache:
                 self._pending.clear()
             elif not self._flush_all:
                 self._pending.update(keys)
-            first = self._down_until is None
-            self._down_until = time.monotonic() + self.cooldown
-        if first:
+        if self.breaker.failure(f"{what}: {exc}", at_once=True):
             log.error(
                 "session cache (Redis) failed during %s: %s; serving sessions from the "
-                "database alone for %gs at a time until it answers again",
+                "database alone until a probe finds it answering",
                 what,
                 exc,
-                self.cooldown,
             )
 
-    def _recover(self) -> bool:
-        """Tombstone what changed while Redis was away, then trust it again."""
+    def _probe(self) -> str | None:
+        """Ping, then invalidate what changed while Redis was away; None when done."""
+        try:
+            self.client.ping()
+        except redis.RedisError as exc:
+            return str(exc)
+        return self._invalidate_pending()
+
+    def _catch_up(self) -> bool:
+        if not self._catching_up.acquire(blocking=False):
+            return False  # another thread is at it: skip the cache meanwhile
+        try:
+            cause = self._invalidate_pending()
+        finally:
+            self._catching_up.release()
+        if cause is not None:
+            self.breaker.failure(cause, at_once=True)
+        return cause is None
+
+    def _invalidate_pending(self) -> str | None:
+        """Tombstone the keys written while Redis was away (all keys if too many)."""
         with self._lock:
             pending, flush_all = list(self._pending), self._flush_all
         try:
@@ -161,16 +197,16 @@ class RedisCache:
             elif pending:
                 self._tombstone_now(pending)
         except redis.RedisError as exc:
-            with self._lock:
-                self._down_until = time.monotonic() + self.cooldown
-            log.info("session cache (Redis) still unavailable: %s", exc)
-            return False
+            return str(exc)
         with self._lock:
             self._pending.difference_update(pending)
             self._flush_all = self._flush_all and not flush_all
-            self._down_until = None
-        log.warning("session cache (Redis) answers again; %d entries invalidated", len(pending))
-        return True
+        if pending or flush_all:
+            log.warning(
+                "session cache (Redis) answers again; %s invalidated",
+                "every entry" if flush_all else f"{len(pending)} entries",
+            )
+        return None
 
     # -- operations -------------------------------------------------------------
     def get(self, key: str) -> SessionRecord | bytes | None:
@@ -258,6 +294,7 @@ class RedisCache:
         self.client.ping()
 
     def close(self) -> None:
+        self.breaker.stop()
         self.client.close()
 
 
@@ -400,6 +437,10 @@ class CachedStore(SessionStore):
     def count(self, now: float) -> tuple[int, int]:
         return self.primary.count(now)
 
+    def health(self) -> dict[str, object]:
+        breaker = self.cache.breaker
+        return {"cache": {"name": "redis", "ready": not breaker.failing, **breaker.as_dict()}}
+
     def close(self) -> None:
         self.primary.close()
         self.cache.close()
@@ -440,6 +481,9 @@ def wrap(primary: SessionStore, options: SessionOptions) -> CachedStore:
 
     client = make_client(options.redis_url, options.store_timeout)
     cache = RedisCache(
-        client, prefix=options.redis_prefix + "cache:", cooldown=options.breaker_cooldown
+        client,
+        prefix=options.redis_prefix + "cache:",
+        cooldown=options.breaker_cooldown,
+        max_cooldown=max(options.breaker_cooldown, options.recheck_interval),
     )
     return CachedStore(primary, cache)
