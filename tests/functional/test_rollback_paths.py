@@ -229,7 +229,9 @@ def test_the_held_connections_backend_is_terminated(shop, postgres_url):
 def test_a_statement_timeout(make_app, timeout_url, request):
     # The session row is locked by another transaction: the store's write waits, and
     # the database's statement_timeout (300 ms, before the store's 1 s deadline)
-    # cancels it. That request cannot save its session (503); the next ones can.
+    # cancels it. That request cannot save its session (503); the next ones can: a
+    # cancelled statement is an answer, not a frozen server, so the store's breaker
+    # does not open at once.
     locker_engine = sa.create_engine(timeout_url)
     request.addfinalizer(locker_engine.dispose)
     for route in ROUTES:

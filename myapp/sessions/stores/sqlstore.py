@@ -17,6 +17,7 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
+import psycopg
 import sqlalchemy as sa
 import zope.sqlalchemy
 from pyramid_tm import is_tm_active
@@ -555,6 +556,11 @@ def _store_error(
         return StoreError(
             "sql", "timeout", f"no answer within {timeout:g}s (frozen or overloaded?)"
         )
+    driver_error = getattr(exc, "orig", None) or exc
+    if isinstance(driver_error, psycopg.errors.QueryCanceled):
+        # The server answered: it cancelled one statement (statement_timeout, a lock
+        # wait, an operator's pg_cancel_backend). Not the silence of a frozen server.
+        return StoreError("sql", "query_canceled", _short_cause(exc))
     kind = "timeout" if "timeout" in str(exc).lower() else type(exc).__name__.lower()
     return StoreError("sql", kind, _short_cause(exc))
 
