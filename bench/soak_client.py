@@ -21,7 +21,7 @@ COOKIE = re.compile(r"^session=([^;]*)")
 CSRF_COOKIE = re.compile(r"^session_csrf=([^;]*)")
 REQUEST_TIMEOUT = 15.0
 ADDS_PER_CART = 12  # then start a new cart: many sessions, and far from the quantity cap
-SIGNED_IN_AS = re.compile(r'id="signed-in-as">Signed in as <strong>([^<]+)</strong>')
+SIGNED_IN_AS = re.compile(r'id="signed-in-as">.*?<strong>([^<]+)</strong>', re.S)
 #: The layout's banner while a request is served without its session (a store is down).
 UNAVAILABLE = 'id="session-unavailable"'
 

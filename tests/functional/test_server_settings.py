@@ -20,8 +20,9 @@ pytestmark = pytest.mark.usefixtures("site_users")
 
 
 def server_settings(ini: str) -> dict[str, str]:
+    """Waitress's own settings of ``ini`` (``shutdown_grace`` is our runner's)."""
     settings = dict(get_settings(str(REPO / ini), "server:main"))
-    for key in ("use", "listen", "__file__", "here"):
+    for key in ("use", "listen", "__file__", "here", "shutdown_grace"):
         settings.pop(key, None)
     return settings
 

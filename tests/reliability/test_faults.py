@@ -135,6 +135,7 @@ def test_primary_killed_with_failover_keeps_serving_and_recovers(make_app, pg, r
     )
     handle.app.get("/_r/cart_add?item=before")
     cookie = handle.app.cookies["session"]
+    _flush(server)
     server.kill()
 
     # Its session is in PostgreSQL: unavailable for now, never ended. A change is
