@@ -168,3 +168,18 @@ def test_the_session_scripts_work_through_pgbouncer(ini, engine, store):
     ended = run("myapp-sessions", "end-user", ini, name)
     assert ended.returncode == 0, ended.stdout + ended.stderr
     assert not any(store.load(key, time.time()) for key in mine)
+
+
+def test_create_user_works_through_pgbouncer(ini, engine):
+    name = f"bounced-{int(time.time() * 1000)}"
+    result = run(
+        "myapp-create-user", "--ini", ini, "--password-stdin", name, input="a-long-password\n"
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    with engine.connect() as conn:
+        found = find_user(conn, name)
+    assert found is not None
+    again = run(
+        "myapp-create-user", "--ini", ini, "--if-missing", "--password-stdin", name, input="x\n"
+    )
+    assert again.returncode == 0, again.stdout + again.stderr
