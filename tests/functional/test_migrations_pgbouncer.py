@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from tests.support.databases import REPO, create_database, drop_database, pg_url
+from tests.support.databases import REPO, advisory_locks, create_database, drop_database, pg_url
 
 pytestmark = [pytest.mark.postgres, pytest.mark.pgbouncer]
 
@@ -51,20 +51,6 @@ def _tables(url: str) -> set[str]:
         engine.dispose()
 
 
-def _advisory_locks(url: str) -> int:
-    engine = sa.create_engine(url)
-    try:
-        with engine.connect() as conn:
-            return conn.execute(
-                sa.text(
-                    "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND database ="
-                    " (SELECT oid FROM pg_database WHERE datname = current_database())"
-                )
-            ).scalar_one()
-    finally:
-        engine.dispose()
-
-
 def test_pointed_at_transaction_pooling_it_stops_before_any_ddl(
     pgbouncer, fresh_database, tmp_path
 ):
@@ -76,7 +62,7 @@ def test_pointed_at_transaction_pooling_it_stops_before_any_ddl(
     assert "served by one server connection" in result.stderr
     assert "-x db_url=" in result.stderr  # says what to run instead
     assert _tables(pg_url(fresh_database)) == set()
-    assert _advisory_locks(pg_url(fresh_database)) == 0  # no lock left behind
+    assert advisory_locks(pg_url(fresh_database)) == 0  # no lock left behind
 
 
 def test_an_ini_that_says_transaction_pooling_needs_the_direct_url(
@@ -99,4 +85,4 @@ def test_through_session_pooling_it_migrates(make_pgbouncer, fresh_database, tmp
         result = _alembic(ini, "upgrade", "head")
     assert result.returncode == 0, result.stderr
     assert "user_sessions" in _tables(pg_url(fresh_database))
-    assert _advisory_locks(pg_url(fresh_database)) == 0
+    assert advisory_locks(pg_url(fresh_database)) == 0

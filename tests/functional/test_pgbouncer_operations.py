@@ -14,7 +14,7 @@ from myapp.accounts import find_user
 from myapp.models import get_engine
 from myapp.sessions.purge import PURGE_LOCK_ID, Purger, get_purge_thread
 from myapp.sessions.stores.sqlstore import SqlStore
-from tests.support.databases import migrated_database
+from tests.support.databases import advisory_locks, migrated_database
 from tests.support.ops import add_session, run, write_ini
 from tests.support.site import new_user
 
@@ -60,20 +60,6 @@ def ini(tmp_path: Path, bouncer_url: str, redis_prefix: str) -> Path:
     )
 
 
-def _advisory_locks(direct_url: str) -> int:
-    engine = sa.create_engine(direct_url)
-    try:
-        with engine.connect() as conn:
-            return conn.execute(
-                sa.text(
-                    "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND database ="
-                    " (SELECT oid FROM pg_database WHERE datname = current_database())"
-                )
-            ).scalar_one()
-    finally:
-        engine.dispose()
-
-
 def test_a_purge_deletes_expired_sessions_and_leaves_no_lock_behind(engine, store, direct_url):
     for _ in range(25):
         add_session(store, expired=True)
@@ -82,7 +68,7 @@ def test_a_purge_deletes_expired_sessions_and_leaves_no_lock_behind(engine, stor
     assert (result.outcome, result.deleted, result.batches) == ("done", 25, 3)
     assert store.count(time.time()) == (1, 0)
     assert store.load(kept, time.time()) is not None
-    assert _advisory_locks(direct_url) == 0
+    assert advisory_locks(direct_url) == 0
 
 
 def test_a_purge_skips_its_turn_while_another_holds_the_lock(engine, store, direct_url):
@@ -142,7 +128,7 @@ def test_the_apps_purge_thread_works_through_pgbouncer(make_app, bouncer_url, di
         assert handle.store.count(time.time())[1] == 0
     finally:
         thread.stop()
-    assert _advisory_locks(direct_url) == 0
+    assert advisory_locks(direct_url) == 0
 
 
 def test_the_session_scripts_work_through_pgbouncer(ini, engine, store):

@@ -11,7 +11,7 @@ import psycopg
 from alembic import command
 from alembic.config import Config
 from psycopg import sql
-from sqlalchemy import text
+from sqlalchemy import create_engine, text
 from sqlalchemy.engine import Engine
 
 from myapp.models import get_engine
@@ -72,5 +72,20 @@ def emptied_engine(url: str, **settings: str) -> Iterator[Engine]:
         with engine.begin() as conn:
             conn.execute(text("DELETE FROM user_sessions"))
         yield engine
+    finally:
+        engine.dispose()
+
+
+def advisory_locks(url: str) -> int:
+    """Advisory locks held in the database at ``url`` right now (any session)."""
+    engine = create_engine(url)
+    try:
+        with engine.connect() as conn:
+            return conn.execute(
+                text(
+                    "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND database ="
+                    " (SELECT oid FROM pg_database WHERE datname = current_database())"
+                )
+            ).scalar_one()
     finally:
         engine.dispose()
