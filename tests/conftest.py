@@ -190,3 +190,25 @@ def backend(request: pytest.FixtureRequest) -> str:
 @pytest.fixture
 def app(make_app: Callable[..., AppHandle], backend: str) -> AppHandle:
     return make_app(backend)
+
+
+# Fixtures that need a server, and the marker that says so: ``-m "not redis"`` and the
+# like deselect every test that would use one, however it reaches the fixture.
+SERVER_MARKS = {
+    "postgres_url": "postgres",
+    "pgbouncer": "pgbouncer",
+    "pgbouncer_url": "pgbouncer",
+    "make_pgbouncer": "pgbouncer",
+    "redis_prefix": "redis",
+}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        needed = {
+            SERVER_MARKS[name] for name in getattr(item, "fixturenames", ()) if name in SERVER_MARKS
+        }
+        if "pgbouncer" in needed:
+            needed.add("postgres")  # PgBouncer serves the shared PostgreSQL
+        for marker in sorted(needed - {mark.name for mark in item.iter_markers()}):
+            item.add_marker(getattr(pytest.mark, marker))

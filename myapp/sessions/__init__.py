@@ -13,21 +13,23 @@ from pyramid.config import Configurator
 from pyramid.exceptions import ConfigurationError
 from sqlalchemy.exc import ArgumentError
 
-from .chain import NoStoreReady, StoreChain, build_chain
+from .chain import StoreChain, build_chain
 from .csrf import SessionOrCookieCSRFStoragePolicy
 from .events import ObserverGroup, SessionObserver
-from .factory import (
+from .exceptions import (
+    NoStoreReady,
     SessionConflict,
-    SessionFactory,
     SessionStoreUnavailable,
     SessionTemporarilyUnavailable,
+    SessionTooLarge,
+    StoreError,
 )
+from .factory import SessionFactory
 from .options import SessionOptions
 from .redact import install_log_redaction, redact
-from .serializer import SessionTooLarge
 from .session import Session
 from .stores import build_store
-from .stores.base import SessionStore, StoreError
+from .stores.base import SessionStore
 
 __all__ = [
     "NoStoreReady",

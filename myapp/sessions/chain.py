@@ -12,11 +12,10 @@ from collections.abc import Callable
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 
-from pyramid.exceptions import ConfigurationError
-
 from .breaker import Breaker
 from .events import SessionObserver
-from .stores.base import SessionStore, StoreError, StoreNotReady
+from .exceptions import NoStoreReady, StoreError, StoreNotReady
+from .stores.base import SessionStore
 
 log = logging.getLogger(__name__)
 
@@ -49,10 +48,6 @@ class StoreState:
             **breaker.as_dict(),
             **({} if self.store is None else self.store.health()),
         }
-
-
-class NoStoreReady(ConfigurationError):
-    """Start-up cannot go on: not one configured store is ready."""
 
 
 @dataclass

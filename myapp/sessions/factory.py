@@ -15,16 +15,24 @@ from typing import TYPE_CHECKING, Any
 
 from pyramid.interfaces import ISessionFactory
 from pyramid_tm import is_tm_active
-from transaction.interfaces import TransientError
 from zope.interface import implementer
 
 from myapp.models.lazytm import LazyTransactionManager
 
 from .codec import CookieSigner, new_token, storage_key
 from .events import SessionObserver
+from .exceptions import (
+    SessionConflict,
+    SessionStoreFailover,
+    SessionStoreUnavailable,
+    SessionTemporarilyUnavailable,
+    StaleSession,
+    StoreError,
+)
+from .interfaces import IRequestBoundStore
 from .serializer import dumps_checked, loads
 from .session import Session
-from .stores.base import SessionRecord, SessionStore, StaleSession, StoreError
+from .stores.base import SessionRecord, SessionStore
 from .txn import DeferredWrites
 
 if TYPE_CHECKING:
@@ -39,27 +47,6 @@ log = logging.getLogger(__name__)
 USER_AGENT_LENGTH = 256
 
 
-class SessionStoreUnavailable(StoreError):
-    """The serving store failed during a request; rendered as a 503."""
-
-
-class SessionStoreFailover(SessionStoreUnavailable, TransientError):
-    """The serving store failed at commit while runtime failover is on.
-
-    A TransientError: pyramid_retry runs the request again, and the new attempt
-    avoids the failed store (noted in the environ). Rendered as a 503 when no
-    attempt is left.
-    """
-
-
-class SessionTemporarilyUnavailable(SessionStoreUnavailable):
-    """The request's session may live in a store that cannot be asked right now.
-
-    Not "ended": the cookie stays, and the session is back once that store is. Raised
-    (a 503 with Retry-After) when such a request needs its session to change state.
-    """
-
-
 #: environ key: store names a retried request must not use (they failed it).
 AVOID_KEY = "myapp.sessions.avoid"
 #: environ key: True when the request's session is temporarily unavailable.
@@ -71,14 +58,6 @@ SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 CSRF_KEY = "_csrft_"  # pyramid.csrf.SessionCSRFStoragePolicy's default
 FLASH_PREFIX = "_f_"
 UNAVAILABLE_LOG_SECONDS = 60
-
-
-class SessionConflict(TransientError):
-    """Another request saved this session since ours read it.
-
-    A TransientError: with pyramid_retry the whole request is run again on fresh
-    data instead of overwriting the other request's change.
-    """
 
 
 @implementer(ISessionFactory)
@@ -232,11 +211,11 @@ class RequestSession:
         """Load from the serving store; with runtime failover, from the next one on failure."""
         factory, chain = self.factory, self.factory.chain
         while True:
-            load = self._bound_store().load
+            bound = self._bound_store()
             try:
                 if chain.breaker_open(self.index):
                     return self._load_refused(key)
-                record = factory.timed(self.store, "load", lambda: load(key, self.now))  # noqa: B023
+                record = factory.timed(self.store, "load", lambda: bound.load(key, self.now))  # noqa: B023
             except SessionStoreUnavailable as exc:
                 if exc.kind != "breaker_open":
                     chain.failed(self.index, str(exc), timeout=exc.kind == "timeout")
@@ -248,7 +227,7 @@ class RequestSession:
                     raise
                 self._switch_to(following)
                 continue
-            if not getattr(load.__self__, "answered_from_cache", False):
+            if not bound.answered_from_cache:
                 chain.succeeded(self.index)  # a cache hit says nothing about the database
             return record
 
@@ -295,9 +274,8 @@ class RequestSession:
     wrote = False
     offline = False  # loaded from an offline copy: the store itself is refused
 
-    def _bound_store(self) -> SessionStore:
-        bind = getattr(self.store, "bind", None)
-        return bind(self.request) if bind is not None else self.store
+    def _bound_store(self) -> IRequestBoundStore:
+        return self.store.bind(self.request)
 
     # -- the end of the request -------------------------------------------
     def _register(self) -> None:
@@ -333,9 +311,7 @@ class RequestSession:
             raise
 
     def _abandon(self) -> None:
-        abandon = getattr(self.store, "abandon", None)
-        if abandon is not None:
-            abandon(self.request)
+        self._bound_store().abandon()
 
     def store_failed(self, exc: StoreError) -> SessionStoreUnavailable:
         """A write failed at commit: what to raise (and, with failover, what to avoid)."""
@@ -510,16 +486,19 @@ class _Writes:
         self.timed = owner.factory.timed
         self.direct: SessionStore | None = None
         self.deferred: DeferredWrites | None = None
-        queue_on = owner.store
-        if getattr(owner.store, "bind", None) is not None:
-            bound = owner._bound_store()
-            if bound.in_request_transaction():  # type: ignore[attr-defined]
-                self.direct = bound
-                return
-            if bound.session_transaction() is not None:  # type: ignore[attr-defined]
-                queue_on = bound  # the queued writes run in the request's session transaction
+        bound = owner._bound_store()
+        if bound.in_request_transaction():
+            self.direct = bound
+            return
+        # The queued writes run in the request's session transaction when there is one;
+        # otherwise each is a statement or command of its own, outside the request.
+        in_session_txn = bound.session_transaction() is not None
         self.deferred = DeferredWrites(
-            queue_on, txn, on_stale=owner.conflict, on_error=owner.store_failed
+            bound if in_session_txn else owner.store,
+            txn,
+            session_transaction=bound.session_transaction if in_session_txn else None,
+            on_stale=owner.conflict,
+            on_error=owner.store_failed,
         )
 
     def save(

@@ -22,7 +22,8 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from .events import SessionObserver
-from .stores.base import SessionStore, StoreError
+from .exceptions import PurgeLocked, StoreError
+from .stores.base import SessionStore
 
 log = logging.getLogger(__name__)
 
@@ -30,10 +31,6 @@ log = logging.getLogger(__name__)
 # migration lock in migrations/env.py so a purge never holds up a deploy.
 PURGE_LOCK_ID = 0x6D797075726765  # "mypurge"
 PURGE_THREAD_KEY = "myapp.sessions.purge_thread"
-
-
-class PurgeLocked(Exception):
-    """Another process holds the purge lock: it is purging right now."""
 
 
 @dataclass(slots=True)

@@ -33,17 +33,21 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import redis
+from zope.interface import implementer
 
 from ..breaker import Breaker
-from .base import SessionRecord, SessionStore, StaleSession
+from ..exceptions import StaleSession
+from ..interfaces import IRequestBoundStore
+from .base import SessionRecord, SessionStore
 
 if TYPE_CHECKING:
     from pyramid.request import Request
 
     from ..options import SessionOptions
+    from .sqlstore import SqlStore
 
 log = logging.getLogger(__name__)
 
@@ -299,34 +303,25 @@ class RedisCache:
 
 
 class CachedStore(SessionStore):
-    """The sql store with a Redis read cache; looks like the sql store to everyone else."""
+    """The sql store with a Redis read cache: the same contract, the same name."""
 
     shared = True
 
-    def __init__(self, primary: SessionStore, cache: RedisCache) -> None:
+    def __init__(self, primary: SqlStore, cache: RedisCache) -> None:
         self.primary = primary
         self.cache = cache
         self.name = primary.name
 
-    def __getattr__(self, name: str) -> Any:
-        # engine, config_file, ...: whatever callers know the sql store by.
-        if name == "primary":  # not set yet: never recurse
-            raise AttributeError(name)
-        return getattr(self.primary, name)
-
-    def bind(self, request: Request) -> _BoundCachedStore:
+    def bind(self, request: Request) -> BoundCachedStore:
         """The same, with SQL in ``request``'s transaction and cache writes after commit."""
         bound = request.environ.get(_BOUND_KEY)
         # pyramid_retry reuses the environ for a new request: bound to that one anew.
-        if bound is None or bound.parent is not self or bound._request is not request:
-            bound = request.environ[_BOUND_KEY] = _BoundCachedStore(self, request)
+        if bound is None or bound.parent is not self or bound.request is not request:
+            bound = request.environ[_BOUND_KEY] = BoundCachedStore(self, request)
         return bound
 
     def _after_commit(self, fn: Callable[[], None]) -> None:
         fn()  # outside a request each primary call has committed when it returns
-
-    def in_request_transaction(self) -> bool:
-        return self._primary().in_request_transaction()  # type: ignore[attr-defined]
 
     # -- the interface ----------------------------------------------------------
     def check(self) -> None:
@@ -406,8 +401,12 @@ class CachedStore(SessionStore):
 
     def touch(self, key: str, last_active: float, expires: float, now: float) -> bool:
         touched = self._primary().touch(key, last_active, expires, now)
+        if not touched:
+            # The database has ended it: the cache must not keep (let alone extend) it.
+            self.cache.tombstone([key])
+            return False
         self._after_commit(lambda: self._touched(key, last_active, expires))
-        return touched
+        return True
 
     def _touched(self, key: str, last_active: float, expires: float) -> None:
         cached = self.cache.get(key)
@@ -437,6 +436,9 @@ class CachedStore(SessionStore):
     def count(self, now: float) -> tuple[int, int]:
         return self.primary.count(now)
 
+    def top_users(self, now: float, limit: int) -> list[tuple[str, int]]:
+        return self.primary.top_users(now, limit)
+
     def health(self) -> dict[str, object]:
         breaker = self.cache.breaker
         return {"cache": {"name": "redis", "ready": not breaker.failing, **breaker.as_dict()}}
@@ -452,30 +454,42 @@ class CachedStore(SessionStore):
 _BOUND_KEY = "myapp.sessions.cached_store"
 
 
-class _BoundCachedStore(CachedStore):
+@implementer(IRequestBoundStore)
+class BoundCachedStore(CachedStore):
     """One request's view: SQL in its transaction, cache writes once that commits."""
 
     def __init__(self, parent: CachedStore, request: Request) -> None:
         super().__init__(parent.primary, parent.cache)
         self.parent = parent
         # Its writes go through the cache's own hooks, never a session transaction.
-        self._bound_primary = parent.primary.bind(  # type: ignore[attr-defined]
-            request, session_transaction=False
-        )
-        self._request = request
+        self._bound_primary = parent.primary.bind(request, session_transaction=False)
+        self.request = request
+
+    def bind(self, request: Request) -> BoundCachedStore:
+        return self.parent.bind(request)
+
+    def in_request_transaction(self) -> bool:
+        return self._bound_primary.in_request_transaction()
+
+    def session_transaction(self) -> None:
+        """None: the cache's writes follow the commit through their own hooks."""
+        return None
+
+    def abandon(self) -> None:
+        self._bound_primary.abandon()
 
     def _primary(self) -> SessionStore:
         return self._bound_primary
 
     def _after_commit(self, fn: Callable[[], None]) -> None:
-        self._request.tm.get().addAfterCommitHook(lambda ok: ok and fn())
+        self.request.tm.get().addAfterCommitHook(lambda ok: ok and fn())
 
 
 def _ms(seconds: float) -> int:
     return max(1, int(seconds * 1000))
 
 
-def wrap(primary: SessionStore, options: SessionOptions) -> CachedStore:
+def wrap(primary: SqlStore, options: SessionOptions) -> CachedStore:
     """``primary`` behind a Redis cache at ``session.redis_url`` (``<prefix>cache:`` keys)."""
     from .redisstore import make_client
 

@@ -17,7 +17,8 @@ from redis.cluster import RedisCluster
 from redis.exceptions import RedisClusterException
 
 from .. import redisurls
-from .base import SessionRecord, SessionStore, StaleSession, StoreError, StoreNotReady
+from ..exceptions import StaleSession, StoreError, StoreNotReady
+from .base import SelfBoundStore, SessionRecord
 
 if TYPE_CHECKING:
     from pyramid.registry import Registry
@@ -96,7 +97,7 @@ def _header(record: SessionRecord, version: int) -> str:
     )
 
 
-class RedisStore(SessionStore):
+class RedisStore(SelfBoundStore):
     name = "redis"
     shared = True
 
@@ -244,6 +245,13 @@ class RedisStore(SessionStore):
             if not key.startswith(self.user_prefix.encode()):
                 live += 1
         return live, 0
+
+    def top_users(self, now: float, limit: int) -> list[tuple[str, int]]:
+        counts = []
+        for key in self.client.scan_iter(match=self.user_prefix + "*", count=1000):
+            user_id = key.decode()[len(self.user_prefix) :]
+            counts.append((user_id, len(self.list_user(user_id, now))))
+        return sorted((c for c in counts if c[1]), key=lambda c: (-c[1], c[0]))[:limit]
 
     def close(self) -> None:
         self.client.close()

@@ -36,7 +36,7 @@ from sqlalchemy.sql.expression import Executable
 from transaction.interfaces import IDataManager
 from zope.interface import implementer
 
-from .base import StoreError
+from ..exceptions import StoreError
 from .heldconnections import HeldConnections
 from .sqldriver import CompiledStatements, DriverResult, kept_cursor
 

@@ -25,6 +25,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.pool import PoolProxiedConnection
+from zope.interface import implementer
 
 from myapp.models import (
     USER_SESSIONS_REVISION,
@@ -36,7 +37,9 @@ from myapp.models import (
 from myapp.models.user_sessions import REQUIRED_COLUMNS
 
 from ..deadline import WATCHDOG, Deadline, Watchdog
-from .base import SessionRecord, SessionStore, StaleSession, StoreError, StoreNotReady
+from ..exceptions import StaleSession, StoreError, StoreNotReady
+from ..interfaces import IRequestBoundStore
+from .base import SessionRecord, SessionStore
 from .heldconnections import HeldConnections
 from .sessiontxn import SessionTransaction, expects_writes
 from .sqldriver import CompiledStatements, DriverConnection, kept_cursor
@@ -70,7 +73,7 @@ def _to_epoch(value: datetime) -> float:
 
 
 def _record(row: Sequence[Any]) -> SessionRecord:
-    """A record from a row of ``SqlStore._record_columns``."""
+    """A record from a row of ``SqlStatements.record_columns``."""
     key, data, created, last_active, expires, user_id, user_agent, version = row
     return SessionRecord(
         key=key,
@@ -84,9 +87,199 @@ def _record(row: Sequence[Any]) -> SessionRecord:
     )
 
 
-class SqlStore(SessionStore):
+class SqlStatements:
+    """The store's Core statements for one dialect, built once.
+
+    Constructing an UPDATE and computing its cache key cost ~380 us per save (an
+    INSERT ~240 us), more than the round trip itself: the hot ones are built here,
+    and on PostgreSQL compiled once for the driver (``sqldriver``).
+    """
+
+    def __init__(self, engine: Engine) -> None:
+        self.is_postgres = engine.dialect.name == "postgresql"
+        insert = postgresql.insert if self.is_postgres else sqlite.insert
+        data = sa.bindparam("data", type_=sa.Text)
+        # The JSON text is made (and checked) by the serializer; bind it as text so
+        # SQLAlchemy does not encode it a second time.
+        data_param = sa.cast(data, postgresql.JSONB) if self.is_postgres else data
+        self.insert_new = (
+            insert(user_sessions)
+            .values(
+                id=_param("b_key", t.id),
+                data=data_param,
+                created_at=_param("b_created", t.created_at),
+                last_active_at=_param("b_last_active", t.last_active_at),
+                expires_at=_param("b_expires", t.expires_at),
+                user_id=_param("b_user_id", t.user_id),
+                user_agent=_param("b_user_agent", t.user_agent),
+                version=1,
+            )
+            .on_conflict_do_nothing(index_elements=["id"])
+            .returning(t.version)
+        )
+        self.update_expected = (
+            sa.update(user_sessions)
+            .where(
+                t.id == _param("b_key", t.id),
+                t.version == _param("b_expected", t.version),
+                t.expires_at > _param("b_last_active", t.expires_at),
+            )
+            .values(
+                version=t.version + 1,
+                data=data_param,
+                last_active_at=_param("b_last_active", t.last_active_at),
+                expires_at=_param("b_expires", t.expires_at),
+                user_id=_param("b_user_id", t.user_id),
+                user_agent=_param("b_user_agent", t.user_agent),
+            )
+            .returning(t.version)
+        )
+        self.touch = (
+            sa.update(user_sessions)
+            .where(t.id == _param("b_key", t.id), t.expires_at > _param("b_now", t.expires_at))
+            .values(
+                last_active_at=_param("b_last_active", t.last_active_at),
+                expires_at=_param("b_expires", t.expires_at),
+            )
+        )
+        # Every read selects the key first and then the record's fields, in the
+        # order _record() takes them.
+        self.record_columns = (
+            t.id,
+            sa.cast(t.data, sa.Text),
+            t.created_at,
+            t.last_active_at,
+            t.expires_at,
+            t.user_id,
+            t.user_agent,
+            t.version,
+        )
+        self.load = sa.select(*self.record_columns).where(
+            t.id == sa.bindparam("key"), t.expires_at > sa.bindparam("now")
+        )
+        self.live_version = sa.select(t.version).where(
+            t.id == _param("b_key", t.id), t.expires_at > _param("b_now", t.expires_at)
+        )
+        self.delete_key = sa.delete(user_sessions).where(t.id == _param("b_key", t.id))
+        self.compiled: CompiledStatements | None = None
+        if self.is_postgres:
+            self.compiled = CompiledStatements(engine.dialect)
+            self.compiled.keep(
+                self.load,
+                self.live_version,
+                self.delete_key,
+                self.insert_new,
+                self.update_expected,
+                self.touch,
+            )
+
+
+class _SqlOperations:
+    """The store's I/O methods, each one statement, written against ``_read`` and
+    ``_write``: :class:`SqlStore` runs them on its own connections, its request-bound
+    form (:class:`RequestSqlStore`) in the request's transactions."""
+
     name = "sql"
     shared = True
+    statements: SqlStatements
+
+    def _read(self, fn: Callable[[Connection], T]) -> T:
+        raise NotImplementedError
+
+    def _write(self, fn: Callable[[Connection], T]) -> T:
+        raise NotImplementedError
+
+    def load(self, key: str, now: float) -> SessionRecord | None:
+        load = self.statements.load
+        row = self._read(lambda conn: conn.execute(load, {"key": key, "now": _to_dt(now)}).first())
+        return None if row is None else _record(row)
+
+    def save(self, record: SessionRecord, expected_version: int | None) -> int:
+        params: dict[str, Any] = {
+            "b_key": record.key,
+            "data": record.data,
+            "b_last_active": _to_dt(record.last_active),
+            "b_expires": _to_dt(record.expires),
+            "b_user_id": record.user_id,
+            "b_user_agent": record.user_agent,
+        }
+        if expected_version is None:
+            params["b_created"] = _to_dt(record.created)
+            statement = self.statements.insert_new
+        else:
+            params["b_expected"] = expected_version
+            statement = self.statements.update_expected
+        stored_version = self._write(lambda conn: conn.execute(statement, params).scalar())
+        if stored_version is not None:
+            return int(stored_version)
+        if expected_version is None:
+            raise StaleSession(self.name, gone=False)
+        check = {"b_key": record.key, "b_now": _to_dt(record.last_active)}
+        live_version = self.statements.live_version
+        still_live = self._read(lambda conn: conn.execute(live_version, check).first())
+        raise StaleSession(self.name, gone=still_live is None)
+
+    def touch(self, key: str, last_active: float, expires: float, now: float) -> bool:
+        params = {
+            "b_key": key,
+            "b_now": _to_dt(now),
+            "b_last_active": _to_dt(last_active),
+            "b_expires": _to_dt(expires),
+        }
+        touch = self.statements.touch
+        return self._write(lambda conn: conn.execute(touch, params).rowcount) == 1
+
+    def delete(self, key: str) -> None:
+        delete_key = self.statements.delete_key
+        self._write(lambda conn: conn.execute(delete_key, {"b_key": key}))
+
+    def delete_user(self, user_id: str, *, except_key: str | None = None) -> int:
+        statement = sa.delete(user_sessions).where(t.user_id == user_id)
+        if except_key is not None:
+            statement = statement.where(t.id != except_key)
+        return self._write(lambda conn: conn.execute(statement).rowcount)
+
+    def list_user(self, user_id: str, now: float) -> list[SessionRecord]:
+        statement = (
+            sa.select(*self.statements.record_columns)
+            .where(t.user_id == user_id, t.expires_at > _to_dt(now))
+            .order_by(t.created_at)
+        )
+        rows = self._read(lambda conn: conn.execute(statement).all())
+        return [_record(row) for row in rows]
+
+    def purge_expired(self, now: float, batch_size: int) -> int:
+        if self.statements.is_postgres:
+            params = {"now": _to_dt(now), "n": batch_size}
+            return self._write(lambda conn: conn.execute(_PURGE_POSTGRES, params).rowcount)
+        victims = sa.select(t.id).where(t.expires_at <= _to_dt(now)).limit(batch_size)
+        statement = sa.delete(user_sessions).where(t.id.in_(victims.scalar_subquery()))
+        return self._write(lambda conn: conn.execute(statement).rowcount)
+
+    def top_users(self, now: float, limit: int) -> list[tuple[str, int]]:
+        count = sa.func.count().label("n")
+        statement = (
+            sa.select(t.user_id, count)
+            .where(t.user_id.is_not(None), t.expires_at > _to_dt(now))
+            .group_by(t.user_id)
+            .order_by(count.desc(), t.user_id)
+            .limit(limit)
+        )
+        rows = self._read(lambda conn: conn.execute(statement).all())
+        return [(user_id, int(n)) for user_id, n in rows]
+
+    def count(self, now: float) -> tuple[int, int]:
+        moment = _to_dt(now)
+        statement = sa.select(
+            sa.func.count().filter(t.expires_at > moment),
+            sa.func.count().filter(t.expires_at <= moment),
+        )
+        live, expired = self._read(lambda conn: conn.execute(statement).one())
+        return int(live), int(expired)
+
+
+class SqlStore(_SqlOperations, SessionStore):
+    """The ``user_sessions`` table; outside a request, one autocommit statement each."""
 
     def __init__(
         self,
@@ -109,95 +302,19 @@ class SqlStore(SessionStore):
         self.check_timeout = check_timeout
         self.watchdog = watchdog
         _guard_pre_ping(engine, watchdog, timeout)
-        self._is_postgres = engine.dialect.name == "postgresql"
-        if self._is_postgres:
+        self.statements = SqlStatements(engine)
+        if self.statements.is_postgres:
             # Statements outside a request's transaction: a pool that stays in autocommit.
             self._autocommit = autocommit or autocommit_engine(engine)
         else:
             self._autocommit = engine.execution_options(isolation_level="AUTOCOMMIT")
         self._dbapi_error: type[Exception] = engine.dialect.loaded_dbapi.Error
-        self._insert = postgresql.insert if self._is_postgres else sqlite.insert
-        data = sa.bindparam("data", type_=sa.Text)
-        # The JSON text is made (and checked) by the serializer; bind it as text so
-        # SQLAlchemy does not encode it a second time.
-        self._data_param = sa.cast(data, postgresql.JSONB) if self._is_postgres else data
-        self._data_text = sa.cast(t.data, sa.Text)
-        # Built once: constructing an UPDATE and computing its cache key cost
-        # ~380 us per save (an INSERT ~240 us), more than the round trip itself.
-        self._insert_new = (
-            self._insert(user_sessions)
-            .values(
-                id=_param("b_key", t.id),
-                data=self._data_param,
-                created_at=_param("b_created", t.created_at),
-                last_active_at=_param("b_last_active", t.last_active_at),
-                expires_at=_param("b_expires", t.expires_at),
-                user_id=_param("b_user_id", t.user_id),
-                user_agent=_param("b_user_agent", t.user_agent),
-                version=1,
-            )
-            .on_conflict_do_nothing(index_elements=["id"])
-            .returning(t.version)
-        )
-        self._update_expected = (
-            sa.update(user_sessions)
-            .where(
-                t.id == _param("b_key", t.id),
-                t.version == _param("b_expected", t.version),
-                t.expires_at > _param("b_last_active", t.expires_at),
-            )
-            .values(
-                version=t.version + 1,
-                data=self._data_param,
-                last_active_at=_param("b_last_active", t.last_active_at),
-                expires_at=_param("b_expires", t.expires_at),
-                user_id=_param("b_user_id", t.user_id),
-                user_agent=_param("b_user_agent", t.user_agent),
-            )
-            .returning(t.version)
-        )
-        self._touch = (
-            sa.update(user_sessions)
-            .where(t.id == _param("b_key", t.id), t.expires_at > _param("b_now", t.expires_at))
-            .values(
-                last_active_at=_param("b_last_active", t.last_active_at),
-                expires_at=_param("b_expires", t.expires_at),
-            )
-        )
-        # Every read selects the key first and then the record's fields, in the
-        # order _record() takes them.
-        self._record_columns = (
-            t.id,
-            self._data_text,
-            t.created_at,
-            t.last_active_at,
-            t.expires_at,
-            t.user_id,
-            t.user_agent,
-            t.version,
-        )
-        self._load = sa.select(*self._record_columns).where(
-            t.id == sa.bindparam("key"), t.expires_at > sa.bindparam("now")
-        )
-        self._live_version = sa.select(t.version).where(
-            t.id == _param("b_key", t.id), t.expires_at > _param("b_now", t.expires_at)
-        )
-        self._delete_key = sa.delete(user_sessions).where(t.id == _param("b_key", t.id))
-        self._statements: CompiledStatements | None = None
+        self._statements = self.statements.compiled
         self._held: HeldConnections | None = None
-        if self._is_postgres:
+        if self._statements is not None:
             self._held = HeldConnections(self._autocommit)
-            self._statements = CompiledStatements(engine.dialect)
-            self._statements.keep(
-                self._load,
-                self._live_version,
-                self._delete_key,
-                self._insert_new,
-                self._update_expected,
-                self._touch,
-            )
 
-    # -- how statements run (overridden by the request-bound store) ----------
+    # -- how statements run ------------------------------------------------------
     def _guarded(self, conn: Connection, fn: Callable[[Connection], T], *, commit: bool) -> T:
         """Run ``fn`` (and the commit) under the store deadline: a frozen server costs
         ``timeout`` seconds, then the connection is shut down and dropped."""
@@ -275,22 +392,7 @@ class SqlStore(SessionStore):
         except self._dbapi_error as exc:
             raise _store_error(exc, deadline, self.timeout) from exc
 
-    def abandon(self, request: Request) -> None:
-        """Roll back ``request``'s database transaction now.
-
-        A save that fails in the before-commit hook leaves the transaction active:
-        pyramid_tm does not abort it, so its row locks would be held (blocking every
-        retry of the same session) until the request object is collected.
-        """
-        dbsession = request.__dict__.get("dbsession")
-        if dbsession is None:
-            return
-        try:
-            dbsession.rollback()
-        except SQLAlchemyError as exc:
-            log.info("rolling back after a failed session save failed too: %s", _short_cause(exc))
-
-    def bind(self, request: Request, *, session_transaction: bool = True) -> SqlStore:
+    def bind(self, request: Request, *, session_transaction: bool = True) -> RequestSqlStore:
         """This store, running its statements in ``request``'s transactions (the same
         object for every call in one request: it holds the request's state).
 
@@ -299,21 +401,11 @@ class SqlStore(SessionStore):
         """
         bound = request.environ.get(_BOUND_KEY)
         # pyramid_retry reuses the environ for a new request: bound to that one anew.
-        if bound is None or bound.parent is not self or bound._request is not request:
-            bound = _RequestSqlStore(self, request, session_transaction=session_transaction)
+        if bound is None or bound.parent is not self or bound.request is not request:
+            bound = RequestSqlStore(self, request, session_transaction=session_transaction)
             request.environ[_BOUND_KEY] = bound
         return bound
 
-    def in_request_transaction(self) -> bool:
-        """Whether writes go into an open database transaction of a request (bound
-        stores only); if not, they are queued until the request's transaction votes."""
-        return False
-
-    def session_transaction(self) -> SessionTransaction | None:
-        """The request's open session transaction that queued writes run in, if any."""
-        return None
-
-    # -- the interface ------------------------------------------------------
     def check(self) -> None:
         fix = f"run `alembic -c {self.config_file or '<your ini file>'} upgrade head`"
         deadline: Deadline | None = None
@@ -321,7 +413,7 @@ class SqlStore(SessionStore):
             with self.engine.connect() as conn:
                 guard = self.watchdog.guard(_fileno(conn), self.check_timeout, "readiness check")
                 with guard as deadline:
-                    problem = _schema_problem(conn, self._is_postgres)
+                    problem = _schema_problem(conn, self.statements.is_postgres)
         except SQLAlchemyError as exc:
             cause = _short_cause(exc)
             if deadline is not None and deadline.fired:
@@ -334,80 +426,6 @@ class SqlStore(SessionStore):
         if problem:
             raise StoreNotReady(self.name, problem, fix)
 
-    def load(self, key: str, now: float) -> SessionRecord | None:
-        row = self._read(
-            lambda conn: conn.execute(self._load, {"key": key, "now": _to_dt(now)}).first()
-        )
-        return None if row is None else _record(row)
-
-    def save(self, record: SessionRecord, expected_version: int | None) -> int:
-        params: dict[str, Any] = {
-            "b_key": record.key,
-            "data": record.data,
-            "b_last_active": _to_dt(record.last_active),
-            "b_expires": _to_dt(record.expires),
-            "b_user_id": record.user_id,
-            "b_user_agent": record.user_agent,
-        }
-        if expected_version is None:
-            params["b_created"] = _to_dt(record.created)
-            statement = self._insert_new
-        else:
-            params["b_expected"] = expected_version
-            statement = self._update_expected
-        stored_version = self._write(lambda conn: conn.execute(statement, params).scalar())
-        if stored_version is not None:
-            return int(stored_version)
-        if expected_version is None:
-            raise StaleSession(self.name, gone=False)
-        check = {"b_key": record.key, "b_now": _to_dt(record.last_active)}
-        still_live = self._read(lambda conn: conn.execute(self._live_version, check).first())
-        raise StaleSession(self.name, gone=still_live is None)
-
-    def touch(self, key: str, last_active: float, expires: float, now: float) -> bool:
-        params = {
-            "b_key": key,
-            "b_now": _to_dt(now),
-            "b_last_active": _to_dt(last_active),
-            "b_expires": _to_dt(expires),
-        }
-        return self._write(lambda conn: conn.execute(self._touch, params).rowcount) == 1
-
-    def delete(self, key: str) -> None:
-        self._write(lambda conn: conn.execute(self._delete_key, {"b_key": key}))
-
-    def delete_user(self, user_id: str, *, except_key: str | None = None) -> int:
-        statement = sa.delete(user_sessions).where(t.user_id == user_id)
-        if except_key is not None:
-            statement = statement.where(t.id != except_key)
-        return self._write(lambda conn: conn.execute(statement).rowcount)
-
-    def list_user(self, user_id: str, now: float) -> list[SessionRecord]:
-        statement = (
-            sa.select(*self._record_columns)
-            .where(t.user_id == user_id, t.expires_at > _to_dt(now))
-            .order_by(t.created_at)
-        )
-        rows = self._read(lambda conn: conn.execute(statement).all())
-        return [_record(row) for row in rows]
-
-    def purge_expired(self, now: float, batch_size: int) -> int:
-        if self._is_postgres:
-            params = {"now": _to_dt(now), "n": batch_size}
-            return self._write(lambda conn: conn.execute(_PURGE_POSTGRES, params).rowcount)
-        victims = sa.select(t.id).where(t.expires_at <= _to_dt(now)).limit(batch_size)
-        statement = sa.delete(user_sessions).where(t.id.in_(victims.scalar_subquery()))
-        return self._write(lambda conn: conn.execute(statement).rowcount)
-
-    def count(self, now: float) -> tuple[int, int]:
-        moment = _to_dt(now)
-        statement = sa.select(
-            sa.func.count().filter(t.expires_at > moment),
-            sa.func.count().filter(t.expires_at <= moment),
-        )
-        live, expired = self._read(lambda conn: conn.execute(statement).one())
-        return int(live), int(expired)
-
     def close(self) -> None:
         if self._held is not None:
             self._held.close()
@@ -415,15 +433,19 @@ class SqlStore(SessionStore):
         self._autocommit.dispose()
 
 
-class _RequestSqlStore(SqlStore):
-    """The same statements, in the request's transactions: its database session's
-    when the view opened one, else its session transaction (state-changing requests
-    on PostgreSQL), else one autocommit statement each."""
+@implementer(IRequestBoundStore)
+class RequestSqlStore(_SqlOperations, SessionStore):
+    """The SQL store as one request uses it: the same statements, in the request's
+    transactions. Its database session's when the view opened one, else its session
+    transaction (state-changing requests on PostgreSQL), else one autocommit statement
+    each on the parent store's connections."""
+
+    answered_from_cache = False
 
     def __init__(self, parent: SqlStore, request: Request, *, session_transaction: bool) -> None:
-        self.__dict__.update(parent.__dict__)
         self.parent = parent
-        self._request = request
+        self.request = request
+        self.statements = parent.statements
         self._session_txn: SessionTransaction | None = None
         self._may_begin = (
             session_transaction
@@ -432,17 +454,46 @@ class _RequestSqlStore(SqlStore):
             and expects_writes(request.method)
         )
 
-    @property
-    def _dbsession(self) -> DBSession:
-        return self._request.dbsession
+    def bind(self, request: Request) -> RequestSqlStore:
+        return self.parent.bind(request)
+
+    def check(self) -> None:
+        self.parent.check()
+
+    def health(self) -> dict[str, object]:
+        return self.parent.health()
+
+    def close(self) -> None:
+        """End this request's session transaction, if any; the parent keeps its pool."""
+        if self._session_txn is not None:
+            self._session_txn.close()
+
+    def abandon(self) -> None:
+        """Roll back the request's database transaction now.
+
+        A save that fails in the before-commit hook leaves the transaction active:
+        pyramid_tm does not abort it, so its row locks would be held (blocking every
+        retry of the same session) until the request object is collected.
+        """
+        dbsession = self.request.__dict__.get("dbsession")
+        if dbsession is None:
+            return
+        try:
+            dbsession.rollback()
+        except SQLAlchemyError as exc:
+            log.info("rolling back after a failed session save failed too: %s", _short_cause(exc))
 
     def in_request_transaction(self) -> bool:
-        dbsession = existing_dbsession(self._request)
+        dbsession = existing_dbsession(self.request)
         return dbsession is not None and dbsession.in_transaction()
 
     def session_transaction(self) -> SessionTransaction | None:
         txn = self._session_txn
         return txn if txn is not None and txn.open else None
+
+    @property
+    def _dbsession(self) -> DBSession:
+        return self.request.dbsession
 
     def _read(self, fn: Callable[[Connection], T]) -> T:
         if not self.in_request_transaction():
@@ -453,22 +504,26 @@ class _RequestSqlStore(SqlStore):
             # pooled connection, handed back before the view goes on, instead of
             # beginning the request's transaction for a read (~700 us CPU). A later
             # write's version check refuses what changed since this read.
-            return super()._read(fn)
+            return self.parent._read(fn)
         try:
             conn = self._dbsession.connection()
         except SQLAlchemyError as exc:
             raise _store_error(exc) from exc
-        return self._guarded(conn, fn, commit=False)
+        return self.parent._guarded(conn, fn, commit=False)
 
     def _begin_session_transaction(self) -> SessionTransaction | None:
         """Begin the session transaction of a state-changing request, once."""
-        request = self._request
+        request = self.request
         if not self._may_begin or not is_tm_active(request):
             return None
         self._may_begin = False
-        assert self._held is not None and self._statements is not None
+        parent = self.parent
+        assert parent._held is not None and parent._statements is not None
         txn = SessionTransaction(
-            self._held, self._statements, acquire=self._acquire_held, guard=self._guard_driver
+            parent._held,
+            parent._statements,
+            acquire=parent._acquire_held,
+            guard=parent._guard_driver,
         )
         request.tm.get().join(txn)
         request.add_finished_callback(lambda request: txn.close())  # whatever happened
@@ -480,13 +535,13 @@ class _RequestSqlStore(SqlStore):
             # Queued writes run in the session transaction; once that has ended
             # (an undo after a later resource failed), each is its own statement.
             txn = self.session_transaction()
-            return fn(txn) if txn is not None else super()._write(fn)  # type: ignore[arg-type]
+            return fn(txn) if txn is not None else self.parent._write(fn)  # type: ignore[arg-type]
         dbsession = self._dbsession
         try:
             conn = dbsession.connection()
         except SQLAlchemyError as exc:
             raise _store_error(exc) from exc
-        result = self._guarded(conn, fn, commit=False)
+        result = self.parent._guarded(conn, fn, commit=False)
         # Core statements are invisible to the ORM: tell zope.sqlalchemy to commit them.
         zope.sqlalchemy.mark_changed(dbsession)
         return result
