@@ -141,10 +141,13 @@ class AppHandle:
 def make_app(
     request: pytest.FixtureRequest, postgres_url: str, sqlite_url: str, redis_prefix: str
 ) -> Iterator[Callable[..., AppHandle]]:
-    """Build an app for one of BACKENDS; keyword arguments become settings."""
+    """Build an app for one of BACKENDS (the site unless ``main`` says otherwise); keyword
+    arguments become settings."""
     built: list[AppHandle] = []
 
-    def factory(backend: str = "sql-postgres", **overrides: Any) -> AppHandle:
+    def factory(
+        backend: str = "sql-postgres", main: Callable[..., Router] = myapp.main, **overrides: Any
+    ) -> AppHandle:
         through_pgbouncer = {}
         if backend == "sql-pgbouncer":  # started only for the tests that ask for it
             through_pgbouncer = {
@@ -164,7 +167,7 @@ def make_app(
             "memory": {"sqlalchemy.url": postgres_url, "session.backends": "memory"},
         }.get(backend, {})
         settings = base_settings(**{**settings, **overrides})
-        router = myapp.main({}, **settings)
+        router = main({}, **settings)
         handle = AppHandle(TestApp(router, extra_environ=LOOPBACK), router, backend)
         built.append(handle)
         return handle

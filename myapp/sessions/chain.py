@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from .breaker import Breaker
 from .events import SessionObserver
 from .exceptions import NoStoreReady, StoreError, StoreNotReady
+from .options import SessionOptions
 from .stores.base import SessionStore
 
 log = logging.getLogger(__name__)
@@ -64,10 +65,10 @@ class StoreChain:
     previous: list[int] = field(default_factory=list)
     # When a failing store is refused, how soon it is probed (then backing off up to
     # recheck_interval), and whether the process moves on to the next store meanwhile.
-    recheck_interval: float = 30.0
-    breaker_threshold: int = 5
-    breaker_cooldown: float = 1.0
-    runtime_failover: bool = False
+    recheck_interval: float = SessionOptions.recheck_interval
+    breaker_threshold: int = SessionOptions.breaker_threshold
+    breaker_cooldown: float = SessionOptions.breaker_cooldown
+    runtime_failover: bool = SessionOptions.runtime_failover
     breakers: list[Breaker] = field(init=False, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _standby: threading.Thread | None = field(default=None, repr=False)
@@ -428,10 +429,10 @@ def build_chain(
     build: Callable[[str], SessionStore],
     observer: SessionObserver,
     *,
-    recheck_interval: float = 30.0,
-    breaker_threshold: int = 5,
-    breaker_cooldown: float = 1.0,
-    runtime_failover: bool = False,
+    recheck_interval: float = SessionOptions.recheck_interval,
+    breaker_threshold: int = SessionOptions.breaker_threshold,
+    breaker_cooldown: float = SessionOptions.breaker_cooldown,
+    runtime_failover: bool = SessionOptions.runtime_failover,
 ) -> StoreChain:
     """Build every configured store; one that cannot be built is recorded as not ready."""
     states = []

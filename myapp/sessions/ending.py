@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 from pyramid.request import Request
 
+from .assemble import get_chain
 from .exceptions import SessionStoreUnavailable, StoreError
 from .stores.base import SessionRecord, SessionStore
 
@@ -43,8 +44,6 @@ def _each(
     fails is reported and logged; one known to be down (its last check failed, or its
     breaker is open) is not asked at all, so it costs no timeout.
     """
-    from . import get_chain
-
     chain = get_chain(request.registry)
     reach = Reach()
     for index, state in enumerate(chain.states):

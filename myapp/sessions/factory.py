@@ -17,8 +17,6 @@ from pyramid.interfaces import ISessionFactory
 from pyramid_tm import is_tm_active
 from zope.interface import implementer
 
-from myapp.models.lazytm import LazyTransactionManager
-
 from .codec import CookieSigner, new_token, storage_key
 from .events import SessionObserver
 from .exceptions import (
@@ -30,6 +28,7 @@ from .exceptions import (
     StoreError,
 )
 from .interfaces import IRequestBoundStore
+from .lazytm import LazyTransactionManager
 from .serializer import dumps_checked, loads
 from .session import Session
 from .stores.base import SessionRecord, SessionStore

@@ -9,7 +9,7 @@ import psycopg
 import pytest
 import sqlalchemy as sa
 
-from myapp.models import autocommit_engine, get_engine
+from myapp.sessions.database import autocommit_engine, get_engine
 from myapp.sessions.stores.heldconnections import HeldConnections
 from tests.support.counting import on_psycopg_statement
 

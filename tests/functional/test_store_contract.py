@@ -14,7 +14,7 @@ import transaction
 from pyramid.request import Request
 from zope.interface.verify import verifyObject
 
-from myapp.models import get_dbsession_factory, get_engine, get_tm_dbsession
+from myapp.sessions.database import get_dbsession_factory, get_engine, get_tm_dbsession
 from myapp.sessions.exceptions import StaleSession, StoreNotReady
 from myapp.sessions.interfaces import IRequestBoundStore, ISessionStore
 from myapp.sessions.stores.base import SessionRecord

@@ -41,12 +41,12 @@ from zope.interface import implementer
 from ..breaker import Breaker
 from ..exceptions import StaleSession
 from ..interfaces import IRequestBoundStore
+from ..options import SessionOptions
 from .base import SessionRecord, SessionStore
 
 if TYPE_CHECKING:
     from pyramid.request import Request
 
-    from ..options import SessionOptions
     from .sqlstore import SqlStore
 
 log = logging.getLogger(__name__)
@@ -128,8 +128,8 @@ class RedisCache:
         *,
         prefix: str,
         ttl: int = TTL_SECONDS,
-        cooldown: float = 1.0,
-        max_cooldown: float = 30.0,
+        cooldown: float = SessionOptions.breaker_cooldown,
+        max_cooldown: float = SessionOptions.recheck_interval,
     ) -> None:
         self.client = client
         self.prefix = prefix

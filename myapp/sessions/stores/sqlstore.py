@@ -27,18 +27,19 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.pool import PoolProxiedConnection
 from zope.interface import implementer
 
-from myapp.models import (
-    USER_SESSIONS_REVISION,
+from ..database import (
+    AUTOCOMMIT_ENGINE_KEY,
+    ENGINE_KEY,
+    PGBOUNCER_KEY,
     autocommit_engine,
     existing_dbsession,
     get_engine,
-    user_sessions,
 )
-from myapp.models.user_sessions import REQUIRED_COLUMNS
-
 from ..deadline import WATCHDOG, Deadline, Watchdog
 from ..exceptions import StaleSession, StoreError, StoreNotReady
 from ..interfaces import IRequestBoundStore
+from ..options import SessionOptions
+from ..table import REQUIRED_COLUMNS, USER_SESSIONS_REVISION, user_sessions
 from .base import SessionRecord, SessionStore
 from .heldconnections import HeldConnections
 from .sessiontxn import SessionTransaction, expects_writes
@@ -49,7 +50,6 @@ if TYPE_CHECKING:
     from pyramid.request import Request
     from sqlalchemy.orm import Session as DBSession
 
-    from ..options import SessionOptions
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -287,8 +287,8 @@ class SqlStore(_SqlOperations, SessionStore):
         *,
         autocommit: Engine | None = None,
         config_file: str | None = None,
-        timeout: float = 1.0,
-        check_timeout: float = 2.0,
+        timeout: float = SessionOptions.store_timeout,
+        check_timeout: float = SessionOptions.check_timeout,
         watchdog: Watchdog = WATCHDOG,
         transaction_pooling: bool = False,
     ) -> None:
@@ -657,14 +657,14 @@ def _guard_pre_ping(engine: Engine, watchdog: Watchdog, timeout: float) -> None:
 
 
 def build(options: SessionOptions, registry: Registry) -> SqlStore:
-    engine = registry.get("dbengine")
-    if engine is None:  # pragma: no cover - myapp.models is included first
+    engine = registry.get(ENGINE_KEY)
+    if engine is None:  # pragma: no cover - register_engine runs first
         engine = get_engine(dict(registry.settings))
     return SqlStore(
         engine,
-        autocommit=registry.get("dbengine.autocommit"),
+        autocommit=registry.get(AUTOCOMMIT_ENGINE_KEY),
         config_file=options.config_file,
         timeout=options.store_timeout,
         check_timeout=options.check_timeout,
-        transaction_pooling=registry.get("db.pgbouncer") == "transaction",
+        transaction_pooling=registry.get(PGBOUNCER_KEY) == "transaction",
     )
