@@ -5,7 +5,7 @@ database work has no transaction for the SQL store's write to join. Such writes 
 queued and carried out when the request's transaction votes, before SQLAlchemy's
 commit (which votes last). If a later resource fails, ``tpc_abort`` puts back what
 was written. In a state-changing request on PostgreSQL they run in its session
-transaction (``stores/sessiontxn.py``) and commit it.
+transaction (``stores/sqlstore/transaction.py``) and commit it.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from .exceptions import StaleSession, StoreError
 from .stores.base import SessionRecord, SessionStore
 
 if TYPE_CHECKING:
-    from .stores.sessiontxn import SessionTransaction
+    from .stores.sqlstore.transaction import SessionTransaction
 
 log = logging.getLogger(__name__)
 

@@ -5,62 +5,16 @@ from __future__ import annotations
 import logging
 
 import pytest
-from pyramid.request import Request
 from zope.interface.verify import verifyObject
 
-from myapp.sessions.chain import StoreChain, StoreState, build_chain
-from myapp.sessions.codec import new_token, storage_key
+from myapp.sessions.chain import build_chain
 from myapp.sessions.events import SessionObserver
 from myapp.sessions.exceptions import (
     NoStoreReady,
-    SessionStoreUnavailable,
     StoreError,
-    StoreNotReady,
 )
-from myapp.sessions.factory import SessionFactory
 from myapp.sessions.interfaces import IRequestBoundStore, ISessionStore
-from myapp.sessions.options import SessionOptions
-from myapp.sessions.stores.base import SessionRecord
-from myapp.sessions.stores.memorystore import MemoryStore
-
-
-class FakeStore(MemoryStore):
-    """A memory store whose readiness a test switches by hand."""
-
-    def __init__(self, name: str, *, ready: bool = True, shared: bool = True) -> None:
-        super().__init__(max_entries=100)
-        self.name = name
-        self.shared = shared
-        self.ready = ready
-        self.checks = 0
-
-    def check(self) -> None:
-        self.checks += 1
-        if not self.ready:
-            raise StoreNotReady(self.name, "switched off", "switch it on")
-
-
-class Recorder(SessionObserver):
-    def __init__(self) -> None:
-        self.events: list[tuple] = []
-
-    def fallback(self, from_store, to_store, reason) -> None:
-        self.events.append(("fallback", from_store, to_store))
-
-    def recovered(self, from_store, to_store) -> None:
-        self.events.append(("recovered", from_store, to_store))
-
-
-def make_chain(*stores: FakeStore, **kwargs) -> StoreChain:
-    chain = StoreChain(
-        [StoreState(store.name, store) for store in stores],
-        observer=kwargs.pop("observer", SessionObserver()),
-        recheck_interval=0,  # no standby thread
-        **kwargs,
-    )
-    for breaker in chain.breakers:
-        breaker.ensure_probing = lambda: None  # probes are run by hand here
-    return chain
+from tests.support.fakes import FakeStore, Recorder, make_chain
 
 
 def test_the_fake_store_keeps_the_store_contract():
@@ -172,55 +126,3 @@ def test_next_store_skips_open_breakers_and_avoided_stores():
     chain.failed(1, "down")
     assert chain.next_store(0) == 2
     assert chain.next_store(0, frozenset({"c"})) is None
-
-
-# -- failover in a request, through the session factory -------------------------
-
-
-class DownStore(FakeStore):
-    """Answers its start-up check, then fails every load as a dead server would."""
-
-    def load(self, key, now):
-        raise StoreError(self.name, "connection", "connection refused")
-
-
-def _request_with_session(factory, store, data: str = '{"cart":[1]}'):
-    token = new_token()
-    now = factory.clock()
-    store.save(SessionRecord(storage_key(token), data, now, now, now + 600), None)
-    return Request.blank("/", headers={"Cookie": f"session={factory.signer.dumps(token)}"})
-
-
-def _factory(chain, **options):
-    return SessionFactory(SessionOptions(secrets=("x" * 40,), **options), chain)
-
-
-def test_runtime_failover_serves_the_request_from_the_next_store():
-    down, standby = DownStore("a"), FakeStore("b")
-    chain = make_chain(down, standby, runtime_failover=True)
-    chain.select()
-    factory = _factory(chain, runtime_failover=True)
-    session = factory(_request_with_session(factory, standby))
-    assert session["cart"] == [1]
-    assert chain.breakers[0].failing
-
-
-def test_without_failover_a_failing_store_is_a_503_not_a_lost_session():
-    down, standby = DownStore("a"), FakeStore("b")
-    chain = make_chain(down, standby)
-    chain.select()
-    factory = _factory(chain)
-    with pytest.raises(SessionStoreUnavailable):
-        factory(_request_with_session(factory, standby))
-
-
-def test_a_get_served_without_its_session_keeps_the_cookie_while_a_store_is_open():
-    first, second = FakeStore("a"), FakeStore("b")
-    chain = make_chain(first, second, runtime_failover=True, breaker_threshold=1)
-    chain.select()
-    factory = _factory(chain, runtime_failover=True)
-    request = _request_with_session(factory, first)
-    chain.failed(0, "down", timeout=True)  # the session's store is refused now
-    session = factory(request)
-    assert session.new and not session
-    assert request.environ["myapp.sessions.unavailable"] is True
