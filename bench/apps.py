@@ -289,7 +289,7 @@ def build(name: str, env: BenchEnv) -> Callable[..., Any]:
         if name.startswith(("ours-", "diag-ours-")):
             config.include("myapp.sessions")
         elif name == "naive-db":
-            config.include("myapp.models")  # pyramid_tm and request.dbsession
+            config.include("myapp.sessions.database")  # pyramid_tm and request.dbsession
             _stock_pyramid_tm(config)
             config.set_session_factory(_naive_factory())
         elif name == "signedcookie":
@@ -298,7 +298,7 @@ def build(name: str, env: BenchEnv) -> Callable[..., Any]:
             config.set_session_factory(_psr_factory(env.redis_url))
         elif name == "floor-tm":
             # What a cookiecutter SQLAlchemy app runs anyway: pyramid_tm, request.dbsession.
-            config.include("myapp.models")
+            config.include("myapp.sessions.database")
             _stock_pyramid_tm(config)
             config.set_session_factory(lambda request: {})
         elif name == "floor":

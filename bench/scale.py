@@ -11,7 +11,7 @@ import time
 import psycopg
 
 from bench.probes import rss_bytes
-from myapp.models import get_engine
+from myapp.sessions.database import get_engine
 from myapp.sessions.purge import purge_store
 from myapp.sessions.stores.base import SessionRecord
 from myapp.sessions.stores.memorystore import MemoryStore

@@ -22,7 +22,12 @@ from pyramid.paster import get_appsettings, setup_logging
 from sqlalchemy import text
 from sqlalchemy.engine import Connection, Engine
 
-from myapp.models import get_engine, metadata, pgbouncer_mode
+from myapp.models import metadata as site_metadata
+from myapp.sessions.database import get_engine, pgbouncer_mode
+from myapp.sessions.table import metadata as sessions_metadata
+
+# The app's tables and the session package's own.
+target_metadata = [site_metadata, sessions_metadata]
 
 # Any constant works; it only has to be the same for every migrating process.
 MIGRATION_LOCK_ID = 0x6D79617070  # "myapp"
@@ -50,7 +55,7 @@ class BehindTransactionPooling(SystemExit):
 
 
 def run_migrations_offline() -> None:
-    context.configure(url=url, target_metadata=metadata, literal_binds=True)
+    context.configure(url=url, target_metadata=target_metadata, literal_binds=True)
     with context.begin_transaction():
         context.run_migrations()
 
@@ -123,7 +128,7 @@ def run_migrations_online() -> None:
         try:
             if is_postgres:
                 _refuse_unheld_lock(connection, holder)
-            context.configure(connection=connection, target_metadata=metadata)
+            context.configure(connection=connection, target_metadata=target_metadata)
             with context.begin_transaction():
                 context.run_migrations()
         finally:

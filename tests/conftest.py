@@ -141,10 +141,13 @@ class AppHandle:
 def make_app(
     request: pytest.FixtureRequest, postgres_url: str, sqlite_url: str, redis_prefix: str
 ) -> Iterator[Callable[..., AppHandle]]:
-    """Build an app for one of BACKENDS; keyword arguments become settings."""
+    """Build an app for one of BACKENDS (the site unless ``main`` says otherwise); keyword
+    arguments become settings."""
     built: list[AppHandle] = []
 
-    def factory(backend: str = "sql-postgres", **overrides: Any) -> AppHandle:
+    def factory(
+        backend: str = "sql-postgres", main: Callable[..., Router] = myapp.main, **overrides: Any
+    ) -> AppHandle:
         through_pgbouncer = {}
         if backend == "sql-pgbouncer":  # started only for the tests that ask for it
             through_pgbouncer = {
@@ -164,7 +167,7 @@ def make_app(
             "memory": {"sqlalchemy.url": postgres_url, "session.backends": "memory"},
         }.get(backend, {})
         settings = base_settings(**{**settings, **overrides})
-        router = myapp.main({}, **settings)
+        router = main({}, **settings)
         handle = AppHandle(TestApp(router, extra_environ=LOOPBACK), router, backend)
         built.append(handle)
         return handle
@@ -190,3 +193,25 @@ def backend(request: pytest.FixtureRequest) -> str:
 @pytest.fixture
 def app(make_app: Callable[..., AppHandle], backend: str) -> AppHandle:
     return make_app(backend)
+
+
+# Fixtures that need a server, and the marker that says so: ``-m "not redis"`` and the
+# like deselect every test that would use one, however it reaches the fixture.
+SERVER_MARKS = {
+    "postgres_url": "postgres",
+    "pgbouncer": "pgbouncer",
+    "pgbouncer_url": "pgbouncer",
+    "make_pgbouncer": "pgbouncer",
+    "redis_prefix": "redis",
+}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        needed = {
+            SERVER_MARKS[name] for name in getattr(item, "fixturenames", ()) if name in SERVER_MARKS
+        }
+        if "pgbouncer" in needed:
+            needed.add("postgres")  # PgBouncer serves the shared PostgreSQL
+        for marker in sorted(needed - {mark.name for mark in item.iter_markers()}):
+            item.add_marker(getattr(pytest.mark, marker))

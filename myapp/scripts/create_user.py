@@ -17,7 +17,7 @@ from pyramid.paster import get_appsettings, setup_logging
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
 from myapp.accounts import UserExists, create_user, find_user, normalise_username
-from myapp.models import get_engine
+from myapp.sessions.database import get_engine
 from myapp.sessions.purge import error_summary
 from myapp.sessions.redact import install_log_redaction, redact
 

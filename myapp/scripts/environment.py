@@ -9,9 +9,9 @@ from pyramid.paster import get_appsettings, setup_logging
 from pyramid.registry import Registry
 from sqlalchemy.engine import Engine
 
-from myapp.models import get_engine, pgbouncer_mode
-from myapp.sessions import build_store_chain
+from myapp.sessions.assemble import build_store_chain
 from myapp.sessions.chain import StoreChain
+from myapp.sessions.database import register_engine
 from myapp.sessions.options import SessionOptions
 from myapp.sessions.redact import install_log_redaction
 
@@ -38,10 +38,8 @@ def load_environment(ini: str) -> ScriptEnvironment:
     settings = dict(get_appsettings(ini))
     settings["myapp.config_file"] = ini  # operator messages name this file
     options = SessionOptions.from_settings(settings)
-    engine = get_engine(settings)
     registry = Registry("myapp-sessions")
     registry.settings = settings
-    registry["dbengine"] = engine
-    registry["db.pgbouncer"] = pgbouncer_mode(settings)
+    engine = register_engine(registry, settings)  # as the app reaches the database
     chain = build_store_chain(options, registry)  # as the app builds it, cache included
     return ScriptEnvironment(ini, settings, options, engine, chain)

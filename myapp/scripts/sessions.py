@@ -15,7 +15,6 @@ import argparse
 import sys
 import time
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
 from typing import TextIO
 
 import sqlalchemy as sa
@@ -23,11 +22,12 @@ from pyramid.exceptions import ConfigurationError
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
 from myapp.accounts import find_user
-from myapp.models import user_sessions, users
+from myapp.models import users
 from myapp.sessions.chain import StoreState
+from myapp.sessions.exceptions import StoreError
 from myapp.sessions.purge import PURGE_LOCK_ID, Purger, error_summary
 from myapp.sessions.redact import RedactingWriter, redact
-from myapp.sessions.stores.base import SessionStore, StoreError
+from myapp.sessions.stores.base import SessionStore
 
 from .environment import ScriptEnvironment, load_environment
 from .progress import PurgeProgress
@@ -130,34 +130,6 @@ def purge(env: ScriptEnvironment, args: argparse.Namespace, out: TextIO) -> int:
 # -- stats ----------------------------------------------------------------------
 
 
-def _by_user(
-    env: ScriptEnvironment, store: SessionStore, now: float, top: int
-) -> list[tuple[str, int]]:
-    """(user id, live sessions), most first; empty for a store that cannot tell."""
-    if store.name == "sql":
-        t = user_sessions.c
-        count = sa.func.count().label("n")
-        statement = (
-            sa.select(t.user_id, count)
-            .where(t.user_id.is_not(None), t.expires_at > datetime.fromtimestamp(now, UTC))
-            .group_by(t.user_id)
-            .order_by(count.desc(), t.user_id)
-            .limit(top)
-        )
-        with env.engine.connect() as conn:
-            return [(row.user_id, int(row.n)) for row in conn.execute(statement)]
-    user_prefix = getattr(store, "user_prefix", None)
-    client = getattr(store, "client", None)
-    if store.name == "redis" and user_prefix and client is not None:
-        counts = []
-        for key in client.scan_iter(match=user_prefix + "*", count=1000):
-            user_id = key.decode()[len(user_prefix) :]
-            counts.append((user_id, len(store.list_user(user_id, now))))
-        counts = [c for c in counts if c[1]]
-        return sorted(counts, key=lambda c: (-c[1], c[0]))[:top]
-    return []
-
-
 def _user_names(env: ScriptEnvironment, ids: set[str], out: TextIO) -> dict[str, str]:
     numeric = [int(i) for i in ids if i.isdigit()]
     if not numeric:
@@ -190,7 +162,7 @@ def stats(env: ScriptEnvironment, args: argparse.Namespace, out: TextIO) -> int:
             continue
         try:
             live, expired = store.count(now)
-            tops.append((state.name, _by_user(env, store, now, args.top)))
+            tops.append((state.name, store.top_users(now, args.top)))
         except (StoreError, SQLAlchemyError) as exc:
             rows.append([state.name, "-", "-", f"failed: {error_summary(exc)}"])
             status = EXIT_FAILED

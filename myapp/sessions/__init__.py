@@ -13,21 +13,28 @@ from pyramid.config import Configurator
 from pyramid.exceptions import ConfigurationError
 from sqlalchemy.exc import ArgumentError
 
-from .chain import NoStoreReady, StoreChain, build_chain
+from .assemble import (
+    CHAIN_KEY,
+    OPTIONS_KEY,
+    add_observer,
+    build_store_chain,
+    get_chain,
+    get_observer,
+    get_options,
+)
+from .chain import StoreChain
 from .csrf import SessionOrCookieCSRFStoragePolicy
-from .events import ObserverGroup, SessionObserver
-from .factory import (
+from .exceptions import (
+    NoStoreReady,
     SessionConflict,
-    SessionFactory,
     SessionStoreUnavailable,
     SessionTemporarilyUnavailable,
+    SessionTooLarge,
 )
+from .factory import SessionFactory
 from .options import SessionOptions
 from .redact import install_log_redaction, redact
-from .serializer import SessionTooLarge
 from .session import Session
-from .stores import build_store
-from .stores.base import SessionStore, StoreError
 
 __all__ = [
     "NoStoreReady",
@@ -39,29 +46,15 @@ __all__ = [
     "SessionTemporarilyUnavailable",
     "SessionTooLarge",
     "StoreChain",
+    "add_observer",
     "build_store_chain",
     "get_chain",
+    "get_observer",
     "get_options",
     "includeme",
 ]
 
 log = logging.getLogger(__name__)
-
-OPTIONS_KEY = "myapp.sessions.options"
-CHAIN_KEY = "myapp.sessions.chain"
-OBSERVER_KEY = "myapp.sessions.observer"
-
-
-def get_options(registry) -> SessionOptions:
-    return registry[OPTIONS_KEY]
-
-
-def get_chain(registry) -> StoreChain:
-    return registry[CHAIN_KEY]
-
-
-def get_observer(registry) -> ObserverGroup:
-    return registry[OBSERVER_KEY]
 
 
 def includeme(config: Configurator) -> None:
@@ -72,15 +65,13 @@ def includeme(config: Configurator) -> None:
     # A 5xx answer persists no session change (nor the view's data), like an exception.
     settings.setdefault("tm.commit_veto", "myapp.sessions.veto.server_error_veto")
     try:
-        config.include("myapp.models")  # pyramid_tm, the engine, request.dbsession
+        config.include(".database")  # pyramid_tm, the engine, request.dbsession
     except (ArgumentError, ValueError) as exc:  # an unparsable URL (a bad port...) or option
         raise ConfigurationError(
             redact(f"sqlalchemy.url or another sqlalchemy.* setting cannot be used: {exc}")
         ) from None
 
-    observer = config.registry.get(OBSERVER_KEY)
-    if observer is None:
-        observer = config.registry[OBSERVER_KEY] = ObserverGroup()
+    observer = get_observer(config.registry)
     chain = build_store_chain(options, config.registry, observer)
     try:
         chain.select()  # raises NoStoreReady: the app does not start without a store
@@ -113,44 +104,3 @@ def includeme(config: Configurator) -> None:
     )
     config.add_exception_view("myapp.sessions.health.session_conflict", context=SessionConflict)
     config.add_exception_view("myapp.sessions.health.session_too_large", context=SessionTooLarge)
-
-
-def build_store_chain(
-    options: SessionOptions, registry, observer: SessionObserver | None = None
-) -> StoreChain:
-    """Every configured store, built as the app serves them (the read cache included).
-
-    The one place stores are assembled: the app at start-up and every operator script
-    call it, so a script ends a session in the same places the app reads it from.
-    """
-    return build_chain(
-        options.backends,
-        lambda name: _build_store(name, options, registry),
-        observer if observer is not None else ObserverGroup(),
-        recheck_interval=options.recheck_interval,
-        breaker_threshold=options.breaker_threshold,
-        breaker_cooldown=options.breaker_cooldown,
-        runtime_failover=options.runtime_failover,
-    )
-
-
-def _build_store(name: str, options: SessionOptions, registry) -> SessionStore:
-    try:
-        store = build_store(name, options, registry)
-        if name == "sql" and options.cache == "redis":
-            from .stores.cachedstore import wrap
-
-            store = wrap(store, options)  # Redis answers reads; SQL stays the truth
-    except (StoreError, ValueError, ImportError, OSError) as exc:
-        # Messages of drivers and URL parsers may quote a URL with its password; the
-        # original exception is not chained, so no traceback shows it either.
-        raise ValueError(redact(str(exc))) from None
-    return store
-
-
-def add_observer(config: Configurator, observer: SessionObserver) -> None:
-    """Let another package (metrics, tests) listen to session events."""
-    group = config.registry.get(OBSERVER_KEY)
-    if group is None:
-        group = config.registry[OBSERVER_KEY] = ObserverGroup()
-    group.add(observer)

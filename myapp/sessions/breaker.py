@@ -18,6 +18,8 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 
+from .options import SessionOptions
+
 log = logging.getLogger(__name__)
 
 #: Each failed probe waits this much longer than the one before: the wait stays about a
@@ -35,9 +37,9 @@ class Breaker:
         name: str,
         probe: Callable[[], str | None],
         *,
-        threshold: int = 5,
-        first_delay: float = 1.0,
-        max_delay: float = 30.0,
+        threshold: int = SessionOptions.breaker_threshold,
+        first_delay: float = SessionOptions.breaker_cooldown,
+        max_delay: float = SessionOptions.recheck_interval,
         on_recover: Callable[[], None] | None = None,
         clock: Callable[[], float] = time.monotonic,
         wall: Callable[[], float] = time.time,

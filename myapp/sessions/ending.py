@@ -15,7 +15,9 @@ from dataclasses import dataclass, field
 
 from pyramid.request import Request
 
-from .stores.base import SessionRecord, SessionStore, StoreError
+from .assemble import get_chain
+from .exceptions import SessionStoreUnavailable, StoreError
+from .stores.base import SessionRecord, SessionStore
 
 log = logging.getLogger(__name__)
 
@@ -42,9 +44,6 @@ def _each(
     fails is reported and logged; one known to be down (its last check failed, or its
     breaker is open) is not asked at all, so it costs no timeout.
     """
-    from . import get_chain
-    from .factory import SessionStoreUnavailable
-
     chain = get_chain(request.registry)
     reach = Reach()
     for index, state in enumerate(chain.states):
@@ -55,8 +54,7 @@ def _each(
         if serving and not serving_too:
             continue
         if serving:
-            bind = getattr(store, "bind", None)
-            store = bind(request) if bind is not None else store
+            store = store.bind(request)
         elif state.ready is False or chain.breaker_open(index):
             reach.missed.append(state.name)
             continue

@@ -1,9 +1,11 @@
-"""The ISessionFactory: cookie in, load from the serving store, write inside the transaction.
+"""The ISessionFactory: cookie in -> load -> decide what to write -> cookie out.
 
 Nothing happens until a view touches ``request.session`` (Pyramid calls the factory
 lazily). Then the session is loaded, and hooks are put on the request's transaction:
 the write runs just before commit (so it commits or rolls back with the view's own
-data), and the cookie is set in a response callback once the commit succeeded.
+data), and the cookie is set in a response callback once the commit succeeded. Which
+store answers when one fails (failover, read-through) is ``failover``'s business; where
+each write runs (the request's transaction, or queued until it votes) is ``writes``'.
 """
 
 from __future__ import annotations
@@ -15,17 +17,23 @@ from typing import TYPE_CHECKING, Any
 
 from pyramid.interfaces import ISessionFactory
 from pyramid_tm import is_tm_active
-from transaction.interfaces import TransientError
 from zope.interface import implementer
-
-from myapp.models.lazytm import LazyTransactionManager
 
 from .codec import CookieSigner, new_token, storage_key
 from .events import SessionObserver
+from .exceptions import (
+    SessionConflict,
+    SessionStoreUnavailable,
+    StaleSession,
+    StoreError,
+)
+from .failover import AVOID_KEY, UNAVAILABLE_KEY, FailoverLoad
+from .interfaces import IRequestBoundStore
+from .lazytm import LazyTransactionManager
 from .serializer import dumps_checked, loads
 from .session import Session
-from .stores.base import SessionRecord, SessionStore, StaleSession, StoreError
-from .txn import DeferredWrites
+from .stores.base import SessionRecord, SessionStore
+from .writes import Writes, quietly
 
 if TYPE_CHECKING:
     from pyramid.request import Request
@@ -34,51 +42,16 @@ if TYPE_CHECKING:
     from .chain import StoreChain
     from .options import SessionOptions
 
+__all__ = ["AVOID_KEY", "UNAVAILABLE_KEY", "RequestSession", "SessionFactory"]
+
+__all__ = ["AVOID_KEY", "UNAVAILABLE_KEY", "RequestSession", "SessionFactory"]
+
 log = logging.getLogger(__name__)
 
 USER_AGENT_LENGTH = 256
 
 
-class SessionStoreUnavailable(StoreError):
-    """The serving store failed during a request; rendered as a 503."""
-
-
-class SessionStoreFailover(SessionStoreUnavailable, TransientError):
-    """The serving store failed at commit while runtime failover is on.
-
-    A TransientError: pyramid_retry runs the request again, and the new attempt
-    avoids the failed store (noted in the environ). Rendered as a 503 when no
-    attempt is left.
-    """
-
-
-class SessionTemporarilyUnavailable(SessionStoreUnavailable):
-    """The request's session may live in a store that cannot be asked right now.
-
-    Not "ended": the cookie stays, and the session is back once that store is. Raised
-    (a 503 with Retry-After) when such a request needs its session to change state.
-    """
-
-
-#: environ key: store names a retried request must not use (they failed it).
-AVOID_KEY = "myapp.sessions.avoid"
-#: environ key: True when the request's session is temporarily unavailable.
-UNAVAILABLE_KEY = "myapp.sessions.unavailable"
-#: Methods that only read: they may be served without their session.
-SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
-#: Keys a page may put in a session it cannot store (its form's CSRF token, a flash
-#: message being shown): dropped when the session is temporarily unavailable.
-CSRF_KEY = "_csrft_"  # pyramid.csrf.SessionCSRFStoragePolicy's default
-FLASH_PREFIX = "_f_"
 UNAVAILABLE_LOG_SECONDS = 60
-
-
-class SessionConflict(TransientError):
-    """Another request saved this session since ours read it.
-
-    A TransientError: with pyramid_retry the whole request is run again on fresh
-    data instead of overwriting the other request's change.
-    """
 
 
 @implementer(ISessionFactory)
@@ -139,8 +112,10 @@ class SessionFactory:
             self.observer.store_latency(store.name, operation, time.perf_counter() - started)
 
 
-class RequestSession:
+class RequestSession(FailoverLoad):
     """The life of one request's session: load, then write and cookie at the end."""
+
+    factory: SessionFactory
 
     def __init__(self, factory: SessionFactory, request: Request) -> None:
         self.factory = factory
@@ -211,93 +186,10 @@ class RequestSession:
     def _fresh(self) -> Session:
         return Session(created=self.now, new=True)
 
-    def _unavailable(self, stores: list[str]) -> Session:
-        """Serve the request without its session: keep the cookie, store nothing.
-
-        A request that changes state (POST...) cannot go on without its session (its
-        CSRF token, its cart): it gets a 503 with Retry-After instead.
-        """
-        self.unavailable = True
-        self.request.environ[UNAVAILABLE_KEY] = True
-        self.factory.observer.session_unavailable(self.store.name)
-        where = ", ".join(repr(name) for name in stores)
-        self.factory.say_unavailable(self.store.name, where)
-        if self.request.method not in SAFE_METHODS:
-            raise SessionTemporarilyUnavailable(
-                stores[0], "unavailable", f"the session may be in {where}, which is failing"
-            )
-        return Session(created=self.now, new=True)
-
-    def _load_serving(self, key: str) -> SessionRecord | None:
-        """Load from the serving store; with runtime failover, from the next one on failure."""
-        factory, chain = self.factory, self.factory.chain
-        while True:
-            load = self._bound_store().load
-            try:
-                if chain.breaker_open(self.index):
-                    return self._load_refused(key)
-                record = factory.timed(self.store, "load", lambda: load(key, self.now))  # noqa: B023
-            except SessionStoreUnavailable as exc:
-                if exc.kind != "breaker_open":
-                    chain.failed(self.index, str(exc), timeout=exc.kind == "timeout")
-                if not self.options.runtime_failover:
-                    raise
-                self.failed.add(self.index)
-                following = chain.next_store(self.index, self.avoid)
-                if following is None:
-                    raise
-                self._switch_to(following)
-                continue
-            if not getattr(load.__self__, "answered_from_cache", False):
-                chain.succeeded(self.index)  # a cache hit says nothing about the database
-            return record
-
-    def _load_refused(self, key: str) -> SessionRecord | None:
-        """The serving store's breaker is open: its offline copy (a cache's) or a refusal."""
-        record = self.store.load_offline(key, self.now)
-        if record is not None:
-            self.offline = True
-            return record
-        exc = self.factory.chain.refusal(self.index)
-        self.factory.observer.store_error(self.store.name, exc.kind)
-        raise SessionStoreUnavailable(self.store.name, exc.kind, str(exc))
-
-    def _switch_to(self, index: int) -> None:
-        """Serve the rest of this request from the store at ``index``."""
-        chain = self.factory.chain
-        self.index = index
-        self.store = chain.store_at(index)
-        chain.note_served(index)
-
-    def _read_through(self, key: str) -> SessionRecord | None:
-        """A miss in the serving store: look where sessions lived before a switch.
-
-        A failing store is read offline (its cache's copy), so a session cached in
-        front of a dead database stays usable while it moves to the serving store.
-        """
-        chain = self.factory.chain
-        for older, offline in chain.read_through_stores(self.index, self.avoid, self.failed):
-            try:
-                record = older.load_offline(key, self.now) if offline else older.load(key, self.now)
-            except StoreError as exc:
-                log.info("read-through from %r fell back to its offline copy: %s", older.name, exc)
-                offline = True
-                record = older.load_offline(key, self.now)
-            if record is None and offline:
-                self.unasked.add(older.name)  # its server may hold it
-            if record is not None:
-                self.moved_from, self.moved_record = older, record
-                return record.with_changes(version=0)
-        return None
-
-    moved_from: SessionStore | None = None
-    moved_record: SessionRecord | None = None
     wrote = False
-    offline = False  # loaded from an offline copy: the store itself is refused
 
-    def _bound_store(self) -> SessionStore:
-        bind = getattr(self.store, "bind", None)
-        return bind(self.request) if bind is not None else self.store
+    def _bound_store(self) -> IRequestBoundStore:
+        return self.store.bind(self.request)
 
     # -- the end of the request -------------------------------------------
     def _register(self) -> None:
@@ -333,27 +225,7 @@ class RequestSession:
             raise
 
     def _abandon(self) -> None:
-        abandon = getattr(self.store, "abandon", None)
-        if abandon is not None:
-            abandon(self.request)
-
-    def store_failed(self, exc: StoreError) -> SessionStoreUnavailable:
-        """A write failed at commit: what to raise (and, with failover, what to avoid)."""
-        if isinstance(exc, SessionStoreFailover | SessionTemporarilyUnavailable):
-            return exc
-        if not isinstance(exc, SessionStoreUnavailable):
-            self.factory.observer.store_error(self.store.name, exc.kind)
-            log.error("session store %r failed during commit: %s", self.store.name, exc)
-        chain = self.factory.chain
-        if exc.kind != "breaker_open":
-            chain.failed(self.index, str(exc), timeout=exc.kind == "timeout")
-        if not self.options.runtime_failover:
-            if isinstance(exc, SessionStoreUnavailable):
-                return exc
-            return SessionStoreUnavailable(self.store.name, exc.kind, str(exc))
-        avoided = self.request.environ.setdefault(AVOID_KEY, set())
-        avoided.add(self.store.name)
-        return SessionStoreFailover(self.store.name, exc.kind, str(exc))
+        self._bound_store().abandon()
 
     def _persist_late(self, request: Request, response: Response) -> None:
         with request.tm:
@@ -424,21 +296,6 @@ class RequestSession:
             factory.observer.session_saved(self.store.name)
         self._release_moved(transaction)
 
-    def _drop_or_refuse(self) -> None:
-        """The end of a request served without its session.
-
-        What a page puts there in passing (its forms' CSRF token, a flash message) is
-        dropped; anything else would replace the user's real session, so the request
-        is refused instead (503, nothing committed).
-        """
-        session = self.session
-        incidental = all(key == CSRF_KEY or key.startswith(FLASH_PREFIX) for key in session)
-        if incidental and not (session.invalidated or session.rotated or session.user_id):
-            return
-        raise SessionTemporarilyUnavailable(
-            self.store.name, "unavailable", "the session cannot be changed while it is unavailable"
-        )
-
     def _release_moved(self, transaction: Callable[[], Any]) -> None:
         """Once committed, the store a session was read through from lets go of it.
 
@@ -446,7 +303,7 @@ class RequestSession:
         """
         moved_from, moved = self.moved_from, self.moved_record
         if moved_from is not None and moved is not None:
-            transaction().addAfterCommitHook(lambda ok: ok and _quietly(moved_from.release, moved))
+            transaction().addAfterCommitHook(lambda ok: ok and quietly(moved_from.release, moved))
 
     def conflict(self, exc: StaleSession) -> None:
         """A save was refused. A session ended meanwhile stays ended; a newer one wins."""
@@ -454,7 +311,7 @@ class RequestSession:
         if exc.gone:
             log.info("refused a late write to a session that has ended (%s store)", exc.store)
             if self.moved_from is not None and self.moved_record is not None:
-                _quietly(self.moved_from.release, self.moved_record)  # never read through again
+                quietly(self.moved_from.release, self.moved_record)  # never read through again
             self.token = None
             self.issue_cookie, self.delete_cookie = False, True
             return
@@ -464,9 +321,9 @@ class RequestSession:
         self._writer(txn).touch(record.key, now, self.factory.expiry(record.created, now), now)
         self.factory.observer.session_touched(self.store.name)
 
-    def _writer(self, txn: object) -> _Writes:
+    def _writer(self, txn: object) -> Writes:
         self.wrote = True
-        return _Writes(self, txn)
+        return Writes(self, txn)
 
     def _cookie(self, request: Request, response: Response) -> None:
         if not self.committed:
@@ -495,78 +352,6 @@ class RequestSession:
             )
 
 
-class _Writes:
-    """Runs a request's session writes where they belong.
-
-    When the view opened a database transaction, SQL writes go straight into it (we
-    run as the request's transaction begins to commit), so they commit or roll back
-    with the view's own data. Otherwise, and for the other stores, they queue into a
-    data manager that writes when the request's transaction votes, each write one
-    statement or command of its own.
-    """
-
-    def __init__(self, owner: RequestSession, txn: object) -> None:
-        self.owner = owner
-        self.timed = owner.factory.timed
-        self.direct: SessionStore | None = None
-        self.deferred: DeferredWrites | None = None
-        queue_on = owner.store
-        if getattr(owner.store, "bind", None) is not None:
-            bound = owner._bound_store()
-            if bound.in_request_transaction():  # type: ignore[attr-defined]
-                self.direct = bound
-                return
-            if bound.session_transaction() is not None:  # type: ignore[attr-defined]
-                queue_on = bound  # the queued writes run in the request's session transaction
-        self.deferred = DeferredWrites(
-            queue_on, txn, on_stale=owner.conflict, on_error=owner.store_failed
-        )
-
-    def save(
-        self, record: SessionRecord, expected: int | None, previous: SessionRecord | None
-    ) -> None:
-        if self.deferred is not None:
-            self.deferred.save(record, expected, previous)
-            return
-        store = self.direct
-        try:
-            self.timed(self.owner.store, "save", lambda: store.save(record, expected))
-        except StaleSession as exc:
-            self.owner.conflict(exc)
-
-    def adopt(self, record: SessionRecord) -> None:
-        """Save a session read through from another store into the serving one."""
-        if self.deferred is not None:
-            self.deferred.adopt(record)
-            return
-        store = self.direct
-        try:
-            self.timed(self.owner.store, "save", lambda: store.adopt(record))
-        except StaleSession as exc:
-            self.owner.conflict(exc)
-
-    def touch(self, key: str, last_active: float, expires: float, now: float) -> None:
-        if self.deferred is not None:
-            self.deferred.touch(key, last_active, expires, now)
-            return
-        store = self.direct
-        self.timed(self.owner.store, "touch", lambda: store.touch(key, last_active, expires, now))
-
-    def delete(self, key: str, previous: SessionRecord | None) -> None:
-        if self.deferred is not None:
-            self.deferred.delete(key, previous)
-            return
-        store = self.direct
-        self.timed(self.owner.store, "delete", lambda: store.delete(key))
-
-
 def _user_agent(request: Request) -> str | None:
     agent = request.user_agent
     return agent[:USER_AGENT_LENGTH] if agent else None
-
-
-def _quietly(fn: Callable[[SessionRecord], None], record: SessionRecord) -> None:
-    try:
-        fn(record)
-    except StoreError as exc:
-        log.info("could not remove a moved session from the old store: %s", exc)

@@ -7,6 +7,9 @@ import logging
 from pyramid.request import Request
 from pyramid.response import Response
 
+from .assemble import get_chain
+from .operator import health_for
+
 log = logging.getLogger(__name__)
 
 
@@ -16,9 +19,6 @@ def healthz(request: Request) -> dict[str, object]:
     Read from memory only: never a store call, so it answers at once during an outage.
     Store details only for operators (see ``operator``).
     """
-    from . import get_chain
-    from .operator import health_for
-
     chain = get_chain(request.registry)
     chain.ensure_probing()
     return health_for(request, chain.health())

@@ -1,4 +1,5 @@
-"""Session settings: read from the ini once, validated, and handed on as typed values."""
+"""Every setting the package reads (``session.*``, ``db.pgbouncer``...): read from the ini
+once, validated, defaulted here only, and handed on as typed values."""
 
 from __future__ import annotations
 
@@ -12,6 +13,11 @@ from pyramid.exceptions import ConfigurationError
 from pyramid.settings import asbool, aslist
 
 from .stores import BACKEND_NAMES
+
+#: ``db.pgbouncer``: how PostgreSQL is reached. ``transaction``: through PgBouncer in
+#: transaction pooling mode, where consecutive transactions of one client may run on
+#: different server connections.
+PGBOUNCER_MODES = ("none", "session", "transaction")
 
 SAMESITE_VALUES = ("Lax", "Strict", "None")
 MIN_SECRET_LENGTH = 32
@@ -114,6 +120,51 @@ class SessionOptions:
         )
         _check_consistency(options)
         return options
+
+
+@dataclass(frozen=True)
+class DatabaseOptions:
+    """What the database wiring reads besides SQLAlchemy's own ``sqlalchemy.*`` keys.
+
+    Lenient about everything else, so Alembic and the scripts can read an ini that
+    holds no session secret.
+    """
+
+    url: str | None = None
+    pgbouncer: str = "none"
+    #: Shown in ``pg_stat_activity``.
+    application_name: str = "myapp"
+    #: ``session.check_timeout``: a connection attempt is bounded like a readiness check.
+    connect_timeout: float = SessionOptions.check_timeout
+
+    @property
+    def transaction_pooling(self) -> bool:
+        return self.pgbouncer == "transaction"
+
+    @classmethod
+    def from_settings(
+        cls, settings: Mapping[str, object], prefix: str = "sqlalchemy."
+    ) -> DatabaseOptions:
+        reader = _Reader(settings)
+        pgbouncer = (reader.text("db.pgbouncer", cls.pgbouncer) or cls.pgbouncer).lower()
+        if pgbouncer not in PGBOUNCER_MODES:
+            raise ConfigurationError(
+                f"db.pgbouncer = {pgbouncer!r} is not one of {', '.join(PGBOUNCER_MODES)}"
+            )
+        return cls(
+            url=reader.text(prefix + "url", None),
+            pgbouncer=pgbouncer,
+            application_name=reader.text("myapp.application_name", cls.application_name)
+            or cls.application_name,
+            connect_timeout=reader.number(
+                "session.check_timeout", cls.connect_timeout, minimum=0.05
+            ),
+        )
+
+
+def pgbouncer_mode(settings: Mapping[str, object]) -> str:
+    """The ``db.pgbouncer`` setting, checked; a bad value names the setting."""
+    return DatabaseOptions.from_settings(settings).pgbouncer
 
 
 def _secrets(reader: _Reader, environ: Mapping[str, str]) -> tuple[str, ...]:

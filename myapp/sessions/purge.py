@@ -21,8 +21,11 @@ from sqlalchemy import text
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
+from .assemble import get_chain, get_observer, get_options
+from .database import ENGINE_KEY
 from .events import SessionObserver
-from .stores.base import SessionStore, StoreError
+from .exceptions import PurgeLocked, StoreError
+from .stores.base import SessionStore
 
 log = logging.getLogger(__name__)
 
@@ -30,10 +33,6 @@ log = logging.getLogger(__name__)
 # migration lock in migrations/env.py so a purge never holds up a deploy.
 PURGE_LOCK_ID = 0x6D797075726765  # "mypurge"
 PURGE_THREAD_KEY = "myapp.sessions.purge_thread"
-
-
-class PurgeLocked(Exception):
-    """Another process holds the purge lock: it is purging right now."""
 
 
 @dataclass(slots=True)
@@ -224,8 +223,6 @@ def get_purge_thread(registry: Registry) -> PurgeThread | None:
 
 def includeme(config: Configurator) -> None:
     """Start the purge thread when ``session.purge_interval`` > 0 (off by default)."""
-    from . import get_chain, get_observer, get_options
-
     registry = config.registry
     options = get_options(registry)
     if options.purge_interval <= 0:
@@ -234,7 +231,7 @@ def includeme(config: Configurator) -> None:
     purger = Purger(
         [state.store for state in chain.states if state.store is not None],
         batch_size=options.purge_batch_size,
-        lock_engine=registry.get("dbengine"),
+        lock_engine=registry.get(ENGINE_KEY),
         observer=get_observer(registry),
     )
     thread = PurgeThread(purger, options.purge_interval)

@@ -6,16 +6,14 @@ import json
 import math
 from typing import Any
 
+from .exceptions import SessionTooLarge
+
 MAX_DEPTH = 32
 
 _encoder = json.JSONEncoder(
     allow_nan=False, ensure_ascii=False, check_circular=False, separators=(",", ":")
 )
 _decoder = json.JSONDecoder()
-
-
-class SessionTooLarge(ValueError):
-    """The serialised session is larger than ``session.max_size``."""
 
 
 def check_value(key: object, value: Any) -> None:

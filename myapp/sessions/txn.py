@@ -5,7 +5,7 @@ database work has no transaction for the SQL store's write to join. Such writes 
 queued and carried out when the request's transaction votes, before SQLAlchemy's
 commit (which votes last). If a later resource fails, ``tpc_abort`` puts back what
 was written. In a state-changing request on PostgreSQL they run in its session
-transaction (``stores/sessiontxn.py``) and commit it.
+transaction (``stores/sqlstore/transaction.py``) and commit it.
 """
 
 from __future__ import annotations
@@ -18,10 +18,11 @@ import transaction
 from transaction.interfaces import IDataManager
 from zope.interface import implementer
 
-from .stores.base import SessionRecord, SessionStore, StaleSession, StoreError
+from .exceptions import StaleSession, StoreError
+from .stores.base import SessionRecord, SessionStore
 
 if TYPE_CHECKING:
-    from .stores.sessiontxn import SessionTransaction
+    from .stores.sqlstore.transaction import SessionTransaction
 
 log = logging.getLogger(__name__)
 
@@ -37,10 +38,14 @@ class DeferredWrites:
         store: SessionStore,
         txn: transaction.interfaces.ITransaction,
         *,
+        session_transaction: Callable[[], SessionTransaction | None] | None = None,
         on_stale: Callable[[StaleSession], None],
         on_error: Callable[[StoreError], Exception] | None = None,
     ) -> None:
         self.store = store
+        # The request-bound store's ``session_transaction``: asked when the transaction
+        # votes, since a failed statement may have closed it since.
+        self.session_transaction = session_transaction
         self.on_stale = on_stale
         self.on_error = on_error
         self.transaction_manager = None
@@ -90,7 +95,8 @@ class DeferredWrites:
         pass
 
     def tpc_vote(self, txn: object) -> None:
-        session_txn = _session_transaction(self.store)
+        find = self.session_transaction
+        session_txn = find() if find is not None else None
         if session_txn is not None and len(self._pending) == 1:
             # One write: its COMMIT goes in the same round trip. It only commits what
             # succeeded (a refused version check wrote nothing).
@@ -140,11 +146,6 @@ class DeferredWrites:
         # "~m" sorts before zope.sqlalchemy's "~sqlalchemy": we vote first, so a
         # refused session write aborts the database commit too.
         return f"~myapp.sessions:{id(self)}"
-
-
-def _session_transaction(store: SessionStore) -> SessionTransaction | None:
-    find = getattr(store, "session_transaction", None)
-    return find() if find is not None else None
 
 
 def _once_committed(session_txn: SessionTransaction, undo: Undo) -> Undo:

@@ -8,7 +8,8 @@ import time
 import pytest
 import redis
 
-from myapp.sessions.codec import storage_key
+from myapp.sessions.codec import new_token, storage_key
+from myapp.sessions.stores.base import SessionRecord
 from myapp.sessions.stores.cachedstore import TOMBSTONE, CachedStore
 from tests.servers import ThrowawayRedis
 from tests.support.counting import RedisCommandLog, count_sql
@@ -135,6 +136,19 @@ def test_an_expired_cache_entry_is_not_served(app):
     assert app.store.load(key, time.time() + 10 * 86_400) is None
 
 
+def test_touching_a_session_the_database_ended_does_not_extend_it_in_the_cache(app):
+    now = time.time()
+    store: CachedStore = app.store
+    record = SessionRecord(storage_key(new_token()), "{}", now, now, now + 5, "dora", "pytest")
+    store.save(record, None)
+    assert store.load(record.key, now) is not None  # cached, for its last 5 seconds
+    store.primary.delete(record.key)  # ended in the database behind the cache's back
+    assert store.touch(record.key, now, now + 900, now) is False
+    assert not isinstance(cached(app, record.key), SessionRecord)
+    # Past its real end and before the end the touch asked for: ended.
+    assert store.load(record.key, now + 10) is None
+
+
 @pytest.mark.slow
 def test_a_dead_cache_falls_through_to_the_database(make_app, redis_prefix):
     with ThrowawayRedis() as server:
@@ -207,4 +221,4 @@ def test_binding_follows_the_request_not_its_environ(app):
     retried = Request(first.environ)
     assert app.store.bind(first) is app.store.bind(first)
     assert app.store.bind(retried) is not app.store.bind(first)
-    assert app.store.bind(retried)._request is retried
+    assert app.store.bind(retried).request is retried

@@ -9,8 +9,8 @@ import psycopg
 import pytest
 import sqlalchemy as sa
 
-from myapp.models import autocommit_engine, get_engine
-from myapp.sessions.stores.heldconnections import HeldConnections
+from myapp.sessions.database import autocommit_engine, get_engine
+from myapp.sessions.stores.sqlstore.held import HeldConnections
 from tests.support.counting import on_psycopg_statement
 
 pytestmark = pytest.mark.postgres

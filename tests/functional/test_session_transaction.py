@@ -9,7 +9,7 @@ import pytest
 import sqlalchemy as sa
 
 from myapp.sessions.codec import storage_key
-from myapp.sessions.stores.sessiontxn import expects_writes
+from myapp.sessions.stores.sqlstore.transaction import expects_writes
 from tests.support.counting import count_sql
 from tests.support.views import Boom
 
@@ -227,7 +227,7 @@ def test_binding_follows_the_request_not_its_environ(make_app):
     retried = Request(first.environ)
     assert store.bind(first) is store.bind(first)
     assert store.bind(retried) is not store.bind(first)
-    assert store.bind(retried)._request is retried
+    assert store.bind(retried).request is retried
 
 
 @pytest.fixture

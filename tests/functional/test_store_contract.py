@@ -1,4 +1,6 @@
-"""One contract, every store: the same behaviour from sql (PostgreSQL, SQLite), redis, memory."""
+"""One contract, every store in the form it is used: sql (PostgreSQL, SQLite, through
+PgBouncer), redis, memory, sql behind the Redis read cache, and the SQL store bound to a
+request whose database transaction is open."""
 
 from __future__ import annotations
 
@@ -8,9 +10,15 @@ import time
 
 import pytest
 import sqlalchemy as sa
+import transaction
+from pyramid.request import Request
+from zope.interface.verify import verifyObject
 
-from myapp.models import get_engine
-from myapp.sessions.stores.base import SessionRecord, StaleSession
+from myapp.sessions.database import get_dbsession_factory, get_engine, get_tm_dbsession
+from myapp.sessions.exceptions import StaleSession, StoreNotReady
+from myapp.sessions.interfaces import IRequestBoundStore, ISessionStore
+from myapp.sessions.stores.base import SessionRecord
+from myapp.sessions.stores.cachedstore import CachedStore, RedisCache
 from myapp.sessions.stores.memorystore import MemoryStore
 from myapp.sessions.stores.redisstore import RedisStore, make_client
 from myapp.sessions.stores.sqlstore import SqlStore
@@ -21,13 +29,40 @@ STORES = (
     "sql-sqlite",
     pytest.param("redis", marks=pytest.mark.redis),
     "memory",
+    pytest.param("sql-cached", marks=[pytest.mark.postgres, pytest.mark.redis]),
+    pytest.param("sql-request", marks=pytest.mark.postgres),
 )
+
+
+def in_request_transaction(parent: SqlStore):
+    """``parent`` bound to a POST whose view opened a database transaction: every
+    statement runs in that transaction (aborted at the end)."""
+    manager = transaction.TransactionManager(explicit=True)
+    manager.begin()
+    request = Request.blank("/", method="POST")
+    request.tm = manager
+    request.dbsession = get_tm_dbsession(get_dbsession_factory(parent.engine), manager)
+    request.dbsession.connection()  # the view did database work
+    bound = parent.bind(request)
+    assert bound.in_request_transaction()
+    return bound, manager
 
 
 @pytest.fixture(params=STORES)
 def store(request, postgres_url, sqlite_url, redis_prefix):
     kind = request.param
-    if kind == "sql-pgbouncer":
+    if kind == "sql-request":
+        parent = SqlStore(sa.create_engine(postgres_url))
+        bound, manager = in_request_transaction(parent)
+        verifyObject(IRequestBoundStore, bound)
+        yield bound
+        manager.abort()
+        parent.close()
+        return
+    if kind == "sql-cached":
+        cache = RedisCache(make_client("redis://127.0.0.1:6379/0", 1.0), prefix=redis_prefix + "c:")
+        built = CachedStore(SqlStore(sa.create_engine(postgres_url)), cache)
+    elif kind == "sql-pgbouncer":
         url = request.getfixturevalue("pgbouncer_url")
         engine = get_engine({"sqlalchemy.url": url, "db.pgbouncer": "transaction"})
         built = SqlStore(engine, transaction_pooling=True)
@@ -42,6 +77,9 @@ def store(request, postgres_url, sqlite_url, redis_prefix):
         )
     else:
         built = MemoryStore(max_entries=1000)
+    verifyObject(ISessionStore, built)
+    # Bound to a request, every store provides the request-bound contract too.
+    verifyObject(IRequestBoundStore, built.bind(Request.blank("/")))
     yield built
     built.close()
 
@@ -61,8 +99,16 @@ def record(
     )
 
 
-def test_check_passes(store):
-    store.check()
+def test_check_passes_on_a_ready_store(store):
+    assert store.check() is None  # raises StoreNotReady otherwise
+
+
+def test_check_fails_when_the_store_cannot_serve(postgres_url):
+    engine = sa.create_engine(sa.make_url(postgres_url).set(database="no_such_database"))
+    store = SqlStore(engine)
+    with pytest.raises(StoreNotReady):
+        store.check()
+    store.close()
 
 
 def test_new_session_round_trips(store):
@@ -178,3 +224,14 @@ def test_purge_removes_only_expired_sessions(store):
         assert purged >= 5
     assert all(store.load(item.key, time.time()) is None for item in dead)
     assert store.load(live.key, time.time()) is not None
+
+
+def test_top_users_counts_live_sessions_most_first(store):
+    now = time.time()
+    busy, quiet = "busy-" + secrets.token_hex(4), "quiet-" + secrets.token_hex(4)
+    for _ in range(3):
+        store.save(record(now, user=busy), None)
+    store.save(record(now, user=quiet), None)
+    store.save(record(now - 100, ttl=1, user=quiet).with_changes(last_active=now - 2), None)
+    top = [pair for pair in store.top_users(time.time(), 100_000) if pair[0] in (busy, quiet)]
+    assert top == [(busy, 3), (quiet, 1)]

@@ -38,10 +38,14 @@ def _redis_client(server: ThrowawayRedis) -> redis.Redis:
     )
 
 
-def test_free_port_is_bindable() -> None:
+def test_free_port_is_bindable_and_nobody_listens_there() -> None:
     port = free_port()
+    assert 0 < port < 65536
+    with socket.socket() as probe:
+        assert probe.connect_ex(("127.0.0.1", port)) != 0  # refused: nothing listens
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", port))
+        assert sock.getsockname() == ("127.0.0.1", port)
 
 
 def test_postgres_starts_and_answers(throwaway_pg: ThrowawayPostgres) -> None:

@@ -11,6 +11,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from myapp.sessions.table import MIGRATIONS_LOCATION as SESSION_MIGRATIONS
 from tests.conftest import REDIS_URL
 from tests.support.databases import ADMIN_DSN, REPO, create_database, drop_database, pg_url
 from tests.support.rediskeys import unique_prefix
@@ -40,6 +41,8 @@ def _alembic_ini(tmp_path: Path, url: str) -> Path:
     ini.write_text(
         f"[app:main]\nuse = egg:myapp\nsqlalchemy.url = {url}\n\n"
         f"[alembic]\nscript_location = {REPO / 'migrations'}\n"
+        f"version_locations = {REPO / 'migrations' / 'versions'} {SESSION_MIGRATIONS}\n"
+        "path_separator = space\n"
         "sqlalchemy.url = " + url.replace("%", "%%") + "\n"
     )
     return ini
@@ -73,7 +76,11 @@ def _head(name: str) -> set[str]:
 def _script_heads() -> set[str]:
     from alembic.script import ScriptDirectory
 
-    return set(ScriptDirectory(str(REPO / "migrations")).get_heads())
+    directory = ScriptDirectory(
+        str(REPO / "migrations"),
+        version_locations=[str(REPO / "migrations" / "versions"), SESSION_MIGRATIONS],
+    )
+    return set(directory.get_heads())
 
 
 def test_eight_concurrent_alembic_upgrades_all_succeed(empty_db: str, tmp_path: Path) -> None:

@@ -14,7 +14,7 @@ from psycopg import sql
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import Engine
 
-from myapp.models import get_engine
+from myapp.sessions.database import get_engine
 
 REPO = Path(__file__).resolve().parents[2]
 ADMIN_DSN = "host=127.0.0.1 port=5432 user=postgres dbname=postgres"

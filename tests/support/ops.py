@@ -28,6 +28,8 @@ session.check_timeout = 2
 
 [alembic]
 script_location = {migrations}
+version_locations = {migrations}/versions myapp.sessions:migrations
+path_separator = space
 
 [loggers]
 keys = root

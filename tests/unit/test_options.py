@@ -55,7 +55,8 @@ def test_bad_value_names_its_key(key, value, fragment):
 def test_samesite_none_needs_secure():
     with pytest.raises(ConfigurationError, match="session.cookie_secure = true"):
         parse(**{"session.cookie_samesite": "none"})
-    assert parse(**{"session.cookie_samesite": "none", "session.cookie_secure": "true"})
+    options = parse(**{"session.cookie_samesite": "none", "session.cookie_secure": "true"})
+    assert (options.cookie_samesite, options.cookie_secure) == ("None", True)
 
 
 def test_secret_is_required():

@@ -1,9 +1,32 @@
-"""The small interface every session store implements, and the record it stores."""
+"""The record every store keeps, and the base classes stores build on.
+
+The contract itself is stated in ``myapp.sessions.interfaces``; these classes give
+the parts most stores share (the defaults of the optional operations).
+"""
 
 from __future__ import annotations
 
 import abc
 from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
+
+from zope.interface import implementer
+
+from ..exceptions import StaleSession, StoreError, StoreNotReady
+from ..interfaces import IRequestBoundStore, ISessionStore
+
+if TYPE_CHECKING:
+    from pyramid.request import Request
+
+# Importable from here as before; they live in ``myapp.sessions.exceptions``.
+__all__ = [
+    "SelfBoundStore",
+    "SessionRecord",
+    "SessionStore",
+    "StaleSession",
+    "StoreError",
+    "StoreNotReady",
+]
 
 
 @dataclass(slots=True)
@@ -28,38 +51,10 @@ class SessionRecord:
         return replace(self, **changes)
 
 
-class StoreError(Exception):
-    """A store could not do what was asked (down, timed out, broken schema)."""
-
-    def __init__(self, store: str, kind: str, message: str) -> None:
-        super().__init__(f"{store} store: {message}")
-        self.store = store
-        self.kind = kind
-
-
-class StoreNotReady(StoreError):
-    """Raised by ``check()``: the store cannot serve; ``fix`` tells the operator what to do."""
-
-    def __init__(self, store: str, cause: str, fix: str) -> None:
-        super().__init__(store, "not_ready", cause)
-        self.cause = cause
-        self.fix = fix
-
-
-class StaleSession(Exception):
-    """A save lost a race: the stored session changed (or ended) since it was read."""
-
-    def __init__(self, store: str, *, gone: bool) -> None:
-        what = "ended or expired" if gone else "changed by a concurrent request"
-        super().__init__(f"{store} store: the session was {what} since this request read it")
-        self.store = store
-        self.gone = gone
-
-
+@implementer(ISessionStore)
 class SessionStore(abc.ABC):
-    """Where session records live. Stores do I/O only; expiry rules live above them.
-
-    Every method may raise :class:`StoreError` when the store fails.
+    """The base of every store (:class:`~myapp.sessions.interfaces.ISessionStore`):
+    the I/O methods are abstract, the optional operations have their usual defaults.
     """
 
     #: The backend name used in ``session.backends``.
@@ -108,6 +103,10 @@ class SessionStore(abc.ABC):
     def count(self, now: float) -> tuple[int, int]:
         """How many sessions are (live, expired) — for operators, not the hot path."""
 
+    @abc.abstractmethod
+    def top_users(self, now: float, limit: int) -> list[tuple[str, int]]:
+        """The users with the most live sessions, most first — for operators."""
+
     def load_offline(self, key: str, now: float) -> SessionRecord | None:
         """What the store can answer while its server is down (a cache's copy); None here."""
         return None
@@ -126,3 +125,30 @@ class SessionStore(abc.ABC):
 
     def close(self) -> None:  # noqa: B027 - optional for stores that hold nothing
         """Release connections; the store is not used afterwards."""
+
+    @abc.abstractmethod
+    def bind(self, request: Request) -> IRequestBoundStore:
+        """This store as ``request`` uses it (see ``IRequestBoundStore``)."""
+
+
+@implementer(IRequestBoundStore)
+class SelfBoundStore(SessionStore):
+    """A store that keeps no request state (Redis, memory): bound, it is itself.
+
+    Its writes never join a database transaction; the session factory queues them
+    until the request's transaction votes.
+    """
+
+    answered_from_cache = False
+
+    def bind(self, request: Request) -> SelfBoundStore:
+        return self
+
+    def in_request_transaction(self) -> bool:
+        return False
+
+    def session_transaction(self) -> None:
+        return None
+
+    def abandon(self) -> None:
+        """Nothing to roll back: queued writes are dropped with the transaction."""

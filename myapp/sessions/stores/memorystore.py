@@ -6,7 +6,8 @@ import threading
 from collections import OrderedDict
 from typing import TYPE_CHECKING
 
-from .base import SessionRecord, SessionStore, StaleSession
+from ..exceptions import StaleSession
+from .base import SelfBoundStore, SessionRecord
 
 if TYPE_CHECKING:
     from pyramid.registry import Registry
@@ -14,7 +15,7 @@ if TYPE_CHECKING:
     from ..options import SessionOptions
 
 
-class MemoryStore(SessionStore):
+class MemoryStore(SelfBoundStore):
     """Least recently used sessions are evicted beyond ``max_entries``.
 
     Not shared: another process (or a restart) does not see these sessions.
@@ -123,6 +124,14 @@ class MemoryStore(SessionStore):
         with self._lock:
             expired = sum(1 for r in self._records.values() if r.expires <= now)
             return len(self._records) - expired, expired
+
+    def top_users(self, now: float, limit: int) -> list[tuple[str, int]]:
+        with self._lock:
+            counts = [
+                (user_id, sum(1 for key in keys if self._records[key].expires > now))
+                for user_id, keys in self._by_user.items()
+            ]
+        return sorted((c for c in counts if c[1]), key=lambda c: (-c[1], c[0]))[:limit]
 
     def close(self) -> None:
         with self._lock:

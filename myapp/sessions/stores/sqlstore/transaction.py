@@ -36,9 +36,9 @@ from sqlalchemy.sql.expression import Executable
 from transaction.interfaces import IDataManager
 from zope.interface import implementer
 
-from .base import StoreError
-from .heldconnections import HeldConnections
-from .sqldriver import CompiledStatements, DriverResult, kept_cursor
+from ...exceptions import StoreError
+from .driver import CompiledStatements, DriverResult, kept_cursor
+from .held import HeldConnections
 
 log = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 """The SQL store's hot path on PostgreSQL: its Core statements run on the driver's cursor.
 
-Statements are still written with SQLAlchemy Core (``sqlstore.py``) and compiled once
+Statements are still written with SQLAlchemy Core (``statements``) and compiled once
 for the engine's dialect. Only their execution skips SQLAlchemy's ``Connection``,
 which cost ~45 us CPU per statement in-process on top of psycopg's own ~40 us, and
 ~85 us per request through waitress. Used only where the store owns a pooled

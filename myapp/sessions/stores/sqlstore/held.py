@@ -25,7 +25,7 @@ from sqlalchemy import event
 from sqlalchemy.engine import Engine
 from sqlalchemy.pool import PoolProxiedConnection
 
-from myapp.models.liveness import IDLE_PING_SECONDS, needs_ping
+from ...liveness import IDLE_PING_SECONDS, needs_ping
 
 
 class HeldConnections:

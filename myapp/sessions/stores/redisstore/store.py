@@ -1,9 +1,7 @@
 """The Redis store: one key per session with a server-side TTL, plus a set per user.
 
-A value is ``<header JSON>\\n<data JSON>``; the header is
-``[version, last_active, expires, created, user_id, user_agent]`` (the two times
-that a touch rewrites come first, so a script can swap them without parsing JSON). Writes that must
-be conditional (versions, "still alive") run as one Lua script: one round trip.
+A value is one encoded record (``record``). Writes that must be conditional
+(versions, "still alive") run as one Lua script: one round trip.
 """
 
 from __future__ import annotations
@@ -16,13 +14,15 @@ import redis
 from redis.cluster import RedisCluster
 from redis.exceptions import RedisClusterException
 
-from .. import redisurls
-from .base import SessionRecord, SessionStore, StaleSession, StoreError, StoreNotReady
+from ...exceptions import StaleSession, StoreError, StoreNotReady
+from ..base import SelfBoundStore, SessionRecord
+from . import urls
+from .record import decode, encode, user_id_of
 
 if TYPE_CHECKING:
     from pyramid.registry import Registry
 
-    from ..options import SessionOptions
+    from ...options import SessionOptions
 
 # redis-py's cluster client raises RedisClusterException (not a RedisError) for
 # cluster-level failures such as a lost slot map: they are store failures too.
@@ -73,30 +73,16 @@ return 1
 def make_client(url: str, timeout: float) -> redis.Redis:
     """A client that fails within ``timeout`` instead of retrying with back-off.
 
-    ``url`` may also name a Sentinel service or a Cluster (see ``redisurls``).
+    ``url`` may also name a Sentinel service or a Cluster (see ``urls``).
     """
-    return redisurls.make_client(url, timeout)
+    return urls.make_client(url, timeout)
 
 
 def _ms(seconds: float) -> int:
     return max(1, math.ceil(seconds * 1000))
 
 
-def _header(record: SessionRecord, version: int) -> str:
-    return json.dumps(
-        [
-            version,
-            record.last_active,
-            record.expires,
-            record.created,
-            record.user_id,
-            record.user_agent,
-        ],
-        separators=(",", ":"),
-    )
-
-
-class RedisStore(SessionStore):
+class RedisStore(SelfBoundStore):
     name = "redis"
     shared = True
 
@@ -145,14 +131,8 @@ class RedisStore(SessionStore):
         return self._parse(key, raw, now)
 
     def _parse(self, key: str, raw: bytes, now: float) -> SessionRecord | None:
-        header_text, _, data = raw.decode("utf-8").partition("\n")
-        version, last_active, expires, created, user_id, user_agent = json.loads(header_text)
-        if expires <= now:
-            return None
-        return SessionRecord(key, data, created, last_active, expires, user_id, user_agent, version)
-
-    def encode(self, record: SessionRecord, version: int) -> str:
-        return f"{_header(record, version)}\n{record.data}"
+        stored = decode(key, raw)
+        return stored if stored.expires > now else None
 
     def save(self, record: SessionRecord, expected_version: int | None) -> int:
         new_version = 1 if expected_version is None else expected_version + 1
@@ -167,7 +147,7 @@ class RedisStore(SessionStore):
             keys=keys,
             args=[
                 "" if expected_version is None else str(expected_version),
-                self.encode(record, new_version),
+                encode(record, new_version),
                 _ms(record.expires - record.last_active),
                 _ms(self.max_lifetime),
             ],
@@ -190,7 +170,7 @@ class RedisStore(SessionStore):
         if self._cluster:
             raw = self._call("GET", self.client.get, self._key(key))
             self._call("DEL", self.client.delete, self._key(key))
-            user_id = None if raw is None else json.loads(raw.split(b"\n", 1)[0])[4]
+            user_id = None if raw is None else user_id_of(raw)
             if isinstance(user_id, str):
                 self._call("SREM", self.client.srem, self.user_prefix + user_id, self._key(key))
             return
@@ -244,6 +224,13 @@ class RedisStore(SessionStore):
             if not key.startswith(self.user_prefix.encode()):
                 live += 1
         return live, 0
+
+    def top_users(self, now: float, limit: int) -> list[tuple[str, int]]:
+        counts = []
+        for key in self.client.scan_iter(match=self.user_prefix + "*", count=1000):
+            user_id = key.decode()[len(self.user_prefix) :]
+            counts.append((user_id, len(self.list_user(user_id, now))))
+        return sorted((c for c in counts if c[1]), key=lambda c: (-c[1], c[0]))[:limit]
 
     def close(self) -> None:
         self.client.close()

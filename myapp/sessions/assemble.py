@@ -1,0 +1,88 @@
+"""The one assembly: options -> stores -> read cache -> chain, for the app and every script.
+
+``includeme`` and the operator scripts both call :func:`build_store_chain`, so a script
+ends a session in the same places the app reads it from. What was built is kept in the
+registry and read back with :func:`get_options`, :func:`get_chain`, :func:`get_observer`.
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+from typing import TYPE_CHECKING
+
+from pyramid.config import Configurator
+from pyramid.registry import Registry
+
+from .chain import StoreChain, build_chain
+from .events import ObserverGroup, SessionObserver
+from .exceptions import StoreError
+from .options import SessionOptions
+from .redact import redact
+from .stores import BUILDERS
+
+if TYPE_CHECKING:
+    from .stores.base import SessionStore
+
+OPTIONS_KEY = "myapp.sessions.options"
+CHAIN_KEY = "myapp.sessions.chain"
+OBSERVER_KEY = "myapp.sessions.observer"
+
+
+def get_options(registry: Registry) -> SessionOptions:
+    return registry[OPTIONS_KEY]
+
+
+def get_chain(registry: Registry) -> StoreChain:
+    return registry[CHAIN_KEY]
+
+
+def get_observer(registry: Registry) -> ObserverGroup:
+    """The observers of session events (created empty on first use)."""
+    group = registry.get(OBSERVER_KEY)
+    if group is None:
+        group = registry[OBSERVER_KEY] = ObserverGroup()
+    return group
+
+
+def add_observer(config: Configurator, observer: SessionObserver) -> None:
+    """Let another package (metrics, tests) listen to session events."""
+    get_observer(config.registry).add(observer)
+
+
+def build_store(name: str, options: SessionOptions, registry: Registry) -> SessionStore:
+    """Build the store called ``name`` (imported lazily: an unused driver is never loaded)."""
+    module_name, _, attr = BUILDERS[name].partition(":")
+    builder = getattr(import_module(module_name), attr)
+    return builder(options, registry)
+
+
+def build_store_chain(
+    options: SessionOptions, registry: Registry, observer: SessionObserver | None = None
+) -> StoreChain:
+    """Every configured store, built as the app serves them (the read cache included).
+
+    ``registry`` holds the engine (``myapp.sessions.database.register_engine``).
+    """
+    return build_chain(
+        options.backends,
+        lambda name: _build_store(name, options, registry),
+        observer if observer is not None else ObserverGroup(),
+        recheck_interval=options.recheck_interval,
+        breaker_threshold=options.breaker_threshold,
+        breaker_cooldown=options.breaker_cooldown,
+        runtime_failover=options.runtime_failover,
+    )
+
+
+def _build_store(name: str, options: SessionOptions, registry: Registry) -> SessionStore:
+    try:
+        store = build_store(name, options, registry)
+        if name == "sql" and options.cache == "redis":
+            from .stores.cachedstore import wrap
+
+            store = wrap(store, options)  # type: ignore[arg-type]  # Redis answers reads
+    except (StoreError, ValueError, ImportError, OSError) as exc:
+        # Messages of drivers and URL parsers may quote a URL with its password; the
+        # original exception is not chained, so no traceback shows it either.
+        raise ValueError(redact(str(exc))) from None
+    return store

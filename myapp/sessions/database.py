@@ -1,0 +1,194 @@
+"""The database wiring: one engine, ``request.dbsession`` joined to the request's transaction.
+
+``config.include("myapp.sessions")`` includes it; an app's own tables use the same
+engine and ``request.dbsession`` (the SQL session store writes in that transaction).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import zope.sqlalchemy
+import zope.sqlalchemy.datamanager
+from pyramid.config import Configurator
+from pyramid.exceptions import ConfigurationError
+from pyramid.registry import Registry
+from pyramid.request import Request
+from sqlalchemy import create_engine, engine_from_config, event
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session as DBSession
+from sqlalchemy.orm import sessionmaker
+from transaction import TransactionManager
+
+from .lazytm import lazy_manager
+from .liveness import ping_when_stale
+from .options import DatabaseOptions, pgbouncer_mode
+
+__all__ = [
+    "autocommit_engine",
+    "existing_dbsession",
+    "get_dbsession_factory",
+    "get_engine",
+    "get_tm_dbsession",
+    "pgbouncer_mode",
+    "register_engine",
+]
+
+#: Registry keys of what ``register_engine`` builds.
+ENGINE_KEY = "dbengine"
+AUTOCOMMIT_ENGINE_KEY = "dbengine.autocommit"
+PGBOUNCER_KEY = "db.pgbouncer"
+DBSESSION_FACTORY_KEY = "dbsession_factory"
+
+
+def get_engine(settings: dict[str, Any], prefix: str = "sqlalchemy.") -> Engine:
+    """The engine from ``sqlalchemy.*`` settings, hardened for production.
+
+    Connections a database restart killed are replaced before use (a ping on
+    PostgreSQL only when one looks closed or stale, see ``liveness``; on every
+    checkout elsewhere); ``hide_parameters`` keeps bound values (session ids) out
+    of error messages. Behind a transaction-pooling PgBouncer (``db.pgbouncer =
+    transaction``) psycopg prepares no statement: the next transaction may run on a
+    server connection that never saw it.
+    """
+    url = str(settings[prefix + "url"])
+    options = DatabaseOptions.from_settings(settings, prefix)
+    is_postgres = url.startswith("postgresql")
+    transaction_pooling = options.transaction_pooling
+    connect_args: dict[str, Any] = {}
+    if is_postgres:
+        # libpq rounds connect_timeout to whole seconds and treats 1 as 2.
+        connect_args["connect_timeout"] = max(2, round(options.connect_timeout))
+        connect_args["application_name"] = options.application_name
+        if transaction_pooling:
+            connect_args["prepare_threshold"] = None
+    elif transaction_pooling:
+        raise ConfigurationError("db.pgbouncer = transaction needs a PostgreSQL sqlalchemy.url")
+    hardening: dict[str, Any] = {
+        prefix + "pool_pre_ping": not is_postgres,
+        prefix + "hide_parameters": True,
+    }
+    if url.startswith("sqlite") and ":memory:" not in url:
+        # One file shared by waitress' threads: wait for the writer instead of failing.
+        connect_args["timeout"] = 5
+        connect_args["check_same_thread"] = False
+    engine = engine_from_config(
+        {**settings, **hardening}, prefix=prefix, connect_args=connect_args, future=True
+    )
+    if is_postgres:
+        ping_when_stale(engine)
+        event.listen(engine, "handle_error", _discard_failed_connection)
+    return engine
+
+
+def _discard_failed_connection(context: Any) -> None:
+    """Close a connection on which the driver reported any error, instead of letting
+    the pool hand it, rolled back, to the next request: whatever the failure left on
+    the server session (a cancelled statement, a broken protocol state) goes with it.
+    Only this connection: the rest of the pool is healthy."""
+    if context.dialect.loaded_dbapi is not None and isinstance(
+        context.original_exception, context.dialect.loaded_dbapi.Error
+    ):
+        context.is_disconnect = True
+        context.invalidate_pool_on_disconnect = False
+
+
+def autocommit_engine(engine: Engine) -> Engine:
+    """A sibling of ``engine`` whose own pool keeps its connections in autocommit.
+
+    Same database, connect arguments and pool events (the liveness check); for single
+    statements that need no transaction around them. ``engine.execution_options(
+    isolation_level="AUTOCOMMIT")`` would share the pool and switch every connection
+    into autocommit and back at each checkout. The pool has the same size as
+    ``engine``'s: count both against PostgreSQL's ``max_connections``.
+    """
+    return create_engine(
+        engine.url, pool=engine.pool.recreate(), isolation_level="AUTOCOMMIT", hide_parameters=True
+    )
+
+
+def register_engine(registry: Registry, settings: dict[str, Any]) -> Engine:
+    """Build the engine (and its autocommit sibling on PostgreSQL) into ``registry``.
+
+    The app (``includeme``) and the operator scripts both call this, so a script reaches
+    the database exactly as the app does.
+    """
+    engine = get_engine(settings)
+    registry[ENGINE_KEY] = engine
+    registry[PGBOUNCER_KEY] = pgbouncer_mode(settings)
+    if engine.dialect.name == "postgresql":
+        registry[AUTOCOMMIT_ENGINE_KEY] = autocommit_engine(engine)
+    return engine
+
+
+_ZOPE_EVENTS = "myapp.zope_events"
+_ZOPE_HOOKS = (
+    "after_begin",
+    "after_attach",
+    "after_flush",
+    "after_bulk_update",
+    "after_bulk_delete",
+    "before_commit",
+    "do_orm_execute",
+)
+
+
+def get_dbsession_factory(engine: Engine) -> sessionmaker[DBSession]:
+    factory = sessionmaker(bind=engine, expire_on_commit=False)
+    # zope.sqlalchemy.register() on each new database session costs ~200 us a
+    # request (SQLAlchemy builds per-instance event dispatch). The same listeners
+    # are registered once here and find the session's own transaction manager.
+    for hook in _ZOPE_HOOKS:
+        event.listen(factory, hook, _zope_listener(hook))
+    return factory
+
+
+def _zope_listener(hook: str) -> Any:
+    def listener(target: Any, *args: Any) -> None:
+        session = getattr(target, "session", target)  # bulk and execute contexts
+        events = session.info.get(_ZOPE_EVENTS)
+        if events is not None:
+            getattr(events, hook)(target, *args)
+
+    return listener
+
+
+def get_tm_dbsession(
+    dbsession_factory: sessionmaker[DBSession], transaction_manager: TransactionManager
+) -> DBSession:
+    """A database session that commits or aborts with ``transaction_manager``."""
+    dbsession = dbsession_factory()
+    dbsession.info[_ZOPE_EVENTS] = zope.sqlalchemy.datamanager.ZopeTransactionEvents(
+        transaction_manager=transaction_manager
+    )
+    return dbsession
+
+
+def existing_dbsession(request: Request) -> DBSession | None:
+    """``request.dbsession`` if the request has one already; never creates it."""
+    dbsession = request.__dict__.get("dbsession")  # where reify keeps it
+    return dbsession if dbsession is not None else request.environ.get("app.dbsession")
+
+
+def includeme(config: Configurator) -> None:
+    """Engine, pyramid_tm with a lazy explicit manager, and ``request.dbsession``."""
+    settings = config.get_settings()
+    # An explicit manager per request, whose transaction begins at its first use.
+    settings["tm.manager_hook"] = lazy_manager
+    # pyramid_tm would ask the security policy for the user on every request, only to
+    # label the transaction; sign-in here lives in the session, so that would load it.
+    settings.setdefault("tm.annotate_user", "false")
+    config.include("pyramid_tm")
+
+    engine = register_engine(config.registry, settings)
+    dbsession_factory = get_dbsession_factory(engine)
+    config.registry[DBSESSION_FACTORY_KEY] = dbsession_factory
+
+    def dbsession(request: Request) -> DBSession:
+        # Tests may hand in their own database session through the environ.
+        existing = request.environ.get("app.dbsession")
+        if existing is not None:
+            return existing
+        return get_tm_dbsession(dbsession_factory, request.tm)
+
+    config.add_request_method(dbsession, reify=True)

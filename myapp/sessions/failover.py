@@ -1,0 +1,188 @@
+"""Failover in a request: which store answers when one fails, and read-through.
+
+With ``session.runtime_failover`` a load that fails moves the request to the next store
+(and, at the breaker's threshold, the whole process: ``chain``); a miss in the serving
+store looks where sessions lived before a switch. A session that may be in a store
+that cannot be asked now is *unavailable*, never ended: the request is served without
+it (its cookie kept), or refused with a 503 when it must change state.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Protocol
+
+from .exceptions import (
+    SessionStoreFailover,
+    SessionStoreUnavailable,
+    SessionTemporarilyUnavailable,
+    StoreError,
+)
+from .session import Session
+from .stores.base import SessionRecord, SessionStore
+
+if TYPE_CHECKING:
+    from pyramid.request import Request
+
+    from .chain import StoreChain
+    from .events import SessionObserver
+    from .interfaces import IRequestBoundStore
+    from .options import SessionOptions
+
+log = logging.getLogger(__name__)
+
+#: environ key: store names a retried request must not use (they failed it).
+AVOID_KEY = "myapp.sessions.avoid"
+#: environ key: True when the request's session is temporarily unavailable.
+UNAVAILABLE_KEY = "myapp.sessions.unavailable"
+#: Methods that only read: they may be served without their session.
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+#: Keys a page may put in a session it cannot store (its form's CSRF token, a flash
+#: message being shown): dropped when the session is temporarily unavailable.
+CSRF_KEY = "_csrft_"  # pyramid.csrf.SessionCSRFStoragePolicy's default
+FLASH_PREFIX = "_f_"
+
+
+class FactoryParts(Protocol):
+    """What failover uses of the session factory."""
+
+    chain: StoreChain
+    observer: SessionObserver
+
+    def say_unavailable(self, serving: str, where: str) -> None: ...
+    def timed(self, store: SessionStore, operation: str, fn: Callable[[], object]) -> object: ...
+
+
+class FailoverLoad:
+    """The loading half of a request's session (``factory.RequestSession``) when stores fail."""
+
+    factory: FactoryParts
+    request: Request
+    options: SessionOptions
+    store: SessionStore
+    index: int
+    avoid: frozenset[str]
+    failed: set[int]
+    unasked: set[str]
+    unavailable: bool
+    now: float
+    session: Session
+    moved_from: SessionStore | None = None
+    moved_record: SessionRecord | None = None
+    offline = False  # loaded from an offline copy: the store itself is refused
+
+    def _bound_store(self) -> IRequestBoundStore:
+        raise NotImplementedError
+
+    def _unavailable(self, stores: list[str]) -> Session:
+        """Serve the request without its session: keep the cookie, store nothing.
+
+        A request that changes state (POST...) cannot go on without its session (its
+        CSRF token, its cart): it gets a 503 with Retry-After instead.
+        """
+        self.unavailable = True
+        self.request.environ[UNAVAILABLE_KEY] = True
+        self.factory.observer.session_unavailable(self.store.name)
+        where = ", ".join(repr(name) for name in stores)
+        self.factory.say_unavailable(self.store.name, where)
+        if self.request.method not in SAFE_METHODS:
+            raise SessionTemporarilyUnavailable(
+                stores[0], "unavailable", f"the session may be in {where}, which is failing"
+            )
+        return Session(created=self.now, new=True)
+
+    def _load_serving(self, key: str) -> SessionRecord | None:
+        """Load from the serving store; with runtime failover, from the next one on failure."""
+        factory, chain = self.factory, self.factory.chain
+        while True:
+            bound = self._bound_store()
+            try:
+                if chain.breaker_open(self.index):
+                    return self._load_refused(key)
+                record = factory.timed(self.store, "load", lambda: bound.load(key, self.now))  # noqa: B023
+            except SessionStoreUnavailable as exc:
+                if exc.kind != "breaker_open":
+                    chain.failed(self.index, str(exc), timeout=exc.kind == "timeout")
+                if not self.options.runtime_failover:
+                    raise
+                self.failed.add(self.index)
+                following = chain.next_store(self.index, self.avoid)
+                if following is None:
+                    raise
+                self._switch_to(following)
+                continue
+            if not bound.answered_from_cache:
+                chain.succeeded(self.index)  # a cache hit says nothing about the database
+            return record
+
+    def _load_refused(self, key: str) -> SessionRecord | None:
+        """The serving store's breaker is open: its offline copy (a cache's) or a refusal."""
+        record = self.store.load_offline(key, self.now)
+        if record is not None:
+            self.offline = True
+            return record
+        exc = self.factory.chain.refusal(self.index)
+        self.factory.observer.store_error(self.store.name, exc.kind)
+        raise SessionStoreUnavailable(self.store.name, exc.kind, str(exc))
+
+    def _switch_to(self, index: int) -> None:
+        """Serve the rest of this request from the store at ``index``."""
+        chain = self.factory.chain
+        self.index = index
+        self.store = chain.store_at(index)
+        chain.note_served(index)
+
+    def _read_through(self, key: str) -> SessionRecord | None:
+        """A miss in the serving store: look where sessions lived before a switch.
+
+        A failing store is read offline (its cache's copy), so a session cached in
+        front of a dead database stays usable while it moves to the serving store.
+        """
+        chain = self.factory.chain
+        for older, offline in chain.read_through_stores(self.index, self.avoid, self.failed):
+            try:
+                record = older.load_offline(key, self.now) if offline else older.load(key, self.now)
+            except StoreError as exc:
+                log.info("read-through from %r fell back to its offline copy: %s", older.name, exc)
+                offline = True
+                record = older.load_offline(key, self.now)
+            if record is None and offline:
+                self.unasked.add(older.name)  # its server may hold it
+            if record is not None:
+                self.moved_from, self.moved_record = older, record
+                return record.with_changes(version=0)
+        return None
+
+    def store_failed(self, exc: StoreError) -> SessionStoreUnavailable:
+        """A write failed at commit: what to raise (and, with failover, what to avoid)."""
+        if isinstance(exc, SessionStoreFailover | SessionTemporarilyUnavailable):
+            return exc
+        if not isinstance(exc, SessionStoreUnavailable):
+            self.factory.observer.store_error(self.store.name, exc.kind)
+            log.error("session store %r failed during commit: %s", self.store.name, exc)
+        chain = self.factory.chain
+        if exc.kind != "breaker_open":
+            chain.failed(self.index, str(exc), timeout=exc.kind == "timeout")
+        if not self.options.runtime_failover:
+            if isinstance(exc, SessionStoreUnavailable):
+                return exc
+            return SessionStoreUnavailable(self.store.name, exc.kind, str(exc))
+        avoided = self.request.environ.setdefault(AVOID_KEY, set())
+        avoided.add(self.store.name)
+        return SessionStoreFailover(self.store.name, exc.kind, str(exc))
+
+    def _drop_or_refuse(self) -> None:
+        """The end of a request served without its session.
+
+        What a page puts there in passing (its forms' CSRF token, a flash message) is
+        dropped; anything else would replace the user's real session, so the request
+        is refused instead (503, nothing committed).
+        """
+        session = self.session
+        incidental = all(key == CSRF_KEY or key.startswith(FLASH_PREFIX) for key in session)
+        if incidental and not (session.invalidated or session.rotated or session.user_id):
+            return
+        raise SessionTemporarilyUnavailable(
+            self.store.name, "unavailable", "the session cannot be changed while it is unavailable"
+        )

@@ -1,0 +1,13 @@
+"""The ``sql`` store: the ``user_sessions`` table, through SQLAlchemy Core.
+
+``store`` (the store), ``request`` (its request-bound form), ``operations`` (the I/O
+methods, one statement each), ``statements`` (built once per dialect), ``schema`` (the
+start-up check), ``guard`` (deadlines and errors), ``driver`` (statements on psycopg's
+cursor), ``held`` (connections kept between statements), ``transaction`` (a
+state-changing request's one transaction, in psycopg pipelines).
+"""
+
+from .request import RequestSqlStore
+from .store import SqlStore, build
+
+__all__ = ["RequestSqlStore", "SqlStore", "build"]

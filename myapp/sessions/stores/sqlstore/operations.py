@@ -1,0 +1,123 @@
+"""The SQL store's I/O methods, each one statement, written against ``_read`` and
+``_write`` (how a statement runs is the store's business, or its request-bound form's)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from ...exceptions import StaleSession
+from ...table import user_sessions
+from ..base import SessionRecord
+from .statements import PURGE_POSTGRES, SqlStatements, record_from_row, t, to_datetime
+
+T = TypeVar("T")
+
+
+class SqlOperations:
+    """The store's I/O methods, each one statement, written against ``_read`` and
+    ``_write``: :class:`SqlStore` runs them on its own connections, its request-bound
+    form (:class:`RequestSqlStore`) in the request's transactions."""
+
+    name = "sql"
+    shared = True
+    statements: SqlStatements
+
+    def _read(self, fn: Callable[[Connection], T]) -> T:
+        raise NotImplementedError
+
+    def _write(self, fn: Callable[[Connection], T]) -> T:
+        raise NotImplementedError
+
+    def load(self, key: str, now: float) -> SessionRecord | None:
+        load = self.statements.load
+        row = self._read(
+            lambda conn: conn.execute(load, {"key": key, "now": to_datetime(now)}).first()
+        )
+        return None if row is None else record_from_row(row)
+
+    def save(self, record: SessionRecord, expected_version: int | None) -> int:
+        params: dict[str, Any] = {
+            "b_key": record.key,
+            "data": record.data,
+            "b_last_active": to_datetime(record.last_active),
+            "b_expires": to_datetime(record.expires),
+            "b_user_id": record.user_id,
+            "b_user_agent": record.user_agent,
+        }
+        if expected_version is None:
+            params["b_created"] = to_datetime(record.created)
+            statement = self.statements.insert_new
+        else:
+            params["b_expected"] = expected_version
+            statement = self.statements.update_expected
+        stored_version = self._write(lambda conn: conn.execute(statement, params).scalar())
+        if stored_version is not None:
+            return int(stored_version)
+        if expected_version is None:
+            raise StaleSession(self.name, gone=False)
+        check = {"b_key": record.key, "b_now": to_datetime(record.last_active)}
+        live_version = self.statements.live_version
+        still_live = self._read(lambda conn: conn.execute(live_version, check).first())
+        raise StaleSession(self.name, gone=still_live is None)
+
+    def touch(self, key: str, last_active: float, expires: float, now: float) -> bool:
+        params = {
+            "b_key": key,
+            "b_now": to_datetime(now),
+            "b_last_active": to_datetime(last_active),
+            "b_expires": to_datetime(expires),
+        }
+        touch = self.statements.touch
+        return self._write(lambda conn: conn.execute(touch, params).rowcount) == 1
+
+    def delete(self, key: str) -> None:
+        delete_key = self.statements.delete_key
+        self._write(lambda conn: conn.execute(delete_key, {"b_key": key}))
+
+    def delete_user(self, user_id: str, *, except_key: str | None = None) -> int:
+        statement = sa.delete(user_sessions).where(t.user_id == user_id)
+        if except_key is not None:
+            statement = statement.where(t.id != except_key)
+        return self._write(lambda conn: conn.execute(statement).rowcount)
+
+    def list_user(self, user_id: str, now: float) -> list[SessionRecord]:
+        statement = (
+            sa.select(*self.statements.record_columns)
+            .where(t.user_id == user_id, t.expires_at > to_datetime(now))
+            .order_by(t.created_at)
+        )
+        rows = self._read(lambda conn: conn.execute(statement).all())
+        return [record_from_row(row) for row in rows]
+
+    def purge_expired(self, now: float, batch_size: int) -> int:
+        if self.statements.is_postgres:
+            params = {"now": to_datetime(now), "n": batch_size}
+            return self._write(lambda conn: conn.execute(PURGE_POSTGRES, params).rowcount)
+        victims = sa.select(t.id).where(t.expires_at <= to_datetime(now)).limit(batch_size)
+        statement = sa.delete(user_sessions).where(t.id.in_(victims.scalar_subquery()))
+        return self._write(lambda conn: conn.execute(statement).rowcount)
+
+    def top_users(self, now: float, limit: int) -> list[tuple[str, int]]:
+        count = sa.func.count().label("n")
+        statement = (
+            sa.select(t.user_id, count)
+            .where(t.user_id.is_not(None), t.expires_at > to_datetime(now))
+            .group_by(t.user_id)
+            .order_by(count.desc(), t.user_id)
+            .limit(limit)
+        )
+        rows = self._read(lambda conn: conn.execute(statement).all())
+        return [(user_id, int(n)) for user_id, n in rows]
+
+    def count(self, now: float) -> tuple[int, int]:
+        moment = to_datetime(now)
+        statement = sa.select(
+            sa.func.count().filter(t.expires_at > moment),
+            sa.func.count().filter(t.expires_at <= moment),
+        )
+        live, expired = self._read(lambda conn: conn.execute(statement).one())
+        return int(live), int(expired)

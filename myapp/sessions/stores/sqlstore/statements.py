@@ -1,0 +1,146 @@
+"""The SQL store's statements, built once per dialect, and the row <-> record mapping."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Engine
+
+from ...table import user_sessions
+from ..base import SessionRecord
+from .driver import CompiledStatements
+
+t = user_sessions.c
+
+
+def to_datetime(epoch: float) -> datetime:
+    return datetime.fromtimestamp(epoch, UTC)
+
+
+def param(name: str, column: sa.Column) -> sa.BindParameter:
+    """A named parameter typed like ``column`` (SQLite needs the DateTime type)."""
+    return sa.bindparam(name, type_=column.type)
+
+
+def to_epoch(value: datetime) -> float:
+    if value.tzinfo is None:  # SQLite hands back naive UTC
+        value = value.replace(tzinfo=UTC)
+    return value.timestamp()
+
+
+def record_from_row(row: Sequence[Any]) -> SessionRecord:
+    """A record from a row of ``SqlStatements.record_columns``."""
+    key, data, created, last_active, expires, user_id, user_agent, version = row
+    return SessionRecord(
+        key=key,
+        data=data,
+        created=to_epoch(created),
+        last_active=to_epoch(last_active),
+        expires=to_epoch(expires),
+        user_id=user_id,
+        user_agent=user_agent,
+        version=version,
+    )
+
+
+class SqlStatements:
+    """The store's Core statements for one dialect, built once.
+
+    Constructing an UPDATE and computing its cache key cost ~380 us per save (an
+    INSERT ~240 us), more than the round trip itself: the hot ones are built here,
+    and on PostgreSQL compiled once for the driver (``driver``).
+    """
+
+    def __init__(self, engine: Engine) -> None:
+        self.is_postgres = engine.dialect.name == "postgresql"
+        insert = postgresql.insert if self.is_postgres else sqlite.insert
+        data = sa.bindparam("data", type_=sa.Text)
+        # The JSON text is made (and checked) by the serializer; bind it as text so
+        # SQLAlchemy does not encode it a second time.
+        data_param = sa.cast(data, postgresql.JSONB) if self.is_postgres else data
+        self.insert_new = (
+            insert(user_sessions)
+            .values(
+                id=param("b_key", t.id),
+                data=data_param,
+                created_at=param("b_created", t.created_at),
+                last_active_at=param("b_last_active", t.last_active_at),
+                expires_at=param("b_expires", t.expires_at),
+                user_id=param("b_user_id", t.user_id),
+                user_agent=param("b_user_agent", t.user_agent),
+                version=1,
+            )
+            .on_conflict_do_nothing(index_elements=["id"])
+            .returning(t.version)
+        )
+        self.update_expected = (
+            sa.update(user_sessions)
+            .where(
+                t.id == param("b_key", t.id),
+                t.version == param("b_expected", t.version),
+                t.expires_at > param("b_last_active", t.expires_at),
+            )
+            .values(
+                version=t.version + 1,
+                data=data_param,
+                last_active_at=param("b_last_active", t.last_active_at),
+                expires_at=param("b_expires", t.expires_at),
+                user_id=param("b_user_id", t.user_id),
+                user_agent=param("b_user_agent", t.user_agent),
+            )
+            .returning(t.version)
+        )
+        self.touch = (
+            sa.update(user_sessions)
+            .where(t.id == param("b_key", t.id), t.expires_at > param("b_now", t.expires_at))
+            .values(
+                last_active_at=param("b_last_active", t.last_active_at),
+                expires_at=param("b_expires", t.expires_at),
+            )
+        )
+        # Every read selects the key first and then the record's fields, in the
+        # order record_from_row() takes them.
+        self.record_columns = (
+            t.id,
+            sa.cast(t.data, sa.Text),
+            t.created_at,
+            t.last_active_at,
+            t.expires_at,
+            t.user_id,
+            t.user_agent,
+            t.version,
+        )
+        self.load = sa.select(*self.record_columns).where(
+            t.id == sa.bindparam("key"), t.expires_at > sa.bindparam("now")
+        )
+        self.live_version = sa.select(t.version).where(
+            t.id == param("b_key", t.id), t.expires_at > param("b_now", t.expires_at)
+        )
+        self.delete_key = sa.delete(user_sessions).where(t.id == param("b_key", t.id))
+        self.compiled: CompiledStatements | None = None
+        if self.is_postgres:
+            self.compiled = CompiledStatements(engine.dialect)
+            self.compiled.keep(
+                self.load,
+                self.live_version,
+                self.delete_key,
+                self.insert_new,
+                self.update_expected,
+                self.touch,
+            )
+
+
+# Victims by the expires_at index (a sequential scan re-reads every row deleted by
+# earlier batches), deleted by ctid (no primary-key lookups); rows a concurrent
+# purge or request holds are skipped, never waited on. 300k expired rows: 38,500
+# rows/s and 85 ms batches with ``id IN (SELECT id ... LIMIT n)``, 87,000 rows/s
+# and 30 ms batches with this.
+PURGE_POSTGRES = sa.text(
+    "DELETE FROM user_sessions WHERE ctid = ANY(ARRAY("
+    "SELECT ctid FROM user_sessions WHERE expires_at <= :now "
+    "ORDER BY expires_at LIMIT :n FOR UPDATE SKIP LOCKED))"
+)

@@ -1,0 +1,44 @@
+"""The ``user_sessions`` table: one row per web session, keyed by the hash of its token.
+
+It belongs to a ``MetaData`` of its own, so any app can include the package without
+sharing its tables; the schema is created by the Alembic migration that ships in
+``myapp/sessions/migrations`` (never at start-up).
+"""
+
+from sqlalchemy import JSON, Column, DateTime, Index, Integer, MetaData, String, Table
+from sqlalchemy.dialects.postgresql import JSONB
+
+# The Alembic revision that gives user_sessions the shape this code needs.
+USER_SESSIONS_REVISION = "0001_user_sessions"
+#: Where that migration lives, for an app's ``version_locations`` in its Alembic config.
+MIGRATIONS_LOCATION = "myapp.sessions:migrations"
+
+# Stable constraint names, so migrations can refer to them on every database.
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+#: The sessions' own metadata (Alembic's ``target_metadata`` lists it beside the app's).
+metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+user_sessions = Table(
+    "user_sessions",
+    metadata,
+    Column("id", String(64), primary_key=True, comment="SHA-256 hex of the cookie token"),
+    Column("data", JSON().with_variant(JSONB(), "postgresql"), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("last_active_at", DateTime(timezone=True), nullable=False),
+    Column("expires_at", DateTime(timezone=True), nullable=False),
+    Column("user_id", String(64), nullable=True),
+    Column("user_agent", String(256), nullable=True),
+    Column("version", Integer, nullable=False, server_default="1"),
+    Index("ix_user_sessions_expires_at", "expires_at"),
+    Index("ix_user_sessions_user_id", "user_id"),
+)
+
+#: Columns the session store reads and writes; start-up checks they all exist.
+REQUIRED_COLUMNS = frozenset(column.name for column in user_sessions.columns)
