@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,7 +14,7 @@ from myapp.sessions.database import get_engine
 from myapp.sessions.purge import PURGE_LOCK_ID, Purger, get_purge_thread
 from myapp.sessions.stores.sqlstore import SqlStore
 from tests.support.databases import advisory_locks, migrated_database
-from tests.support.ops import add_session, run, write_ini
+from tests.support.ops import add_session, purge_while_another_purges, run, write_ini
 from tests.support.site import new_user
 
 pytestmark = [pytest.mark.postgres, pytest.mark.pgbouncer]
@@ -90,27 +89,9 @@ def test_a_purge_skips_its_turn_while_another_holds_the_lock(engine, store, dire
 def test_two_purgers_through_the_pool_never_both_work(engine, store):
     for _ in range(30):
         add_session(store, expired=True)
-    inside, release = threading.Event(), threading.Event()
-    outcome = []
-
-    def slow_batches(result) -> None:
-        inside.set()
-        release.wait(10)
-
-    def first() -> None:
-        purger = Purger([store], batch_size=10, lock_engine=engine)
-        outcome.extend(purger.run(on_batch=slow_batches))
-
-    thread = threading.Thread(target=first)
-    thread.start()
-    try:
-        assert inside.wait(10)
-        (second,) = Purger([store], batch_size=10, lock_engine=engine).run()
-    finally:
-        release.set()
-        thread.join(10)
+    first, second = purge_while_another_purges(store, engine)
     assert second.outcome == "locked" and second.deleted == 0
-    assert outcome[0].outcome == "done" and outcome[0].deleted == 30
+    assert first.outcome == "done" and first.deleted == 30
 
 
 def test_the_apps_purge_thread_works_through_pgbouncer(make_app, bouncer_url, direct_url):

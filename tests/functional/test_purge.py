@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from myapp.sessions.purge import PURGE_LOCK_ID, Purger, get_purge_thread
 from myapp.sessions.stores.sqlstore import SqlStore
 from tests.support.databases import emptied_engine, migrated_database
-from tests.support.ops import add_session
+from tests.support.ops import add_session, purge_while_another_purges
 
 pytestmark = pytest.mark.postgres
 
@@ -107,26 +107,9 @@ def test_a_purge_under_a_held_lock_does_nothing(engine, store):
 def test_two_concurrent_purges_never_both_work(engine, store):
     for _ in range(30):
         add_session(store, expired=True)
-    inside, release = threading.Event(), threading.Event()
-
-    def hold_inside_the_lock(result) -> None:
-        inside.set()
-        release.wait(10)
-
-    first = Purger([store], batch_size=10, lock_engine=engine)
-    outcome: list = []
-    thread = threading.Thread(
-        target=lambda: outcome.extend(first.run(on_batch=hold_inside_the_lock))
-    )
-    thread.start()
-    try:
-        assert inside.wait(10)
-        (second,) = Purger([store], batch_size=10, lock_engine=engine).run()
-    finally:
-        release.set()
-        thread.join(10)
+    first, second = purge_while_another_purges(store, engine)
     assert second.outcome == "locked" and second.deleted == 0
-    assert outcome[0].outcome == "done" and outcome[0].deleted == 30
+    assert first.outcome == "done" and first.deleted == 30
 
 
 def test_the_app_purges_on_its_own_when_asked(make_app, purge_url):

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
 from myapp.sessions.codec import new_token, storage_key
+from myapp.sessions.purge import Purger, StorePurge
 from myapp.sessions.stores.base import SessionRecord, SessionStore
 from tests.conftest import REDIS_URL, SECRET
 from tests.support.databases import REPO
@@ -107,3 +109,26 @@ def add_session(store: SessionStore, *, user_id: str | None = None, expired: boo
     )
     store.save(record, None)
     return record.key
+
+
+def purge_while_another_purges(store: SessionStore, engine) -> tuple[StorePurge, StorePurge]:
+    """(first, second): a second purge started while a first one is inside its lock."""
+    inside, release = threading.Event(), threading.Event()
+
+    def hold_inside_the_lock(result: StorePurge) -> None:
+        inside.set()
+        release.wait(10)
+
+    first = Purger([store], batch_size=10, lock_engine=engine)
+    outcome: list[StorePurge] = []
+    thread = threading.Thread(
+        target=lambda: outcome.extend(first.run(on_batch=hold_inside_the_lock))
+    )
+    thread.start()
+    try:
+        assert inside.wait(10), "the first purge never got inside its lock"
+        (second,) = Purger([store], batch_size=10, lock_engine=engine).run()
+    finally:
+        release.set()
+        thread.join(10)
+    return outcome[0], second
