@@ -98,8 +98,8 @@ class DeferredWrites:
         find = self.session_transaction
         session_txn = find() if find is not None else None
         if session_txn is not None and len(self._pending) == 1:
-            # One write: its COMMIT goes in the same round trip. It only commits what
-            # succeeded (a refused version check wrote nothing).
+            # One write: the transaction commits in the same round trip. It only
+            # commits what succeeded (a refused version check wrote nothing).
             session_txn.commit_with_next_statement()
         for run in self._pending:
             try:
@@ -119,7 +119,7 @@ class DeferredWrites:
                 self._undo.append(undo)
         self._pending.clear()
         if session_txn is not None:
-            # Several writes: their COMMIT comes now, mapped like a failed write.
+            # Several writes: their commit comes now, mapped like a failed write.
             try:
                 session_txn.commit_now()
             except StoreError as exc:

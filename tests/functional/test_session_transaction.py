@@ -66,7 +66,12 @@ def test_a_post_that_writes_is_one_transaction_in_two_round_trips(handle):
     version = _stored(handle).version
     with count_sql(handle.engine) as statements:
         handle.post("/_t/write?value=after")
-    assert _verbs(statements) == ["BEGIN", "SELECT", "UPDATE", "COMMIT"]
+    # No BEGIN or COMMIT: both statements went in one pipeline, and PostgreSQL runs
+    # a pipeline's statements up to its one Sync as one (implicit) transaction
+    # (tests/functional/test_pipeline_transactions.py). Two round trips: the rows of
+    # the SELECT, then the UPDATE with the Sync.
+    assert _verbs(statements) == ["SELECT", "UPDATE"]
+    assert statements.pipelines == 1
     assert statements.round_trips == 2
     assert _stored(handle).version == version + 1
     assert handle.app.get("/_t/read").json["value"] == "after"
@@ -83,7 +88,8 @@ def test_a_post_that_only_reads_commits_and_hands_its_connection_back(handle):
     held = handle.store._held
     with count_sql(handle.engine) as statements:
         assert handle.post("/_t/read").json["value"] == "before"
-    assert _verbs(statements) == ["BEGIN", "SELECT", "COMMIT"]
+    assert _verbs(statements) == ["SELECT"]
+    assert statements.pipelines == 1  # its Sync ended the read's transaction
     assert _left_in_transaction(handle) == 0
     assert len(held) >= 1  # back among the held connections, not lost
 
@@ -92,7 +98,7 @@ def test_a_post_whose_view_raises_rolls_back_and_keeps_the_previous_value(handle
     with count_sql(handle.engine) as statements, pytest.raises(Exception, match="the view failed"):
         handle.post("/_t/write_then_raise")
     verbs = _verbs(statements)  # the view's own INSERT is rolled back too
-    assert verbs[:2] == ["BEGIN", "SELECT"]
+    assert verbs[0] == "SELECT"
     assert "UPDATE" not in verbs and "COMMIT" not in verbs
     assert _left_in_transaction(handle) == 0
     assert handle.app.get("/_t/read").json["value"] == "before"
@@ -128,7 +134,7 @@ def test_view_data_and_session_commit_together(handle):
         handle.post("/_t/write_with_data")
     # The session's read transaction ends; the write joined the view's transaction.
     verbs = _verbs(statements)
-    assert verbs[:2] == ["BEGIN", "SELECT"]
+    assert verbs[0] == "SELECT"
     assert "INSERT" in verbs and "UPDATE" in verbs
     assert handle.app.get("/_t/read").json["value"] == "persisted"
     assert _left_in_transaction(handle) == 0
@@ -139,7 +145,9 @@ def test_a_post_that_rotates_writes_both_rows_in_its_transaction(handle):
     with count_sql(handle.engine) as statements:
         handle.post("/_t/rotate")
     verbs = _verbs(statements)
-    assert verbs[:2] == ["BEGIN", "SELECT"] and verbs[-1] == "COMMIT"
+    # Two writes: the first turns the load's implicit transaction into an explicit
+    # one (BEGIN keeps what ran before), the second commits it.
+    assert verbs[:2] == ["SELECT", "BEGIN"] and verbs[-1] == "COMMIT"
     assert verbs.count("BEGIN") == 1 and verbs.count("COMMIT") == 1
     after = _stored(handle)
     assert after.key != before.key
@@ -157,8 +165,9 @@ def test_a_lost_race_is_refused_then_retried_on_fresh_data(make_app):
     with count_sql(handle.engine) as statements:
         response = handle.post("/_r/race_once?value=mine")
     assert response.json == {"attempt": 1}
-    # Each attempt had its own session transaction (a retry reuses the environ).
-    assert statements.verbs().count("BEGIN") == 2
+    # Each attempt had its own session transaction, one pipeline each (a retry
+    # reuses the environ).
+    assert statements.pipelines == 2
     after = _stored(handle)
     assert after.version == before.version + 2  # the competing write, then ours once
     assert json.loads(after.data)["value"] == "mine"

@@ -14,7 +14,10 @@ from sqlalchemy.engine import Engine
 class StatementLog:
     def __init__(self) -> None:
         self.statements: list[str] = []
-        self.round_trips = 0  # a pipeline of statements is one
+        # A pipeline of statements is one, and one more each time a cursor waits for
+        # its rows inside it.
+        self.round_trips = 0
+        self.pipelines = 0  # each ends with one Sync
 
     def __len__(self) -> int:
         return len(self.statements)
@@ -71,12 +74,19 @@ def _count_psycopg(dbname: str | None, log: StatementLog) -> Iterator[None]:
     def record_pipeline(connection) -> None:
         if ours(connection):
             log.round_trips += 1
+            log.pipelines += 1
+
+    def record_fetch(cursor) -> None:
+        if ours(cursor.connection):
+            log.round_trips += 1
 
     restore_statements = on_psycopg_statement(record)
     restore_pipelines = on_psycopg_pipeline(record_pipeline)
+    restore_fetches = on_psycopg_pipeline_fetch(record_fetch)
     try:
         yield
     finally:
+        restore_fetches()
         restore_pipelines()
         restore_statements()
 
@@ -122,6 +132,24 @@ def on_psycopg_pipeline(record: Callable[[Any], None]) -> Callable[[], None]:
         psycopg.Connection.pipeline = original
 
     psycopg.Connection.pipeline = pipeline
+    return restore
+
+
+def on_psycopg_pipeline_fetch(record: Callable[[Any], None]) -> Callable[[], None]:
+    """Call ``record(cursor)`` when a cursor fetches rows inside a pipeline before
+    they arrived: psycopg then asks the server for them (a flush request) and waits,
+    one round trip within the pipeline, which stays open."""
+    original = psycopg.Cursor.fetchall
+
+    def fetchall(cursor):
+        if cursor.pgresult is None and in_pipeline(cursor.connection):
+            record(cursor)
+        return original(cursor)
+
+    def restore() -> None:
+        psycopg.Cursor.fetchall = original
+
+    psycopg.Cursor.fetchall = fetchall
     return restore
 
 

@@ -18,10 +18,10 @@ def test_kept_statement_is_compiled_once_with_its_literal_parameters():
     )
     statements = CompiledStatements(DIALECT)
     statements.keep(statement)
-    sql, defaults, returns_rows = statements(statement)
-    assert statements(statement) is statements(statement)  # the same compiled triple
+    sql, defaults, returns_rows, only_reads = statements(statement)
+    assert statements(statement) is statements(statement)  # compiled once
     assert "%(key)s" in sql and defaults == {"version": 1, "key": None}
-    assert not returns_rows
+    assert not returns_rows and not only_reads
     returning = sa.update(user_sessions).values(version=1).returning(user_sessions.c.version)
     assert statements(returning).returns_rows
 
@@ -31,8 +31,9 @@ def test_statement_not_kept_is_compiled_on_each_use():
     statement = sa.select(user_sessions.c.id).where(user_sessions.c.user_id == "u1")
     first, second = statements(statement), statements(statement)
     assert first == second and first is not second
-    assert list(first.defaults.values()) == ["u1"] and first.returns_rows
-    assert not statements(sa.text("DELETE FROM user_sessions")).returns_rows
+    assert list(first.defaults.values()) == ["u1"] and first.returns_rows and first.only_reads
+    text = statements(sa.text("DELETE FROM user_sessions"))
+    assert not text.returns_rows and not text.only_reads  # text counts as a write
 
 
 def test_statement_needing_bind_processors_is_refused():

@@ -14,6 +14,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple
 
 from sqlalchemy.engine import Dialect
+from sqlalchemy.sql import Select
 from sqlalchemy.sql.expression import Executable
 
 
@@ -46,6 +47,8 @@ class Compiled(NamedTuple):
     sql: str
     defaults: dict[str, Any]
     returns_rows: bool
+    #: A SELECT: it writes nothing, so a transaction that ran only such is not undone.
+    only_reads: bool
 
 
 class CompiledStatements:
@@ -79,7 +82,8 @@ class CompiledStatements:
             raise TypeError(f"statement needs bind processors: {compiled.string}")
         # Known here, so the cursor's description (costly in psycopg) is never needed.
         returns_rows = bool(getattr(statement, "exported_columns", ()))
-        return Compiled(compiled.string, dict(compiled.params), returns_rows)
+        only_reads = isinstance(statement, Select)  # text() counts as a write: the safe side
+        return Compiled(compiled.string, dict(compiled.params), returns_rows, only_reads)
 
 
 _CURSOR = "myapp.sessions.cursor"
@@ -112,7 +116,7 @@ class DriverConnection:
     def execute(
         self, statement: Executable, parameters: Mapping[str, Any] | None = None
     ) -> DriverResult:
-        sql, values, returns_rows = self._compiled(statement)
+        sql, values, returns_rows, _ = self._compiled(statement)
         if parameters:
             values = {**values, **parameters}
         cursor = self._cursor
