@@ -19,7 +19,7 @@ def session_key(request: Request) -> str | None:
     if request.session.new:
         return None
     factory = request.registry.getUtility(ISessionFactory)
-    verdict = factory.signer.loads(request.cookies.get(factory.options.cookie_name))
+    verdict = factory.cookie.read(request)
     return None if verdict.token is None else storage_key(verdict.token)
 
 

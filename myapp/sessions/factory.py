@@ -19,7 +19,8 @@ from pyramid.interfaces import ISessionFactory
 from pyramid_tm import is_tm_active
 from zope.interface import implementer
 
-from .codec import CookieSigner, new_token, storage_key
+from .codec import new_token, storage_key
+from .cookie import SessionCookie
 from .events import SessionObserver
 from .exceptions import (
     SessionConflict,
@@ -27,7 +28,7 @@ from .exceptions import (
     StaleSession,
     StoreError,
 )
-from .failover import AVOID_KEY, UNAVAILABLE_KEY, FailoverLoad
+from .failover import AVOID_KEY, UNAVAILABLE_KEY, FailoverLoad, UnavailableNotice
 from .interfaces import IRequestBoundStore
 from .lazytm import LazyTransactionManager
 from .serializer import dumps_checked, loads
@@ -44,14 +45,9 @@ if TYPE_CHECKING:
 
 __all__ = ["AVOID_KEY", "UNAVAILABLE_KEY", "RequestSession", "SessionFactory"]
 
-__all__ = ["AVOID_KEY", "UNAVAILABLE_KEY", "RequestSession", "SessionFactory"]
-
 log = logging.getLogger(__name__)
 
 USER_AGENT_LENGTH = 256
-
-
-UNAVAILABLE_LOG_SECONDS = 60
 
 
 @implementer(ISessionFactory)
@@ -68,35 +64,16 @@ class SessionFactory:
     ) -> None:
         self.options = options
         self.chain = chain
-        self.signer = CookieSigner(options.secret_bytes)
+        self.cookie = SessionCookie(options)
         self.observer = observer or SessionObserver()
         self.clock = clock
-        self._unavailable_said_at = float("-inf")  # monotonic
-        self._unavailable_unsaid = 0
+        self.unavailable_notice = UnavailableNotice()
 
     def __call__(self, request: Request) -> Session:
         self.chain.ensure_probing()
         return RequestSession(self, request).session
 
     # -- helpers shared with RequestSession ------------------------------
-    def say_unavailable(self, serving: str, where: str) -> None:
-        """Log "served without its session" once a minute, not once a request."""
-        now = time.monotonic()
-        if now - self._unavailable_said_at < UNAVAILABLE_LOG_SECONDS:
-            self._unavailable_unsaid += 1
-            return
-        unsaid, self._unavailable_unsaid = self._unavailable_unsaid, 0
-        self._unavailable_said_at = now
-        log.warning(
-            "a session is not in %r and %s, which may hold it, cannot be asked now: the "
-            "request is served without it and its cookie is kept (%d more like it since "
-            "this was last said; said at most every %ds)",
-            serving,
-            where,
-            unsaid,
-            UNAVAILABLE_LOG_SECONDS,
-        )
-
     def expiry(self, created: float, now: float) -> float:
         return min(now + self.options.timeout, created + self.options.max_lifetime)
 
@@ -143,13 +120,7 @@ class RequestSession(FailoverLoad):
     # -- loading ------------------------------------------------------------
     def _load(self) -> Session:
         factory = self.factory
-        try:
-            raw = self.request.cookies.get(self.options.cookie_name)
-        except UnicodeDecodeError:
-            # WebOb decodes a backslash escape of a non-UTF-8 byte and raises: a
-            # garbage Cookie header must cost a fresh session, not a 500.
-            raw = "malformed"
-        verdict = factory.signer.loads(raw)
+        verdict = factory.cookie.read(self.request)
         if verdict.token is None:
             if verdict.reason != "absent":
                 factory.observer.bad_cookie(verdict.reason or "unknown")
@@ -328,28 +299,11 @@ class RequestSession(FailoverLoad):
     def _cookie(self, request: Request, response: Response) -> None:
         if not self.committed:
             return
-        options = self.options
+        cookie = self.factory.cookie
         if self.issue_cookie and self.token is not None:
-            if options.cookie_max_age is None:
-                max_age: int | None = max(
-                    1, int(self.session.created + options.max_lifetime - self.factory.clock())
-                )
-            else:
-                max_age = options.cookie_max_age or None
-            response.set_cookie(
-                options.cookie_name,
-                self.factory.signer.dumps(self.token),
-                max_age=max_age,
-                path=options.cookie_path,
-                domain=options.cookie_domain,
-                secure=options.cookie_secure,
-                httponly=True,
-                samesite=options.cookie_samesite,
-            )
-        elif self.delete_cookie and options.cookie_name in request.cookies:
-            response.delete_cookie(
-                options.cookie_name, path=options.cookie_path, domain=options.cookie_domain
-            )
+            cookie.set(response, self.token, created=self.session.created, now=self.factory.clock())
+        elif self.delete_cookie:
+            cookie.delete(request, response)
 
 
 def _user_agent(request: Request) -> str | None:

@@ -10,6 +10,7 @@ it (its cookie kept), or refused with a 503 when it must change state.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Protocol
 
@@ -42,6 +43,33 @@ SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 #: message being shown): dropped when the session is temporarily unavailable.
 CSRF_KEY = "_csrft_"  # pyramid.csrf.SessionCSRFStoragePolicy's default
 FLASH_PREFIX = "_f_"
+UNAVAILABLE_LOG_SECONDS = 60
+
+
+class UnavailableNotice:
+    """Logs "served without its session" once a minute, not once a request."""
+
+    def __init__(self, every_seconds: float = UNAVAILABLE_LOG_SECONDS) -> None:
+        self.every_seconds = every_seconds
+        self._said_at = float("-inf")  # monotonic
+        self._unsaid = 0
+
+    def say(self, serving: str, where: str) -> None:
+        now = time.monotonic()
+        if now - self._said_at < self.every_seconds:
+            self._unsaid += 1
+            return
+        unsaid, self._unsaid = self._unsaid, 0
+        self._said_at = now
+        log.warning(
+            "a session is not in %r and %s, which may hold it, cannot be asked now: the "
+            "request is served without it and its cookie is kept (%d more like it since "
+            "this was last said; said at most every %ds)",
+            serving,
+            where,
+            unsaid,
+            self.every_seconds,
+        )
 
 
 class FactoryParts(Protocol):
@@ -49,8 +77,8 @@ class FactoryParts(Protocol):
 
     chain: StoreChain
     observer: SessionObserver
+    unavailable_notice: UnavailableNotice
 
-    def say_unavailable(self, serving: str, where: str) -> None: ...
     def timed(self, store: SessionStore, operation: str, fn: Callable[[], object]) -> object: ...
 
 
@@ -85,7 +113,7 @@ class FailoverLoad:
         self.request.environ[UNAVAILABLE_KEY] = True
         self.factory.observer.session_unavailable(self.store.name)
         where = ", ".join(repr(name) for name in stores)
-        self.factory.say_unavailable(self.store.name, where)
+        self.factory.unavailable_notice.say(self.store.name, where)
         if self.request.method not in SAFE_METHODS:
             raise SessionTemporarilyUnavailable(
                 stores[0], "unavailable", f"the session may be in {where}, which is failing"

@@ -17,7 +17,7 @@ def _request_with_session(factory, store, data: str = '{"cart":[1]}'):
     token = new_token()
     now = factory.clock()
     store.save(SessionRecord(storage_key(token), data, now, now, now + 600), None)
-    return Request.blank("/", headers={"Cookie": f"session={factory.signer.dumps(token)}"})
+    return Request.blank("/", headers={"Cookie": f"session={factory.cookie.signer.dumps(token)}"})
 
 
 def _factory(chain, **options):
