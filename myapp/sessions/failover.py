@@ -49,13 +49,18 @@ UNAVAILABLE_LOG_SECONDS = 60
 class UnavailableNotice:
     """Logs "served without its session" once a minute, not once a request."""
 
-    def __init__(self, every_seconds: float = UNAVAILABLE_LOG_SECONDS) -> None:
+    def __init__(
+        self,
+        every_seconds: float = UNAVAILABLE_LOG_SECONDS,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.every_seconds = every_seconds
-        self._said_at = float("-inf")  # monotonic
+        self.clock = clock
+        self._said_at = float("-inf")
         self._unsaid = 0
 
     def say(self, serving: str, where: str) -> None:
-        now = time.monotonic()
+        now = self.clock()
         if now - self._said_at < self.every_seconds:
             self._unsaid += 1
             return

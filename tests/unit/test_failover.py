@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import logging
+
 import pytest
 from pyramid.request import Request
 
 from myapp.sessions.codec import new_token, storage_key
 from myapp.sessions.exceptions import SessionStoreUnavailable
 from myapp.sessions.factory import SessionFactory
+from myapp.sessions.failover import UnavailableNotice
 from myapp.sessions.options import SessionOptions
 from myapp.sessions.stores.base import SessionRecord
 from tests.support.fakes import DownStore, FakeStore, make_chain
@@ -53,3 +56,18 @@ def test_a_get_served_without_its_session_keeps_the_cookie_while_a_store_is_open
     session = factory(request)
     assert session.new and not session
     assert request.environ["myapp.sessions.unavailable"] is True
+
+
+def test_the_unavailable_notice_is_said_once_a_minute_with_what_it_kept_quiet(caplog):
+    now = [1000.0]
+    notice = UnavailableNotice(every_seconds=60, clock=lambda: now[0])
+    with caplog.at_level(logging.WARNING, logger="myapp.sessions.failover"):
+        notice.say("redis", "'sql'")
+        now[0] += 30
+        notice.say("redis", "'sql'")
+        notice.say("redis", "'sql'")
+        assert len(caplog.records) == 1
+        now[0] += 31
+        notice.say("redis", "'sql'")
+    assert len(caplog.records) == 2
+    assert "(2 more like it" in caplog.records[1].getMessage()
