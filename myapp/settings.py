@@ -1,9 +1,9 @@
-"""The site's own settings (``myapp.*`` and ``signin.*``): read once, validated, typed."""
+"""The site's own settings (``myapp.*`` and ``signin.*``): read once, validated, typed
+with the session package's reader (errors name their key, as for ``session.*``)."""
 
 from __future__ import annotations
 
 import functools
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -13,6 +13,8 @@ from pyramid.config import Configurator
 from pyramid.exceptions import ConfigurationError
 from pyramid.registry import Registry
 from pyramid.settings import aslist
+
+from myapp.sessions.options.reader import SettingsReader
 
 SETTINGS_KEY = "myapp.site_settings"
 # argon2-cffi's named parameter sets; the default is its own (RFC 9106, low memory).
@@ -43,24 +45,27 @@ class SiteSettings:
     @classmethod
     def from_settings(cls, settings: Mapping[str, object]) -> SiteSettings:
         """Parse ``settings``; a bad value raises ConfigurationError naming its key."""
+        read = SettingsReader(settings)
         return cls(
-            allowed_hosts=_hosts(settings, "myapp.allowed_hosts"),
-            password_max_length=_integer(
-                settings, "myapp.password_max_length", cls.password_max_length, minimum=8
+            allowed_hosts=_hosts(read, "myapp.allowed_hosts"),
+            password_max_length=read.integer(
+                "myapp.password_max_length", cls.password_max_length, minimum=8
             ),
-            password_hash_profile=_choice(
-                settings, "myapp.password_hash_profile", cls.password_hash_profile, HASH_PROFILES
+            password_hash_profile=read.choice(
+                "myapp.password_hash_profile", cls.password_hash_profile, HASH_PROFILES
             ),
-            signin_account_free_failures=_integer(
-                settings, "signin.account_free_failures", cls.signin_account_free_failures
+            signin_account_free_failures=read.integer(
+                "signin.account_free_failures", cls.signin_account_free_failures, minimum=0
             ),
-            signin_address_free_failures=_integer(
-                settings, "signin.address_free_failures", cls.signin_address_free_failures
+            signin_address_free_failures=read.integer(
+                "signin.address_free_failures", cls.signin_address_free_failures, minimum=0
             ),
-            signin_first_delay=_number(settings, "signin.first_delay", cls.signin_first_delay),
-            signin_max_delay=_number(settings, "signin.max_delay", cls.signin_max_delay),
-            signin_forget_after=_number(
-                settings, "signin.forget_after", cls.signin_forget_after, minimum=1.0
+            signin_first_delay=read.number(
+                "signin.first_delay", cls.signin_first_delay, minimum=0.0
+            ),
+            signin_max_delay=read.number("signin.max_delay", cls.signin_max_delay, minimum=0.0),
+            signin_forget_after=read.number(
+                "signin.forget_after", cls.signin_forget_after, minimum=1.0
             ),
         )
 
@@ -74,57 +79,12 @@ def _hasher(profile: str) -> PasswordHasher:
     return PasswordHasher.from_parameters(getattr(argon2.profiles, profile))
 
 
-def _choice(
-    settings: Mapping[str, object], key: str, default: str, allowed: tuple[str, ...]
-) -> str:
-    raw = _raw(settings, key)
-    if raw is None:
-        return default
-    if raw.upper() not in allowed:
-        raise ConfigurationError(f"{key}: expected one of {', '.join(allowed)}, got {raw!r}")
-    return raw.upper()
-
-
 def get_site_settings(registry: Registry) -> SiteSettings:
     return registry[SETTINGS_KEY]
 
 
-def _raw(settings: Mapping[str, object], key: str) -> str | None:
-    value = settings.get(key)
-    text = "" if value is None else str(value).strip()
-    return text or None
-
-
-def _integer(settings: Mapping[str, object], key: str, default: int, *, minimum: int = 0) -> int:
-    raw = _raw(settings, key)
-    if raw is None:
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ConfigurationError(f"{key}: expected a whole number, got {raw!r}") from None
-    if value < minimum:
-        raise ConfigurationError(f"{key}: must be at least {minimum}, got {value}")
-    return value
-
-
-def _number(
-    settings: Mapping[str, object], key: str, default: float, *, minimum: float = 0.0
-) -> float:
-    raw = _raw(settings, key)
-    if raw is None:
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ConfigurationError(f"{key}: expected a number of seconds, got {raw!r}") from None
-    if not math.isfinite(value) or value < minimum:
-        raise ConfigurationError(f"{key}: must be a finite number >= {minimum}, got {raw!r}")
-    return value
-
-
-def _hosts(settings: Mapping[str, object], key: str) -> tuple[str, ...]:
-    hosts = tuple(host.lower().rstrip(".") for host in aslist(_raw(settings, key) or ""))
+def _hosts(read: SettingsReader, key: str) -> tuple[str, ...]:
+    hosts = tuple(host.lower().rstrip(".") for host in aslist(read.text(key, None) or ""))
     for host in hosts:
         if not host or not host.isascii() or any(c in host for c in "/@:*?#"):
             raise ConfigurationError(
