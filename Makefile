@@ -59,6 +59,8 @@ BENCH_ARGS ?=
 bench: venv services
 	$(BIN)/python -c "import pyramid_session_redis, matplotlib, pyinstrument" 2>/dev/null \
 		|| $(BIN)/pip install -e '.[testing,bench]'
+	@[ -x /usr/bin/wrk ] || { apt-get update && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends wrk; }
 	$(BIN)/python -m bench.run $(BENCH_ARGS)
 
 # Load and soak (docs/reliability.md): PostgreSQL killed under traffic, then a
