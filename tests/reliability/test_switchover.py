@@ -109,9 +109,18 @@ def _first_write_after(tally: Tally, moment: float) -> float:
     return min(ends) - moment
 
 
+def _longest_write_pause(tally: Tally, start: float, end: float) -> float:
+    """The longest time between two served writes (or ``start`` and the first) that ended
+    between ``start`` and ``end``."""
+    with tally.lock:
+        ends = sorted(e for _, e, status in tally.samples if start <= e <= end and status == 303)
+    assert ends, "no write was served in the window"
+    return max(b - a for a, b in zip([start, *ends], ends, strict=False))
+
+
 def _report(what: str, seconds: float, tally: Tally) -> None:
     print(
-        f"\n{what}: first write served {seconds:.2f}s after; {tally.confirmed_adds} items"
+        f"\n{what}: {seconds:.2f}s; {tally.confirmed_adds} items"
         f" confirmed, {tally.items_lost} lost, {tally.users_signed_out} signed out,"
         f" statuses of failures {sorted({s for _, _, s in tally.failures})}"
     )
@@ -136,7 +145,7 @@ def test_a_promoted_synchronous_standby_signs_nobody_out_and_loses_nothing(
     finally:
         app.stop()
     seconds = _first_write_after(tally, promoted_at)
-    _report("primary killed, standby promoted", seconds, tally)
+    _report("primary killed, standby promoted; first write served after", seconds, tally)
     assert seconds <= WRITES_BACK_BOUND
     assert tally.users_signed_out == 0, app.log()[-3000:]
     assert crowd.signed_in == SHOPPERS
@@ -172,7 +181,7 @@ def test_a_read_only_primary_is_refused_never_a_crash_and_writes_come_back(
     finally:
         app.stop()
     seconds = _first_write_after(tally, lifted_at)
-    _report("primary read-only, then writable", seconds, tally)
+    _report("primary read-only, then writable; first write served after", seconds, tally)
     assert refused and set(refused) == {503}  # refused, not crashed (no 500)
     assert all(status == 503 for _, _, status in tally.failures), tally.failures[:10]
     assert seconds <= WRITES_BACK_BOUND
