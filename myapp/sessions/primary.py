@@ -31,7 +31,8 @@ log = logging.getLogger(__name__)
 
 #: SQLSTATE of a write refused by a read-only server (a standby, or a fenced primary).
 READ_ONLY_SQLSTATE = "25006"
-_FENCE_KEY = "myapp.primary_fence"
+#: Where a pooled connection's record keeps (its fence, the generation it was opened in).
+FENCE_KEY = "myapp.primary_fence"
 _PRIMARY_ATTRS = frozenset({"read-write", "primary"})
 
 
@@ -84,7 +85,7 @@ def watch_for_failover(engine: Engine) -> PrimaryFence:
 
     @event.listens_for(engine, "connect")
     def stamp(dbapi_connection: Any, record: Any) -> None:
-        record.info[_FENCE_KEY] = (fence, fence.generation)
+        record.info[FENCE_KEY] = (fence, fence.generation)
 
     @event.listens_for(engine, "checkout")
     def refuse_retired(dbapi_connection: Any, record: Any, proxy: Any) -> None:
@@ -96,7 +97,7 @@ def watch_for_failover(engine: Engine) -> PrimaryFence:
 
 def retired(info: dict[str, Any], dbapi_connection: Any) -> bool:
     """Whether a pooled connection (its record's ``info``) must not be used again."""
-    stamp = info.get(_FENCE_KEY)
+    stamp = info.get(FENCE_KEY)
     if stamp is None:
         return False
     fence, generation = stamp
@@ -111,7 +112,7 @@ def retired(info: dict[str, Any], dbapi_connection: Any) -> bool:
 def answered_read_only(info: dict[str, Any], dbapi_connection: Any) -> bool:
     """After a statement: whether its server now says it is read-only while the URL asks
     for the primary. What it answered may be stale; the fence is raised."""
-    stamp = info.get(_FENCE_KEY)
+    stamp = info.get(FENCE_KEY)
     if stamp is None or not stamp[0].requires_primary:
         return False
     if serves_read_only(dbapi_connection):
@@ -123,7 +124,7 @@ def answered_read_only(info: dict[str, Any], dbapi_connection: Any) -> bool:
 def note_failure(info: dict[str, Any] | None, error: BaseException | None) -> None:
     """Raise the fence of the connection on which ``error`` happened, if it says the
     server is read-only."""
-    stamp = (info or {}).get(_FENCE_KEY)
+    stamp = (info or {}).get(FENCE_KEY)
     if stamp is not None and is_read_only_error(error):
         stamp[0].raise_fence(_first_line(error))
 

@@ -18,20 +18,18 @@ import pytest
 from tests.support.databases import migrate
 from tests.support.patroni import PatroniMember, ThrowawayEtcd, wait_for_cluster
 from tests.support.replication import multi_host_url
+from tests.support.shoppers import (
+    first_write_after,
+    longest_write_pause,
+    production_settings,
+    report,
+    shopper_accounts,
+    signed_in_crowd,
+    writes_since,
+)
 
 from .apps import AppProcess, wait_for
-from .test_switchover import (
-    FAULT_SECONDS,
-    SHOPPERS,
-    WRITES_BACK_BOUND,
-    _accounts,
-    _first_write_after,
-    _longest_write_pause,
-    _report,
-    _signed_in_crowd,
-    _writes_since,
-    production_settings,
-)
+from .test_switchover import FAULT_SECONDS, SHOPPERS, WRITES_BACK_BOUND
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.slow]
 
@@ -64,10 +62,10 @@ def test_patroni_switches_over_and_fails_over_with_nobody_signed_out_and_nothing
     _create_app_database(admin_url)
     app_url = admin_url.rsplit("/", 1)[0] + "/app"
     migrate(app_url)
-    accounts = _accounts(app_url, SHOPPERS)
+    logins = shopper_accounts(app_url, SHOPPERS)
     app = AppProcess(production_settings(url, redis_prefix), tmp_path).start().wait_ready()
     try:
-        crowd, tally = _signed_in_crowd(app, accounts)
+        crowd, tally = signed_in_crowd(app, logins)
         try:
             # A planned switchover through the REST API, to the synchronous standby.
             candidate = next(m for m in members if m is not leader)
@@ -79,7 +77,7 @@ def test_patroni_switches_over_and_fails_over_with_nobody_signed_out_and_nothing
             leader = wait_for_cluster(members)
             assert leader is candidate
             time.sleep(FAULT_SECONDS)
-            switchover_pause = _longest_write_pause(tally, switched_at, time.monotonic())
+            switchover_pause = longest_write_pause(tally, switched_at, time.monotonic())
 
             # The leader's node dies (Patroni and PostgreSQL killed): its leader key
             # expires (ttl) and Patroni promotes the synchronous standby by itself.
@@ -88,16 +86,16 @@ def test_patroni_switches_over_and_fails_over_with_nobody_signed_out_and_nothing
             survivor = next(m for m in members if m is not leader)
             wait_for(lambda: survivor.role() in ("master", "primary"), 30, "a new leader")
             promoted_at = time.monotonic()
-            wait_for(lambda: _writes_since(tally, promoted_at) >= 20, 20, "writes again")
-            failover_seconds = _first_write_after(tally, promoted_at)
+            wait_for(lambda: writes_since(tally, promoted_at) >= 20, 20, "writes again")
+            failover_seconds = first_write_after(tally, promoted_at)
             time.sleep(FAULT_SECONDS)
         finally:
             crowd.stop()
         crowd.final_check()
     finally:
         app.stop()
-    _report("Patroni switchover: longest pause in writes", switchover_pause, tally)
-    _report(
+    report("Patroni switchover: longest pause in writes", switchover_pause, tally)
+    report(
         f"Patroni leader's node killed, promoted {promoted_at - crashed_at:.1f}s later;"
         " first write served after the promotion",
         failover_seconds,

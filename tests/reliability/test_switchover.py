@@ -7,7 +7,6 @@ The app runs in a real waitress process with production.ini's settings, its
 
 from __future__ import annotations
 
-import configparser
 import threading
 import time
 from collections.abc import Iterator
@@ -15,12 +14,8 @@ from pathlib import Path
 
 import psycopg
 import pytest
-import sqlalchemy as sa
 
-from bench.soak_client import Crowd, Tally
-from myapp.accounts import create_user
-from tests.conftest import SECRET
-from tests.support.databases import REPO, migrate
+from tests.support.databases import migrate
 from tests.support.replication import (
     ThrowawayPrimary,
     ThrowawayStandby,
@@ -28,9 +23,16 @@ from tests.support.replication import (
     multi_host_url,
     wait_streaming,
 )
-from tests.support.site import CHEAP_HASHER
+from tests.support.shoppers import (
+    first_write_after,
+    production_settings,
+    report,
+    shopper_accounts,
+    signed_in_crowd,
+    writes_since,
+)
 
-from .apps import AppProcess, Client, app_settings, wait_for
+from .apps import AppProcess, Client, wait_for
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.slow]
 
@@ -39,8 +41,6 @@ SHOPPERS = 10
 WRITES_BACK_BOUND = 5.0
 #: How long the shoppers shop across each fault.
 FAULT_SECONDS = 3.0
-#: Requests that may write: a 303 to one of them is a write served.
-WRITE_STATUS = 303
 
 
 class Pair:
@@ -63,89 +63,26 @@ def pair(request: pytest.FixtureRequest) -> Iterator[Pair]:
         yield Pair(primary, standby)
 
 
-def production_settings(url: str, redis_prefix: str, **extra: str) -> dict[str, str]:
-    """production.ini's app settings, on ``url``, with test secrets and views."""
-    parser = configparser.ConfigParser(interpolation=None)
-    parser.read(REPO / "production.ini")
-    settings = {
-        key: value
-        for key, value in parser["app:main"].items()
-        if key not in ("use", "session.secret_env", "session.operator_token_env")
-    }
-    settings.update(
-        {
-            "sqlalchemy.url": url,
-            "session.secret": SECRET,
-            "session.redis_prefix": redis_prefix,
-            **extra,
-        }
-    )
-    return app_settings(**settings)
-
-
-def _accounts(url: str, count: int) -> list[tuple[str, str]]:
-    accounts = [(f"shopper{i}", f"shopper-password-{i}") for i in range(count)]
-    engine = sa.create_engine(url)
-    with engine.begin() as conn:
-        for name, password in accounts:
-            create_user(conn, name, password, hasher=CHEAP_HASHER)
-    engine.dispose()
-    return accounts
-
-
-def _signed_in_crowd(app: AppProcess, accounts: list[tuple[str, str]]) -> tuple[Crowd, Tally]:
-    tally = Tally()
-    crowd = Crowd(app.port, len(accounts), tally, accounts=accounts).start()
-    wait_for(lambda: crowd.signed_in == len(accounts), 30, "every shopper signed in")
-    wait_for(lambda: tally.confirmed_adds >= 3 * len(accounts), 30, "carts with items")
-    return crowd, tally
-
-
-def _first_write_after(tally: Tally, moment: float) -> float:
-    """Seconds from ``moment`` to the end of the first write served that began after it."""
-    with tally.lock:
-        ends = [end for start, end, status in tally.samples if start >= moment and status == 303]
-    assert ends, "no write was served after the fault ended"
-    return min(ends) - moment
-
-
-def _longest_write_pause(tally: Tally, start: float, end: float) -> float:
-    """The longest time between two served writes (or ``start`` and the first) that ended
-    between ``start`` and ``end``."""
-    with tally.lock:
-        ends = sorted(e for _, e, status in tally.samples if start <= e <= end and status == 303)
-    assert ends, "no write was served in the window"
-    return max(b - a for a, b in zip([start, *ends], ends, strict=False))
-
-
-def _report(what: str, seconds: float, tally: Tally) -> None:
-    print(
-        f"\n{what}: {seconds:.2f}s; {tally.confirmed_adds} items"
-        f" confirmed, {tally.items_lost} lost, {tally.users_signed_out} signed out,"
-        f" statuses of failures {sorted({s for _, _, s in tally.failures})}"
-    )
-
-
 def test_a_promoted_synchronous_standby_signs_nobody_out_and_loses_nothing(
     pair: Pair, redis_prefix: str, tmp_path: Path
 ) -> None:
-    accounts = _accounts(pair.primary.url_for("app"), SHOPPERS)
+    logins = shopper_accounts(pair.primary.url_for("app"), SHOPPERS)
     app = AppProcess(production_settings(pair.url, redis_prefix), tmp_path).start().wait_ready()
     try:
-        crowd, tally = _signed_in_crowd(app, accounts)
+        crowd, tally = signed_in_crowd(app, logins)
         try:
             pair.primary.kill()  # a crash: only what the standby has is left
             pair.standby.promote()
             promoted_at = time.monotonic()
-            wait_for(lambda: _writes_since(tally, promoted_at) >= 20, 20, "writes on the standby")
+            wait_for(lambda: writes_since(tally, promoted_at) >= 20, 20, "writes on the standby")
             time.sleep(FAULT_SECONDS)
         finally:
             crowd.stop()
         crowd.final_check()
     finally:
         app.stop()
-    seconds = _first_write_after(tally, promoted_at)
-    _report("primary killed, standby promoted; first write served after", seconds, tally)
+    seconds = first_write_after(tally, promoted_at)
+    report("primary killed, standby promoted; first write served after", seconds, tally)
     assert seconds <= WRITES_BACK_BOUND
     assert tally.users_signed_out == 0, app.log()[-3000:]
     assert crowd.signed_in == SHOPPERS
@@ -155,18 +92,13 @@ def test_a_promoted_synchronous_standby_signs_nobody_out_and_loses_nothing(
     assert late == []
 
 
-def _writes_since(tally: Tally, moment: float) -> int:
-    with tally.lock:
-        return sum(1 for start, _, status in tally.samples if start >= moment and status == 303)
-
-
 def test_a_read_only_primary_is_refused_never_a_crash_and_writes_come_back(
     pair: Pair, redis_prefix: str, tmp_path: Path
 ) -> None:
-    accounts = _accounts(pair.primary.url_for("app"), SHOPPERS)
+    logins = shopper_accounts(pair.primary.url_for("app"), SHOPPERS)
     app = AppProcess(production_settings(pair.url, redis_prefix), tmp_path).start().wait_ready()
     try:
-        crowd, tally = _signed_in_crowd(app, accounts)
+        crowd, tally = signed_in_crowd(app, logins)
         try:
             fenced_at = time.monotonic()
             make_read_only(pair.primary)
@@ -174,14 +106,14 @@ def test_a_read_only_primary_is_refused_never_a_crash_and_writes_come_back(
             refused = [s for start, _, s in tally.failures if start >= fenced_at]
             make_read_only(pair.primary, False)
             lifted_at = time.monotonic()
-            wait_for(lambda: _writes_since(tally, lifted_at) >= 20, 20, "writes again")
+            wait_for(lambda: writes_since(tally, lifted_at) >= 20, 20, "writes again")
         finally:
             crowd.stop()
         crowd.final_check()
     finally:
         app.stop()
-    seconds = _first_write_after(tally, lifted_at)
-    _report("primary read-only, then writable; first write served after", seconds, tally)
+    seconds = first_write_after(tally, lifted_at)
+    report("primary read-only, then writable; first write served after", seconds, tally)
     assert refused and set(refused) == {503}  # refused, not crashed (no 500)
     assert all(status == 503 for _, _, status in tally.failures), tally.failures[:10]
     assert seconds <= WRITES_BACK_BOUND
