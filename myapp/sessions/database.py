@@ -95,7 +95,7 @@ def _discard_failed_connection(context: Any) -> None:
         context.is_disconnect = True
         context.invalidate_pool_on_disconnect = False
         connection = context.connection
-        if connection is not None and not connection.invalidated:
+        if connection is not None and not (connection.closed or connection.invalidated):
             note_failure(connection.info, context.original_exception)
 
 
