@@ -44,11 +44,12 @@ def is_read_only_error(error: BaseException | None) -> bool:
 
 def serves_read_only(dbapi_connection: Any) -> bool:
     """Whether the server behind a psycopg connection last reported itself read-only."""
-    info = getattr(dbapi_connection, "info", None)
-    if info is None or getattr(dbapi_connection, "closed", True):
+    pgconn = getattr(dbapi_connection, "pgconn", None)
+    if pgconn is None or getattr(dbapi_connection, "closed", True):
         return False
-    status = info.parameter_status
-    return status("in_hot_standby") == "on" or status("default_transaction_read_only") == "on"
+    # libpq's own copy of what the server reported (~0.2 us; ``info`` builds an object).
+    status = pgconn.parameter_status
+    return status(b"in_hot_standby") == b"on" or status(b"default_transaction_read_only") == b"on"
 
 
 class PrimaryFence:

@@ -18,11 +18,11 @@ from myapp.sessions.primary import (
 from myapp.sessions.stores.sqlstore.guard import store_error
 
 
-class _Info:
+class _PGconn:
     def __init__(self, **status: str) -> None:
-        self.status = status
+        self.status = {name.encode(): value.encode() for name, value in status.items()}
 
-    def parameter_status(self, name: str) -> str | None:
+    def parameter_status(self, name: bytes) -> bytes | None:
         return self.status.get(name)
 
 
@@ -30,7 +30,7 @@ class _Connection:
     closed = False
 
     def __init__(self, **status: str) -> None:
-        self.info = _Info(**status)
+        self.pgconn = _PGconn(**status)
 
 
 def test_sqlstate_25006_is_a_read_only_refusal_wrapped_or_not():
