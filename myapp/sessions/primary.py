@@ -10,10 +10,10 @@ longer receives the writes. So:
   every pooled connection was opened to may no longer be the primary: each connection
   opened before that moment is closed instead of reused, and the next one is made
   afresh, where libpq's ``target_session_attrs=read-write`` finds the primary;
-- with ``target_session_attrs`` asking for the primary (``read-write`` or ``primary``),
-  a server that reports itself read-only (``default_transaction_read_only`` or
-  ``in_hot_standby``, which PostgreSQL 14+ sends to the client with the first answer
-  after they change) has its answer refused (the SQL store checks after each round
+- with ``target_session_attrs`` asking for the primary, a server that reports what
+  libpq would refuse to connect to (``in_hot_standby``, and for ``read-write``
+  ``default_transaction_read_only`` too, which PostgreSQL 14+ sends to the client with
+  the first answer after they change) has its answer refused (the SQL store checks after each round
   trip) and its connections retired the same way. No round trip: psycopg keeps the
   last values the server sent.
 """
@@ -33,7 +33,6 @@ log = logging.getLogger(__name__)
 READ_ONLY_SQLSTATE = "25006"
 #: Where a pooled connection's record keeps (its fence, the generation it was opened in).
 FENCE_KEY = "myapp.primary_fence"
-_PRIMARY_ATTRS = frozenset({"read-write", "primary"})
 
 
 def is_read_only_error(error: BaseException | None) -> bool:
@@ -42,14 +41,22 @@ def is_read_only_error(error: BaseException | None) -> bool:
     return getattr(driver_error, "sqlstate", None) == READ_ONLY_SQLSTATE
 
 
-def serves_read_only(dbapi_connection: Any) -> bool:
-    """Whether the server behind a psycopg connection last reported itself read-only."""
+#: What each target_session_attrs refuses, as the server reports it (PostgreSQL 14+).
+_READ_ONLY_REPORTS = {
+    "read-write": (b"in_hot_standby", b"default_transaction_read_only"),
+    "primary": (b"in_hot_standby",),
+}
+
+
+def serves_read_only(dbapi_connection: Any, reports: tuple[bytes, ...]) -> bool:
+    """Whether the server behind a psycopg connection last reported one of ``reports``
+    (parameter names) as ``on``."""
     pgconn = getattr(dbapi_connection, "pgconn", None)
     if pgconn is None or getattr(dbapi_connection, "closed", True):
         return False
     # libpq's own copy of what the server reported (~0.2 us; ``info`` builds an object).
     status = pgconn.parameter_status
-    return status(b"in_hot_standby") == b"on" or status(b"default_transaction_read_only") == b"on"
+    return any(status(name) == b"on" for name in reports)
 
 
 class PrimaryFence:
@@ -57,9 +64,10 @@ class PrimaryFence:
     not reused. Each new connection's pool record holds the fence and its generation,
     so whoever holds a connection can check it, through the pool or beside it."""
 
-    def __init__(self, requires_primary: bool) -> None:
-        #: The URL's target_session_attrs asks libpq for the primary only.
-        self.requires_primary = requires_primary
+    def __init__(self, target_session_attrs: str = "") -> None:
+        #: What the URL's target_session_attrs would refuse to connect to, as reported
+        #: by the server: a connection that reports it is retired. Empty: any server.
+        self.refused_reports = _READ_ONLY_REPORTS.get(target_session_attrs.lower(), ())
         self.generation = 0
         self._lock = threading.Lock()
 
@@ -82,7 +90,7 @@ def watch_for_failover(engine: Engine) -> PrimaryFence:
     attrs = engine.url.query.get("target_session_attrs") or ""
     if not isinstance(attrs, str):
         attrs = attrs[-1]
-    fence = PrimaryFence(attrs.lower() in _PRIMARY_ATTRS)
+    fence = PrimaryFence(attrs)
 
     @event.listens_for(engine, "connect")
     def stamp(dbapi_connection: Any, record: Any) -> None:
@@ -104,7 +112,7 @@ def retired(info: dict[str, Any], dbapi_connection: Any) -> bool:
     fence, generation = stamp
     if generation < fence.generation:
         return True
-    if fence.requires_primary and serves_read_only(dbapi_connection):
+    if fence.refused_reports and serves_read_only(dbapi_connection, fence.refused_reports):
         fence.raise_fence("it reported itself read-only")
         return True
     return False
@@ -114,9 +122,9 @@ def answered_read_only(info: dict[str, Any], dbapi_connection: Any) -> bool:
     """After a statement: whether its server now says it is read-only while the URL asks
     for the primary. What it answered may be stale; the fence is raised."""
     stamp = info.get(FENCE_KEY)
-    if stamp is None or not stamp[0].requires_primary:
+    if stamp is None or not stamp[0].refused_reports:
         return False
-    if serves_read_only(dbapi_connection):
+    if serves_read_only(dbapi_connection, stamp[0].refused_reports):
         stamp[0].raise_fence("it reported itself read-only")
         return True
     return False
