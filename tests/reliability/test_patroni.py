@@ -79,6 +79,7 @@ def test_patroni_switches_over_and_fails_over_with_nobody_signed_out_and_nothing
             # expires (ttl) and Patroni promotes the synchronous standby by itself.
             crashed_at = time.monotonic()
             leader.kill()
+            assert leader._postmaster_pid() is None  # its PostgreSQL died with it
             survivor = next(m for m in members if m is not leader)
             wait_for(lambda: survivor.role() in ("master", "primary"), 30, "a new leader")
             promoted_at = time.monotonic()

@@ -7,10 +7,12 @@ Each member's configuration is ``docs/patroni.yml`` (the operator's recipe) with
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import pwd
 import shutil
+import signal
 import string
 import time
 import urllib.error
@@ -18,7 +20,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from tests.servers import ThrowawayServer, free_port
+from tests.servers import STOP_TIMEOUT, ThrowawayServer, child_pids, free_port, is_alive
 from tests.support.databases import REPO
 
 RECIPE = REPO / "docs" / "patroni.yml"
@@ -113,6 +115,33 @@ class PatroniMember(ThrowawayServer):
     def _is_ready(self) -> bool:
         status = self.status()
         return status is not None and status.get("state") == "running"
+
+    def kill(self) -> None:
+        """SIGKILL Patroni and the PostgreSQL it runs, as when the machine dies.
+
+        Patroni starts the postmaster through a helper process that exits, so the
+        postmaster is not Patroni's child: it is found through its pid file.
+        """
+        postmaster = self._postmaster_pid()
+        doomed = [] if postmaster is None else [postmaster, *child_pids(postmaster)]
+        for pid in doomed:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        super().kill()
+        deadline = time.monotonic() + STOP_TIMEOUT
+        while any(is_alive(pid) for pid in doomed) and time.monotonic() < deadline:
+            time.sleep(0.05)
+
+    def _postmaster_pid(self) -> int | None:
+        try:
+            pid = int((self.data_dir / "postmaster.pid").read_text().split()[0])
+        except (OSError, ValueError, IndexError):
+            return None
+        try:  # a stale pid file's pid may belong to another process by now
+            command = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except OSError:
+            return None
+        return pid if str(self.data_dir).encode() in command and is_alive(pid) else None
 
     # -- the REST API -----------------------------------------------------------------
     @property
