@@ -23,6 +23,7 @@ from transaction import TransactionManager
 from .lazytm import lazy_manager
 from .liveness import ping_when_stale
 from .options import DatabaseOptions, pgbouncer_mode
+from .primary import note_failure, watch_for_failover
 
 __all__ = [
     "autocommit_engine",
@@ -77,6 +78,7 @@ def get_engine(settings: dict[str, Any], prefix: str = "sqlalchemy.") -> Engine:
     )
     if is_postgres:
         ping_when_stale(engine)
+        watch_for_failover(engine)
         event.listen(engine, "handle_error", _discard_failed_connection)
     return engine
 
@@ -85,12 +87,16 @@ def _discard_failed_connection(context: Any) -> None:
     """Close a connection on which the driver reported any error, instead of letting
     the pool hand it, rolled back, to the next request: whatever the failure left on
     the server session (a cancelled statement, a broken protocol state) goes with it.
-    Only this connection: the rest of the pool is healthy."""
+    Only this connection, unless the server refused a write as read-only: then every
+    connection opened to it so far is retired (``primary``)."""
     if context.dialect.loaded_dbapi is not None and isinstance(
         context.original_exception, context.dialect.loaded_dbapi.Error
     ):
         context.is_disconnect = True
         context.invalidate_pool_on_disconnect = False
+        connection = context.connection
+        if connection is not None and not (connection.closed or connection.invalidated):
+            note_failure(connection.info, context.original_exception)
 
 
 def autocommit_engine(engine: Engine) -> Engine:

@@ -28,6 +28,9 @@ def store_error(
         # The server answered: it cancelled one statement (statement_timeout, a lock
         # wait, an operator's pg_cancel_backend). Not the silence of a frozen server.
         return StoreError("sql", "query_canceled", short_cause(exc))
+    if isinstance(driver_error, psycopg.errors.ReadOnlySqlTransaction):
+        # SQLSTATE 25006: a standby, or a primary fenced read-only (a switchover).
+        return StoreError("sql", "read_only", short_cause(exc))
     kind = "timeout" if "timeout" in str(exc).lower() else type(exc).__name__.lower()
     return StoreError("sql", kind, short_cause(exc))
 

@@ -11,7 +11,8 @@ ones too.
 
 What the pool did at checkout is done here when a connection is taken: one that looks
 closed (its socket is readable) or that idled ``idle_ping_seconds`` is pinged, and
-replaced when the ping fails. ``pool_recycle`` applies only when a connection is taken
+replaced when the ping fails; one opened before a server refused a write as read-only
+is closed (``primary``). ``pool_recycle`` applies only when a connection is taken
 from the pool itself.
 """
 
@@ -26,6 +27,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.pool import PoolProxiedConnection
 
 from ...liveness import IDLE_PING_SECONDS, needs_ping
+from ...primary import retired
 
 
 class HeldConnections:
@@ -95,6 +97,9 @@ class HeldConnections:
 
     def _usable(self, pooled: PoolProxiedConnection, idle_since: float) -> bool:
         driver = pooled.driver_connection
+        if retired(pooled.info, driver):  # opened to a server that is read-only now
+            self.discard(pooled)
+            return False
         if not needs_ping(driver, idle_since, time.monotonic(), self._idle_ping_seconds):
             return True
         try:

@@ -23,8 +23,9 @@ from ...database import (
     get_engine,
 )
 from ...deadline import WATCHDOG, Deadline, Watchdog
-from ...exceptions import StoreNotReady
+from ...exceptions import StoreError, StoreNotReady
 from ...options import SessionOptions
+from ...primary import answered_read_only, note_failure
 from ..base import SessionStore
 from .driver import DriverConnection, kept_cursor
 from .guard import driver_fileno, fileno_of, guard_pre_ping, short_cause, store_error
@@ -41,6 +42,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 _BOUND_KEY = "myapp.sessions.sql_store"
+READ_ONLY_CAUSE = "the database server is read-only now (a fenced or demoted primary?)"
 
 
 class SqlStore(SqlOperations, SessionStore):
@@ -89,9 +91,12 @@ class SqlStore(SqlOperations, SessionStore):
                 result = fn(conn)
                 if commit:
                     conn.commit()
-                return result
         except SQLAlchemyError as exc:
             raise store_error(exc, deadline, self.timeout) from exc
+        if answered_read_only(conn.info, conn.connection.driver_connection):
+            conn.invalidate()  # see _guard_driver
+            raise StoreError("sql", "read_only", READ_ONLY_CAUSE)
+        return result
 
     def _read(self, fn: Callable[[Connection], T]) -> T:
         # Every read is one statement, which needs no transaction around it: in
@@ -153,9 +158,15 @@ class SqlStore(SqlOperations, SessionStore):
             with self.watchdog.guard(
                 driver_fileno(pooled.driver_connection), self.timeout, "sql statement"
             ) as deadline:
-                return run()
+                result = run()
         except self._dbapi_error as exc:
+            note_failure(pooled.info, exc)  # a read-only server: retire its connections
             raise store_error(exc, deadline, self.timeout) from exc
+        if answered_read_only(pooled.info, pooled.driver_connection):
+            # Not the primary any more (fenced, or a standby behind a name that moved):
+            # what it answered may be stale, so it is refused and the connection closed.
+            raise StoreError("sql", "read_only", READ_ONLY_CAUSE)
+        return result
 
     def bind(self, request: Request, *, session_transaction: bool = True) -> RequestSqlStore:
         """This store, running its statements in ``request``'s transactions (the same
