@@ -17,6 +17,7 @@ def main(global_config: dict[str, Any], **settings: Any) -> Router:
         config.include("pyramid_jinja2")
         config.include("pyramid_retry")  # re-runs a request that hit a transient conflict
         config.include("myapp.metrics")  # before the sessions: it hears the start-up choice
+        config.include("myapp.refusals")  # every 503 logged, at most once a minute per cause
         config.include("myapp.sessions")
         config.include("myapp.settings")
         config.include("myapp.security")  # headers, Cache-Control, the Host check

@@ -8,6 +8,8 @@ from pyramid.request import Request
 from pyramid.view import exception_view_config, notfound_view_config, view_config
 from sqlalchemy.exc import InterfaceError, OperationalError
 
+from myapp.refusals import note_refusal
+from myapp.refusedform import resend_form
 from myapp.sessions import SessionStoreUnavailable
 
 ERROR_TEMPLATE = "myapp:templates/error.jinja2"
@@ -34,6 +36,7 @@ def not_found(request: Request) -> dict[str, object]:
 @view_config(route_name="cart_add", renderer=ERROR_TEMPLATE, require_csrf=False)
 @view_config(route_name="cart_update", renderer=ERROR_TEMPLATE, require_csrf=False)
 @view_config(route_name="cart_remove", renderer=ERROR_TEMPLATE, require_csrf=False)
+@view_config(route_name="checkout", renderer=ERROR_TEMPLATE, require_csrf=False)
 @view_config(route_name="account_sessions_end", renderer=ERROR_TEMPLATE, require_csrf=False)
 @view_config(route_name="account_sessions_end_others", renderer=ERROR_TEMPLATE, require_csrf=False)
 def method_not_allowed(request: Request) -> dict[str, object]:
@@ -41,21 +44,29 @@ def method_not_allowed(request: Request) -> dict[str, object]:
     return _page(
         request,
         405,
-        "This address only takes a form",
-        "This address is used by the buttons on the site's pages. Use the button instead.",
+        "Nothing to see here",
+        "This address is what a button on the site sends its form to; it has no page of "
+        "its own. Use the button instead.",
     )
 
 
-@exception_view_config(BadCSRFToken, renderer=ERROR_TEMPLATE)
 @exception_view_config(BadCSRFOrigin, renderer=ERROR_TEMPLATE)
-def bad_csrf(request: Request) -> dict[str, object]:
+def bad_origin(request: Request) -> dict[str, object]:
     return _page(
         request,
         400,
-        "This form has expired",
-        "The form was sent without a valid security token, perhaps because it was open "
-        "for a long time or your session ended. Go back, reload the page and try again.",
+        "Form not accepted",
+        "This form was sent from another website, so it was not accepted. Nothing has "
+        "changed. If you meant to do this, do it from this shop's own pages.",
     )
+
+
+@exception_view_config(BadCSRFToken, renderer="myapp:templates/refused_form.jinja2")
+def bad_csrf(request: Request) -> dict[str, object]:
+    """A form from a page opened before this browser signed in or out (another tab, the
+    back button) or long ago: say which, and offer to send it again in one click."""
+    request.response.status = 400
+    return resend_form(request)
 
 
 # retryable_error=False: a transient database error (a serialization failure) is
@@ -65,6 +76,9 @@ def bad_csrf(request: Request) -> dict[str, object]:
 @exception_view_config(SessionStoreUnavailable, renderer=ERROR_TEMPLATE)
 def unavailable(request: Request) -> dict[str, object]:
     request.response.headers["Retry-After"] = RETRY_AFTER_SECONDS
+    route = request.matched_route
+    where = f"{request.method} {route.name if route else 'an unknown address'}"
+    note_refusal(request, where, request.exception)
     # No session here: its store may be the thing that failed.
     return _page(
         request,
