@@ -16,6 +16,7 @@ from myapp.accounts import USERNAME_MAX, authenticate, password_too_long
 from myapp.auth import safe_next, start_signed_in_session
 from myapp.metrics import count_failed_signin
 from myapp.relativetime import duration
+from myapp.sessions.csrf import SESSION_TOKEN_KEY
 from myapp.sessions.ending import sign_out
 from myapp.settings import get_site_settings
 from myapp.signinmarker import forget_sign_in, remember_sign_in
@@ -124,7 +125,12 @@ def signout(request: Request) -> HTTPSeeOther:
         return HTTPSeeOther(request.route_url("home"))
     check_csrf_origin(request)  # what Pyramid's own check does, in its order
     check_csrf_token(request)
+    token = request.session.get(SESSION_TOKEN_KEY)
     sign_out(request)  # ends the session on the server (every store), not only in this browser
     forget_sign_in(request)
     request.session.flash("You have been signed out.")
+    if token:
+        # Forms still open in other tabs keep working: the anonymous session that
+        # follows protects nothing the old token's holder did not have already.
+        request.session[SESSION_TOKEN_KEY] = token
     return HTTPSeeOther(request.route_url("home"))
