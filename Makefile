@@ -50,6 +50,7 @@ test: venv services
 # restarts the server when a Python file changes (templates are re-read anyway).
 # Ctrl+C stops it cleanly (exit 0); a port in use is said in one line.
 run: $(RUN_STAMP)
+	@$(BIN)/python -m myapp.scripts.devserver --check-port --port $(PORT) $(INI)
 	$(BIN)/alembic -c $(INI) upgrade head
 	printf '%s\n' demo-password | $(BIN)/myapp-create-user --ini $(INI) --if-missing --password-stdin demo
 	@$(BIN)/python -m myapp.scripts.devserver --reload --port $(PORT) $(INI)

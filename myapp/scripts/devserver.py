@@ -94,6 +94,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=6543)
     parser.add_argument("--reload", action="store_true")
+    parser.add_argument("--check-port", action="store_true", help="only say if it is free")
     parser.add_argument("--in-foreground", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.in_foreground:
@@ -105,6 +106,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         return EXIT_PORT_TAKEN
+    if args.check_port:
+        return 0
     command = [sys.executable, "-m", "myapp.scripts.devserver", "--in-foreground"]
     command += [*(["--reload"] if args.reload else []), "--host", args.host]
     command += ["--port", str(args.port), args.ini]
