@@ -79,9 +79,14 @@ def checkout(request: Request) -> HTTPSeeOther:
 
 
 # Any failure while the order or the emptied cart is stored, up to and including
-# COMMIT, rolls both back: the page says so in plain words.
-@exception_view_config(DBAPIError, route_name="checkout", renderer=ERROR_TEMPLATE)
-@exception_view_config(SessionStoreUnavailable, route_name="checkout", renderer=ERROR_TEMPLATE)
+# COMMIT, rolls both back: the page says so in plain words. A transient one (a lost
+# write race, a failover) is first left to pyramid_retry (retryable_error=False).
+@exception_view_config(
+    DBAPIError, route_name="checkout", renderer=ERROR_TEMPLATE, retryable_error=False
+)
+@exception_view_config(
+    SessionStoreUnavailable, route_name="checkout", renderer=ERROR_TEMPLATE, retryable_error=False
+)
 def checkout_failed(request: Request) -> dict[str, object]:
     exc = request.exception
     unavailable = isinstance(exc, OperationalError | InterfaceError | SessionStoreUnavailable)
