@@ -76,3 +76,17 @@ def test_a_form_posted_from_another_site_is_not_offered_again(make_app):
     )
     assert refused.html.find(id="resend-form") is None
     assert cart_lines(handle.app.get("/cart")) == {}
+
+
+def test_an_anonymous_visitor_resends_a_refused_form_in_one_click(make_app):
+    handle = make_app("redis")
+    handle.app.get("/")
+    refused = handle.app.post(
+        "/cart/add", {"csrf_token": "from-a-page-long-gone", "product": "cups"}, status=400
+    )
+    assert "You signed out, or your session ended" in refused.html.find(id="error-message").text
+    page = resend(handle.app, refused)
+    assert flashes(page) == ["Added 1 of Pair of cups to your cart (now 1)."]
+    # The next requests of this visitor and of another are served as usual.
+    assert cart_lines(add_to_cart(handle.app, "teapot")) == {"cups": 1, "teapot": 1}
+    assert cart_lines(add_to_cart(make_app("redis").app, "teapot")) == {"teapot": 1}
