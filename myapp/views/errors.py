@@ -3,6 +3,8 @@ the database or the session store is unreachable."""
 
 from __future__ import annotations
 
+import logging
+
 from pyramid.exceptions import BadCSRFOrigin, BadCSRFToken
 from pyramid.request import Request
 from pyramid.view import exception_view_config, notfound_view_config, view_config
@@ -10,8 +12,9 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 
 from myapp.refusals import note_refusal
 from myapp.refusedform import resend_form
-from myapp.sessions import SessionStoreUnavailable
+from myapp.sessions import SessionConflict, SessionStoreUnavailable, SessionTooLarge
 
+log = logging.getLogger(__name__)
 ERROR_TEMPLATE = "myapp:templates/error.jinja2"
 RETRY_AFTER_SECONDS = "5"
 
@@ -85,5 +88,32 @@ def unavailable(request: Request) -> dict[str, object]:
         503,
         "Temporarily unavailable",
         "This part of the site cannot reach its storage right now. Please try again in a moment.",
+        bare=True,
+    )
+
+
+@exception_view_config(SessionConflict, renderer=ERROR_TEMPLATE, retryable_error=False)
+def conflict(request: Request) -> dict[str, object]:
+    """Reached only when pyramid_retry has no attempt left for a lost race."""
+    request.response.headers["Retry-After"] = "1"
+    return _page(
+        request,
+        409,
+        "Please try again",
+        "Your change met another one made at the same moment (in another tab, perhaps), "
+        "so it was not saved. Please go back and try again.",
+        bare=True,
+    )
+
+
+@exception_view_config(SessionTooLarge, renderer=ERROR_TEMPLATE)
+def too_large(request: Request) -> dict[str, object]:
+    log.warning("refused to store a session: %s", request.exception)
+    return _page(
+        request,
+        413,
+        "That would not fit",
+        "This change would make what we keep for you too large, so it was not saved. "
+        "Remove something from your cart and try again.",
         bare=True,
     )

@@ -321,6 +321,13 @@ class TestErrorPages:
         assert page.html.find("h1").text == "Nothing to see here"
         assert page.html.find(id="cart-link") is not None
 
+    def test_a_session_too_large_gets_a_plain_page(self, make_app):
+        handle = make_app("memory", **{"session.max_size": 1024})
+        page = handle.app.get("/_t/big?size=5000", status=413)
+        assert page.html.find("h1").text == "That would not fit"
+        assert "Remove something from your cart" in page.html.find(id="error-message").text
+        assert cart_lines(add_to_cart(handle.app, "cups")) == {"cups": 1}
+
     def test_favicon_is_served(self, make_app):
         response = make_app("memory").app.get("/favicon.ico")
         assert response.content_type == "image/x-icon"
