@@ -6,6 +6,8 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 RUN_STAMP := $(VENV)/.installed-run
 INI ?= development.ini
+# `make run PORT=6544` when 6543 is taken.
+PORT ?= 6543
 PYTEST_ARGS ?=
 # When set, `make test` also writes pytest's own exit code here, because make
 # itself collapses every failure to exit status 2.
@@ -46,10 +48,12 @@ test: venv services
 
 # Serving needs only the app's own dependencies, not the test tools; --reload
 # restarts the server when a Python file changes (templates are re-read anyway).
+# Ctrl+C stops it cleanly (exit 0); a port in use is said in one line.
 run: $(RUN_STAMP)
+	@$(BIN)/python -m myapp.scripts.devserver --check-port --port $(PORT) $(INI)
 	$(BIN)/alembic -c $(INI) upgrade head
 	printf '%s\n' demo-password | $(BIN)/myapp-create-user --ini $(INI) --if-missing --password-stdin demo
-	$(BIN)/pserve --reload $(INI)
+	@$(BIN)/python -m myapp.scripts.devserver --reload --port $(PORT) $(INI)
 
 lint: venv
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .

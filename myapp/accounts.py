@@ -95,17 +95,36 @@ def authenticate(
     return found[0]
 
 
-def create_user(
-    conn: Connection, username: str, password: str, *, hasher: PasswordHasher = DEFAULT_HASHER
-) -> User:
-    """Insert a user; raises :class:`UserExists` or ValueError for a bad name or password."""
+def account_problems(
+    username: str, password: str, *, max_length: int = PASSWORD_MAX_LENGTH
+) -> list[str]:
+    """What is wrong with a new account's name and password (empty: nothing).
+
+    The one place the rules live: ``myapp-create-user`` and the sign-up form both ask it.
+    """
+    problems = []
     name = normalise_username(username)
     if not name or len(name) > USERNAME_MAX or any(c.isspace() for c in name):
-        raise ValueError(f"a username is 1 to {USERNAME_MAX} characters without spaces")
+        problems.append(f"a username is 1 to {USERNAME_MAX} characters without spaces")
     if not password:
-        raise ValueError("the password must not be empty")
-    if password_too_long(password):
-        raise ValueError(f"a password is at most {PASSWORD_MAX_LENGTH} characters")
+        problems.append("the password must not be empty")
+    if password_too_long(password, max_length):
+        problems.append(f"a password is at most {max_length} characters")
+    return problems
+
+
+def create_user(
+    conn: Connection | DBSession,
+    username: str,
+    password: str,
+    *,
+    hasher: PasswordHasher = DEFAULT_HASHER,
+) -> User:
+    """Insert a user; raises :class:`UserExists` or ValueError for a bad name or password."""
+    problems = account_problems(username, password)
+    if problems:
+        raise ValueError(problems[0])
+    name = normalise_username(username)
     if find_user(conn, name) is not None:
         raise UserExists(f"a user named {name!r} already exists")
     user_id = conn.execute(
@@ -113,4 +132,6 @@ def create_user(
         .values(username=name, password_hash=hasher.hash(password))
         .returning(users.c.id)
     ).scalar_one()
+    if isinstance(conn, DBSession):
+        mark_changed(conn)  # a Core write: zope.sqlalchemy would not commit it otherwise
     return User(user_id, name)

@@ -78,6 +78,11 @@ def remove(session: MutableMapping[str, Any], product_id: str) -> bool:
     return found
 
 
+def empty(session: MutableMapping[str, Any]) -> None:
+    """Take everything out of the cart (an order was placed)."""
+    session.pop(CART_KEY, None)
+
+
 def lines(session: MutableMapping[str, Any]) -> list[CartLine]:
     products = ((get_product(pid), qty) for pid, qty in quantities(session).items())
     return [CartLine(product, qty) for product, qty in products if product is not None]

@@ -38,3 +38,17 @@ def exact_time(epoch: float) -> str:
 def iso_time(epoch: float) -> str:
     """For ``<time datetime=...>``: ``2026-12-01T22:40:05Z``."""
     return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def duration(seconds: float) -> str:
+    """A wait as people say it, rounded up: "1 second", "40 seconds", "2 minutes", "1 hour"."""
+    whole = max(1, int(-(-seconds // 1)))
+    if whole < MINUTE:
+        return _count(whole, "second")
+    if whole < HOUR:
+        return _count(-(-whole // MINUTE), "minute")
+    return _count(-(-whole // HOUR), "hour")
+
+
+def _count(count: int, unit: str) -> str:
+    return f"{count} {unit}{'' if count == 1 else 's'}"

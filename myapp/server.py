@@ -11,6 +11,7 @@ minute at most.
 
 from __future__ import annotations
 
+import errno
 import logging
 import signal
 import threading
@@ -174,17 +175,41 @@ class GracefulServer:
         return busy
 
 
+def listening_urls(server: Any) -> list[str]:
+    """Where ``server`` (one socket or several) accepts connections."""
+    servers = getattr(server, "effective_listen", None)
+    if servers is None:
+        servers = [(server.effective_host, server.effective_port)]
+    urls = []
+    for host, port in servers:
+        shown = f"[{host}]" if ":" in str(host) else host
+        urls.append(f"http://{shown}:{port}")
+    return urls
+
+
 def serve(app: Callable[..., Iterable[bytes]], global_conf: Any = None, **settings: Any) -> int:
     """The ``paste.server_runner``: waitress's settings, plus ``shutdown_grace`` (seconds)."""
     grace = float(settings.pop("shutdown_grace", DEFAULT_GRACE))
     quiet = bool(settings.pop("_quiet", False))
     stop = Stop()
-    server = create_server(closing(app, stop), **settings)
+    try:
+        server = create_server(closing(app, stop), **settings)
+    except OSError as exc:
+        if exc.errno != errno.EADDRINUSE:
+            raise
+        where = settings.get("listen") or f"{settings.get('host')}:{settings.get('port')}"
+        # One line, no traceback: the operator's fix is in it.
+        raise SystemExit(
+            f"myapp: cannot listen on {where}: the address is already in use (is another "
+            "server running?). Stop it, or choose another port: `listen` in [server:main] "
+            "(make run PORT=6544 in development)"
+        ) from None
     graceful = GracefulServer(server, stop, grace)
     quiet_queue_warnings(server.adj.threads)
     graceful.install_signal_handlers()
     if not quiet:
         logging.basicConfig()
-        server.print_listen("Serving on http://{}:{}")
+    for url in listening_urls(server):
+        log.info("serving on %s (%d threads)", url, server.adj.threads)
     graceful.run()
     return 0

@@ -2,7 +2,8 @@
 transaction manager) comes from ``myapp.sessions.database``."""
 
 from .meta import metadata
+from .orders import order_lines, orders
 from .signin_throttle import signin_throttle
 from .users import users
 
-__all__ = ["metadata", "signin_throttle", "users"]
+__all__ = ["metadata", "order_lines", "orders", "signin_throttle", "users"]

@@ -31,13 +31,17 @@ class ScriptEnvironment:
         self.engine.dispose()
 
 
-def load_environment(ini: str) -> ScriptEnvironment:
-    """Read ``ini``; raises pyramid's ConfigurationError for a bad setting."""
+def load_environment(ini: str, *, needs_secret: bool = False) -> ScriptEnvironment:
+    """Read ``ini``; raises pyramid's ConfigurationError for a bad setting.
+
+    The cookie secret is read (and checked) only when ``needs_secret``: a tool that
+    signs no cookie runs where the secret is not exported (cron, a maintenance shell).
+    """
     setup_logging(ini)
     install_log_redaction()
     settings = dict(get_appsettings(ini))
     settings["myapp.config_file"] = ini  # operator messages name this file
-    options = SessionOptions.from_settings(settings)
+    options = SessionOptions.from_settings(settings, signs_cookies=needs_secret)
     registry = Registry("myapp-sessions")
     registry.settings = settings
     engine = register_engine(registry, settings)  # as the app reaches the database

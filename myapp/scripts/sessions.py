@@ -1,9 +1,12 @@
-"""``myapp-sessions``: the operator's tools for the session stores.
+"""myapp-sessions: the operator's tools for the session stores.
 
     myapp-sessions check INI              readiness of every configured store (deploy gate)
     myapp-sessions purge INI [--batch-size N]   delete expired sessions in short batches
     myapp-sessions stats INI [--top N]    live and expired sessions per store, top users
     myapp-sessions end-user INI NAME      end every session of one user
+
+Only check needs the cookie secret (it checks what start-up checks); the others
+sign no cookie and run without it, e.g. from cron.
 
 Exit status: 0 success; 1 not ready or failed; 2 bad usage or configuration;
 3 (purge) another purge holds the lock.
@@ -49,6 +52,11 @@ def _positive(raw: str) -> int:
 
 def _check_all(env: ScriptEnvironment) -> list[StoreState]:
     return [env.chain.check(index) for index in range(len(env.chain.states))]
+
+
+def _count(number: int, noun: str, plural: str | None = None) -> str:
+    """``1 session``, ``2 sessions``; ``plural`` when adding an s is wrong."""
+    return f"{number} {noun if number == 1 else plural or noun + 's'}"
 
 
 def _table(rows: list[list[str]], out: TextIO) -> None:
@@ -118,8 +126,9 @@ def purge(env: ScriptEnvironment, args: argparse.Namespace, out: TextIO) -> int:
             out.write(f"{result.store}: failed after deleting {result.deleted}: {result.error}\n")
         else:
             out.write(
-                f"{result.store}: deleted {result.deleted} expired sessions in "
-                f"{result.batches} batches of up to {batch_size} ({result.seconds:.1f}s)\n"
+                f"{result.store}: deleted {_count(result.deleted, 'expired session')} in "
+                f"{_count(result.batches, 'batch', 'batches')} of up to {batch_size} "
+                f"({result.seconds:.1f}s)\n"
             )
     outcomes = {result.outcome for result in results}
     if "locked" in outcomes:
@@ -217,7 +226,7 @@ def end_user(env: ScriptEnvironment, args: argparse.Namespace, out: TextIO) -> i
             out.write(f"{state.name}: failed: {exc}\n")
             status = EXIT_FAILED
             continue
-        out.write(f"{state.name}: ended {ended} sessions of {user.username!r}\n")
+        out.write(f"{state.name}: ended {_count(ended, 'session')} of {user.username!r}\n")
     return status
 
 
@@ -258,7 +267,7 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
     # Causes quote URLs; one that carries a password must not reach a terminal or a log.
     out = RedactingWriter(out or sys.stdout)
     try:
-        env = load_environment(args.ini)
+        env = load_environment(args.ini, needs_secret=args.run is check)
     except (ConfigurationError, FileNotFoundError, KeyError, ArgumentError, ValueError) as exc:
         print(redact(f"configuration error in {args.ini}: {exc}"), file=sys.stderr)
         return EXIT_CONFIG

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import math
-import time
 
 from pyramid.csrf import check_csrf_origin, check_csrf_token, new_csrf_token
 from pyramid.httpexceptions import HTTPSeeOther
@@ -16,6 +15,8 @@ from pyramid.view import view_config
 from myapp.accounts import USERNAME_MAX, authenticate, password_too_long
 from myapp.auth import safe_next, start_signed_in_session
 from myapp.metrics import count_failed_signin
+from myapp.relativetime import duration
+from myapp.sessions.csrf import SESSION_TOKEN_KEY
 from myapp.sessions.ending import sign_out
 from myapp.settings import get_site_settings
 from myapp.signinmarker import forget_sign_in, remember_sign_in
@@ -41,12 +42,7 @@ def signin_form(request: Request) -> dict[str, object]:
 
 
 def _retry_message(seconds: float) -> str:
-    wait = max(1, math.ceil(seconds))
-    at = time.strftime("%H:%M:%S UTC", time.gmtime(time.time() + wait))
-    return (
-        f"Too many failed sign-ins. Please wait {wait} second{'s' if wait != 1 else ''} "
-        f"(until {at}) before trying again."
-    )
+    return f"Too many failed sign-ins. Please try again in {duration(seconds)}."
 
 
 def _refused(request: Request, username: str, reason: str) -> None:
@@ -103,18 +99,18 @@ def signin(request: Request) -> Response:
     if user is None:
         _refused(request, username, reason)
         wait = throttle.failed(username, address)
-        session.flash("Wrong username or password.", "error")
+        # One message: a second red banner would only repeat the first.
+        wrong = "Wrong username or password."
+        session.flash(f"{wrong} {_retry_message(wait)}" if wait > 0 else wrong, "error")
         typed = _typed_name(username)
         if typed:
             session.flash(typed, TYPED_NAME_QUEUE)
-        if wait > 0:
-            session.flash(_retry_message(wait), "error")
         query = {"next": next_path} if next_path else {}
         return HTTPSeeOther(request.route_url("signin", _query=query))
     throttle.succeeded(username, address)
     start_signed_in_session(session, str(user.id), user.username)
     new_csrf_token(request)
-    session.flash(f"Signed in as {user.username}.")
+    session.flash(f"Welcome back, {user.username}.")  # the header says who is signed in
     remember_sign_in(request)
     return HTTPSeeOther(next_path or request.route_url("home"))
 
@@ -129,7 +125,12 @@ def signout(request: Request) -> HTTPSeeOther:
         return HTTPSeeOther(request.route_url("home"))
     check_csrf_origin(request)  # what Pyramid's own check does, in its order
     check_csrf_token(request)
+    token = request.session.get(SESSION_TOKEN_KEY)
     sign_out(request)  # ends the session on the server (every store), not only in this browser
     forget_sign_in(request)
     request.session.flash("You have been signed out.")
+    if token:
+        # Forms still open in other tabs keep working: the anonymous session that
+        # follows protects nothing the old token's holder did not have already.
+        request.session[SESSION_TOKEN_KEY] = token
     return HTTPSeeOther(request.route_url("home"))

@@ -8,12 +8,20 @@ from pyramid.view import view_config
 
 from myapp import cart
 from myapp.catalogue import Product, get_product
+from myapp.orders import cart_digest, new_checkout_key
 
 
 @view_config(route_name="cart", request_method="GET", renderer="myapp:templates/cart.jinja2")
 def show_cart(request: Request) -> dict[str, object]:
     lines = cart.lines(request.session)
-    return {"lines": lines, "total": cart.total(lines), "max_quantity": cart.MAX_QUANTITY}
+    return {
+        "lines": lines,
+        "total": cart.total(lines),
+        "max_quantity": cart.MAX_QUANTITY,
+        # The checkout form's: sent twice, it still makes one order (myapp.orders).
+        "checkout_key": new_checkout_key(),
+        "cart_digest": cart_digest(lines),
+    }
 
 
 def _back_to_cart(request: Request) -> HTTPSeeOther:

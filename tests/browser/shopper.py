@@ -15,5 +15,5 @@ def sign_in(page: Page, site: str, name: str, password: str) -> None:
     page.get_by_label("Username").fill(name)
     page.get_by_label("Password").fill(password)
     page.get_by_role("button", name="Sign in").click()
-    expect(page.locator(".flash.info")).to_have_text(f"Signed in as {name}.")
+    expect(page.locator(".flash.info")).to_have_text(f"Welcome back, {name}.")
     expect(page.locator("#signed-in-as")).to_contain_text(name)

@@ -77,5 +77,5 @@ def test_end_user_from_the_shell_stops_the_cached_session(
     )
     result = run("myapp-sessions", "end-user", ini, name)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert f"sql: ended 1 sessions of '{name}'" in result.stdout
+    assert f"sql: ended 1 session of '{name}'" in result.stdout
     assert signed_in_as(browser.get("/cart")) is None

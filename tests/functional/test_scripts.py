@@ -229,7 +229,7 @@ class TestStatsAndEndUser:
         result = run("myapp-sessions", "end-user", ini, name)
         assert result.returncode == 0, result.stdout + result.stderr
         assert f"sql: ended 2 sessions of '{name}'" in result.stdout
-        assert f"redis: ended 1 sessions of '{name}'" in result.stdout
+        assert f"redis: ended 1 session of '{name}'" in result.stdout
         now = time.time()
         assert not any(sql_store.load(key, now) or redis_store.load(key, now) for key in mine)
         assert sql_store.load(other, now) is not None

@@ -119,7 +119,7 @@ class TestSignIn:
         add_to_cart(app.app, "teapot", 2)
         before = token_of(app.app)
         page = sign_in(app.app)
-        assert flashes(page) == ["Signed in as alice."]
+        assert flashes(page) == ["Welcome back, alice."]
         assert signed_in_as(page) == "alice"
         after = token_of(app.app)
         assert after != before
@@ -197,6 +197,8 @@ class TestSignIn:
 
 POST_ROUTES = [
     "/signin",
+    "/signup",
+    "/checkout",
     "/cart/add",
     "/cart/update",
     "/cart/remove",
@@ -205,7 +207,9 @@ POST_ROUTES = [
 ]
 
 
-POST_ONLY_ROUTES = [route for route in POST_ROUTES if route != "/signin"] + ["/signout"]
+POST_ONLY_ROUTES = [route for route in POST_ROUTES if route not in ("/signin", "/signup")] + [
+    "/signout"
+]
 
 
 class TestForgivingForms:
@@ -229,7 +233,8 @@ class TestForgivingForms:
         handle = make_app("sql-postgres")
         sign_in(handle.app)
         page = handle.app.post("/signout", {"csrf_token": "forged"}, status=400)
-        assert "This form has expired" in page.text
+        assert page.html.find("h1").text == "Please confirm"
+        assert page.html.find(id="resend-form").find("button").text == "Sign out"
         assert signed_in_as(handle.app.get("/")) == "alice"
 
     def test_a_wrong_password_keeps_the_user_name(self, make_app):
@@ -278,7 +283,8 @@ class TestCsrf:
         if token:
             fields["csrf_token"] = token
         page = handle.app.post(path, fields, status=400)
-        assert "This form has expired" in page.text
+        assert page.html.find("h1").text == "Please confirm"
+        assert "so its form was not sent" in page.html.find(id="error-message").text
         assert "Traceback" not in page.text
         assert cart_lines(handle.app.get("/cart")) == {"teapot": 1}
 
@@ -312,8 +318,15 @@ class TestErrorPages:
             return
         page = handle.app.get(path, status=405)
         assert page.headers["Allow"] == "POST"
-        assert page.html.find("h1").text == "This address only takes a form"
+        assert page.html.find("h1").text == "Nothing to see here"
         assert page.html.find(id="cart-link") is not None
+
+    def test_a_session_too_large_gets_a_plain_page(self, make_app):
+        handle = make_app("memory", **{"session.max_size": 1024})
+        page = handle.app.get("/_t/big?size=5000", status=413)
+        assert page.html.find("h1").text == "That would not fit"
+        assert "Remove something from your cart" in page.html.find(id="error-message").text
+        assert cart_lines(add_to_cart(handle.app, "cups")) == {"cups": 1}
 
     def test_favicon_is_served(self, make_app):
         response = make_app("memory").app.get("/favicon.ico")
@@ -322,7 +335,7 @@ class TestErrorPages:
         assert "max-age" in response.headers["Cache-Control"]
 
     def test_signin_answers_503_when_the_database_is_down(
-        self, make_app, closed_port_url, redis_prefix
+        self, make_app, closed_port_url, redis_prefix, caplog
     ):
         handle = make_app(
             "redis",
@@ -330,10 +343,12 @@ class TestErrorPages:
         )
         assert handle.chain.active_name == "redis"
         home = handle.app.get("/")
-        banner = home.html.find(class_="degraded").get_text(" ", strip=True)
-        assert banner == "Your cart is safe, but you may be asked to sign in again soon."
+        assert home.html.find(class_="degraded") is None  # nothing to lose: nothing to say
         add = add_to_cart(handle.app, "teapot", 2)
         assert cart_lines(add) == {"teapot": 2}
+        home = handle.app.get("/")
+        banner = home.html.find(class_="degraded").get_text(" ", strip=True)
+        assert banner == "Your cart is safe, but you may be asked to sign in again soon."
         form = handle.app.get("/signin")
         page = handle.app.post(
             "/signin",
@@ -342,6 +357,9 @@ class TestErrorPages:
         )
         assert page.html.find("h1").text == "Temporarily unavailable"
         assert page.headers["Retry-After"] == "5"
+        refusals = [r for r in caplog.records if r.name == "myapp.refusals"]
+        assert [r.levelname for r in refusals] == ["WARNING"]
+        assert refusals[0].getMessage().startswith("refused POST signin with 503: Operational")
         # The rest of the site and the visitor's session carry on.
         assert cart_lines(handle.app.get("/cart")) == {"teapot": 2}
 

@@ -172,7 +172,8 @@ class TestSignedOutElsewhere:
         post_form(laptop, "/account/sessions", "/account/sessions/end-others")
         page = phone.get("/account/sessions").follow()
         assert page.request.path == "/signin"
-        assert "You were signed out from another device." in flashes(page)
+        # One banner: why, then what to do.
+        assert flashes(page) == ["You were signed out from another device. Please sign in first."]
 
     def test_signing_out_here_says_nothing_about_other_devices(self, make_app):
         handle = make_app("sql-postgres")

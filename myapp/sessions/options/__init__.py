@@ -73,14 +73,22 @@ class SessionOptions:
 
     @classmethod
     def from_settings(
-        cls, settings: Mapping[str, object], environ: Mapping[str, str] | None = None
+        cls,
+        settings: Mapping[str, object],
+        environ: Mapping[str, str] | None = None,
+        *,
+        signs_cookies: bool = True,
     ) -> SessionOptions:
-        """Parse ``settings``; a bad value raises ConfigurationError naming its key."""
+        """Parse ``settings``; a bad value raises ConfigurationError naming its key.
+
+        ``signs_cookies=False`` (tools that only read or delete stored sessions) leaves
+        the cookie secrets unread: such a tool runs without them in its environment.
+        """
         reader = SettingsReader(settings)
         environ = os.environ if environ is None else environ
         options = cls(
             backends=reader.backends("session.backends", cls.backends),
-            secrets=session_secrets(reader, environ),
+            secrets=session_secrets(reader, environ) if signs_cookies else (),
             redis_url=reader.text("session.redis_url", cls.redis_url),
             redis_prefix=reader.text("session.redis_prefix", cls.redis_prefix),
             cookie_name=reader.cookie_name("session.cookie_name", cls.cookie_name),
