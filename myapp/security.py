@@ -64,6 +64,33 @@ def host_allowed(host_header: str, allowed: tuple[str, ...]) -> bool:
     )
 
 
+def drop_undecodable_cookies(request: Request) -> None:
+    """Drop the cookies WebOb cannot decode (``x=\\377``), keeping the others.
+
+    A garbled cookie is ignored like any bad cookie (a fresh session, no token), not
+    answered 400: otherwise one stray cookie for this host breaks every page.
+    """
+    header = request.environ.get("HTTP_COOKIE")
+    if not header:
+        return
+    try:
+        request.cookies.get("")
+    except UnicodeDecodeError:
+        kept = []
+        for pair in header.split(";"):
+            request.environ["HTTP_COOKIE"] = pair
+            try:
+                request.cookies.get("")
+            except UnicodeDecodeError:
+                continue
+            kept.append(pair.strip())
+        request.environ["HTTP_COOKIE"] = "; ".join(kept)
+        try:
+            request.cookies.get("")
+        except UnicodeDecodeError:  # a quote opened in one pair and closed in another
+            request.environ["HTTP_COOKIE"] = ""
+
+
 def used_session(request: Request) -> bool:
     """Whether the response may depend on the visitor's cookies (Pyramid reifies it)."""
     return "session" in request.__dict__
@@ -81,6 +108,7 @@ def security_tween_factory(
     def security_tween(request: Request) -> Response:
         host = request.environ.get("HTTP_HOST") or request.environ.get("SERVER_NAME", "")
         if host_allowed(host, allowed):
+            drop_undecodable_cookies(request)
             response = handler(request)
         else:
             nonlocal warned
