@@ -14,6 +14,7 @@ from pyramid.exceptions import ConfigurationError
 from pyramid.registry import Registry
 from pyramid.settings import aslist
 
+from myapp.hosts import Origin, host_allowed, parse_host, parse_origin
 from myapp.sessions.options.reader import SettingsReader
 
 SETTINGS_KEY = "myapp.site_settings"
@@ -28,6 +29,9 @@ class SiteSettings:
     #: Host names the site answers to (``.example.org`` also takes its subdomains);
     #: empty: any. Other ``Host`` headers get a 400.
     allowed_hosts: tuple[str, ...] = ()
+    #: ``https://shop.example.org``: absolute URLs (redirects, links) are built from it,
+    #: never from the request's Host. None: from the request (development).
+    public_origin: Origin | None = None
     #: Longer passwords are refused before any hashing.
     password_max_length: int = 1024
     #: The argon2 parameters new hashes get; a sign-in with a hash made otherwise
@@ -46,8 +50,10 @@ class SiteSettings:
     def from_settings(cls, settings: Mapping[str, object]) -> SiteSettings:
         """Parse ``settings``; a bad value raises ConfigurationError naming its key."""
         read = SettingsReader(settings)
+        allowed_hosts = _hosts(read, "myapp.allowed_hosts")
         return cls(
-            allowed_hosts=_hosts(read, "myapp.allowed_hosts"),
+            allowed_hosts=allowed_hosts,
+            public_origin=_origin(read, "myapp.public_origin", allowed_hosts),
             password_max_length=read.integer(
                 "myapp.password_max_length", cls.password_max_length, minimum=8
             ),
@@ -86,12 +92,29 @@ def get_site_settings(registry: Registry) -> SiteSettings:
 def _hosts(read: SettingsReader, key: str) -> tuple[str, ...]:
     hosts = tuple(host.lower().rstrip(".") for host in aslist(read.text(key, None) or ""))
     for host in hosts:
-        if not host or not host.isascii() or any(c in host for c in "/@:*?#"):
+        if not host or parse_host(host.removeprefix(".")) != (host.removeprefix("."), None):
             raise ConfigurationError(
                 f"{key}: {host!r} is not a host name (give names without scheme or port, "
                 "e.g. shop.example.org .example.org)"
             )
     return hosts
+
+
+def _origin(read: SettingsReader, key: str, allowed: tuple[str, ...]) -> Origin | None:
+    text = read.text(key, None)
+    if not text:
+        return None
+    origin = parse_origin(text)
+    if origin is None or str(origin) != text.rstrip("/").lower():
+        raise ConfigurationError(
+            f"{key}: {text!r} is not an origin (give the scheme and host the public reaches "
+            "this site by, nothing after them, e.g. https://shop.example.org)"
+        )
+    if not host_allowed(origin.host, allowed):
+        raise ConfigurationError(
+            f"{key}: its host {origin.host!r} is not in myapp.allowed_hosts; add it there"
+        )
+    return origin
 
 
 def includeme(config: Configurator) -> None:
