@@ -71,6 +71,8 @@ class SessionFactory:
 
     def __call__(self, request: Request) -> Session:
         self.chain.ensure_probing()
+        # The answer depends on the cookie now: a shared cache must not give it to others.
+        request.add_response_callback(vary_on_cookie)
         return RequestSession(self, request).session
 
     # -- helpers shared with RequestSession ------------------------------
@@ -304,6 +306,13 @@ class RequestSession(FailoverLoad):
             cookie.set(response, self.token, created=self.session.created, now=self.factory.clock())
         elif self.delete_cookie:
             cookie.delete(request, response)
+
+
+def vary_on_cookie(request: Request, response: Response) -> None:
+    """Add ``Vary: Cookie`` to a response of a request that read its session."""
+    vary = tuple(response.vary or ())
+    if "cookie" not in (value.lower() for value in vary) and "*" not in vary:
+        response.vary = (*vary, "Cookie")
 
 
 def _user_agent(request: Request) -> str | None:
