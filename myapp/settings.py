@@ -37,8 +37,10 @@ class SiteSettings:
     #: The argon2 parameters new hashes get; a sign-in with a hash made otherwise
     #: stores a new one. ``CHEAPEST`` is for tests only.
     password_hash_profile: str = "RFC_9106_LOW_MEMORY"  # noqa: S105 - a name, not a secret
-    #: Failed sign-ins allowed per account, then per client address, before delays begin.
+    #: Failed sign-ins allowed per account from one client address, per account from
+    #: anywhere (a far higher ceiling), and per client address, before delays begin.
     signin_account_free_failures: int = 5
+    signin_account_wide_free_failures: int = 100
     signin_address_free_failures: int = 20
     #: The first delay once the free failures are used up; it doubles with each failure.
     signin_first_delay: float = 1.0
@@ -62,6 +64,11 @@ class SiteSettings:
             ),
             signin_account_free_failures=read.integer(
                 "signin.account_free_failures", cls.signin_account_free_failures, minimum=0
+            ),
+            signin_account_wide_free_failures=read.integer(
+                "signin.account_wide_free_failures",
+                cls.signin_account_wide_free_failures,
+                minimum=0,
             ),
             signin_address_free_failures=read.integer(
                 "signin.address_free_failures", cls.signin_address_free_failures, minimum=0
