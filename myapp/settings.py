@@ -45,6 +45,9 @@ class SiteSettings:
     #: The first delay once the free failures are used up; it doubles with each failure.
     signin_first_delay: float = 1.0
     signin_max_delay: float = 900.0
+    #: New sessions of visitors who have not signed in, per client address and window.
+    anonymous_sessions_per_address: int = 100
+    anonymous_sessions_window: float = 3600.0
     #: Counters are forgotten after this long without a failure.
     signin_forget_after: float = 3600.0
 
@@ -77,6 +80,14 @@ class SiteSettings:
                 "signin.first_delay", cls.signin_first_delay, minimum=0.0
             ),
             signin_max_delay=read.number("signin.max_delay", cls.signin_max_delay, minimum=0.0),
+            anonymous_sessions_per_address=read.integer(
+                "myapp.anonymous_sessions_per_address",
+                cls.anonymous_sessions_per_address,
+                minimum=1,
+            ),
+            anonymous_sessions_window=read.number(
+                "myapp.anonymous_sessions_window", cls.anonymous_sessions_window, minimum=1.0
+            ),
             signin_forget_after=read.number(
                 "signin.forget_after", cls.signin_forget_after, minimum=1.0
             ),
