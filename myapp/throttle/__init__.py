@@ -26,6 +26,7 @@ session secret: the table and Redis hold no name or address.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import ipaddress
@@ -178,7 +179,12 @@ class SigninThrottle:
         return attempt.begins_block
 
     def succeeded(self, attempt: Attempt) -> None:
-        """Forget the account-and-address count; give the attempt back to the others."""
+        """Forget the account-and-address count; give the attempt back to the others.
+
+        Call it once the sign-in has committed (SQLite: the request may hold the
+        database's one write lock until then). Should the store fail here, the counts
+        stay as they are (they are forgotten in time) and the sign-in stands.
+        """
         if not attempt.taken:
             return
         (pair, _, _), *others = attempt.taken
@@ -188,7 +194,13 @@ class SigninThrottle:
             for key, _, _ in others:
                 counters.give_back(key)
 
-        self._use(forget)
+        # Said by _use; a signed-in visitor is not refused for it.
+        with contextlib.suppress(ThrottleUnavailable):
+            self._use(forget)
+
+    def succeeded_after(self, request: Request, attempt: Attempt) -> None:
+        """:meth:`succeeded` once the request's transaction has committed."""
+        request.add_response_callback(lambda request, response: self.succeeded(attempt))
 
 
 class _ServingCounters:

@@ -123,7 +123,7 @@ def signin(request: Request) -> Response:
             session.flash(_retry_message(wait), "error")
         query = {"next": next_path} if next_path else {}
         return HTTPSeeOther(request.route_url("signin", _query=query))
-    throttle.succeeded(attempt)
+    throttle.succeeded_after(request, attempt)
     start_signed_in_session(session, str(user.id), user.username)
     new_csrf_token(request)
     session.flash(f"Signed in as {user.username}.")
