@@ -10,7 +10,9 @@ seconds. Past that, the request that would store one more is answered 429 with
 a session, and signed-in ones, are not affected. Clients on this host (loopback: the
 operator, a local health check or benchmark) are not counted; behind the proxy,
 waitress's ``trusted_proxy`` gives each client its own address. When the counters
-cannot count, the request is answered 503, as a sign-in would be.
+cannot count (its store is down, while the sessions fail over elsewhere), the session is
+admitted and the error logged: the bound protects a table from growing, and the shop
+must keep serving through an outage.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from pyramid.response import Response
 
 from myapp.sessions.interfaces import INewSessionAdmission
 from myapp.settings import get_site_settings
-from myapp.throttle import client_address, get_throttle
+from myapp.throttle import ThrottleUnavailable, client_address, get_throttle
 from myapp.throttle.base import AttemptCounters, Limit
 
 log = logging.getLogger(__name__)
@@ -60,7 +62,10 @@ class NewSessionAllowance:
                 return count, 0.0
             return count, counters.blocked_for([key], now) or self.limit.first_delay
 
-        _, wait = throttle._use(take)  # type: ignore[misc]
+        try:
+            _, wait = throttle._use(take)  # type: ignore[misc]
+        except ThrottleUnavailable:
+            return  # said by _use; the shop goes on through a store outage (see above)
         if wait > 0:
             log.log(
                 logging.INFO if self._warned else logging.WARNING,

@@ -123,3 +123,18 @@ def test_new_anonymous_sessions_are_bounded_per_address(make_app, backend):
     assert refused.get("/").status_int == 200
     add_to_cart(visitor(handle, "198.51.100.251"), "teapot")
     assert live_sessions(handle) == before + 4
+
+
+def test_a_new_session_is_admitted_when_the_counters_cannot_count(make_app, caplog):
+    handle = make_app("sql-postgres", **{"myapp.anonymous_sessions_per_address": "1"})
+    with handle.engine.begin() as conn:
+        conn.exec_driver_sql("ALTER TABLE signin_throttle RENAME TO signin_throttle_gone")
+    try:
+        for _ in range(2):  # past the bound, were it counted
+            shopper = visitor(handle, "198.51.100.252")
+            add_to_cart(shopper, "teapot")
+            assert cart_lines(shopper.get("/cart")) == {"teapot": 1}
+    finally:
+        with handle.engine.begin() as conn:
+            conn.exec_driver_sql("ALTER TABLE signin_throttle_gone RENAME TO signin_throttle")
+    assert "sign-in throttling cannot use the 'sql' store" in caplog.text
