@@ -39,6 +39,7 @@ def make_app(settings: dict[str, Any]) -> Router:
         config.set_default_csrf_options(require_csrf=True)
         config.include("myapp.auth")
         config.include("myapp.throttle")  # sign-in attempts per account and address
+        config.include("myapp.anonymous")  # new anonymous sessions per address
         config.include("myapp.cart")
         config.include("myapp.routes")
         config.scan("myapp.views")

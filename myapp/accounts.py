@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import unicodedata
 from dataclasses import dataclass
 
 import sqlalchemy as sa
@@ -20,6 +21,9 @@ DEFAULT_HASHER = PasswordHasher()
 USERNAME_MAX = 64
 # Longer passwords are refused before hashing: hashing megabytes costs CPU for nothing.
 PASSWORD_MAX_LENGTH = 1024
+PASSWORD_MIN_LENGTH = 8
+# Besides letters (of one script) and marks, a name may hold ASCII digits and these.
+NAME_PUNCTUATION = frozenset("-_.@+")
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,8 +37,76 @@ class UserExists(ValueError):
 
 
 def normalise_username(username: str) -> str:
-    """Names are compared case-insensitively and without surrounding blanks."""
-    return username.strip().lower()
+    """Names are compared in NFKC form, case-insensitively, without surrounding blanks
+    (full-width letters are their ASCII selves)."""
+    return unicodedata.normalize("NFKC", username).strip().lower()
+
+
+@functools.cache
+def common_passwords() -> frozenset[str]:
+    """The 30,000 most common passwords of zxcvbn's list (shipped with the package)."""
+    from zxcvbn.frequency_lists import FREQUENCY_LISTS
+
+    return frozenset(FREQUENCY_LISTS["passwords"])
+
+
+def _script(char: str) -> str:
+    """The script of a letter, as the first word of its Unicode name ("LATIN", "CYRILLIC",
+    "GREEK", "CJK", "HIRAGANA"...)."""
+    return unicodedata.name(char, "UNKNOWN").split(" ", 1)[0]
+
+
+def name_problems(username: str) -> list[str]:
+    """Why ``username`` cannot name a new account (empty: it can)."""
+    name = normalise_username(username)
+    if not name or len(name) > USERNAME_MAX:
+        return [f"a username is 1 to {USERNAME_MAX} characters"]
+    problems = []
+    if not name.isprintable() or any(c.isspace() for c in name):
+        problems.append("a username holds no spaces, control or invisible characters")
+    letters = [c for c in name if unicodedata.category(c).startswith("L")]
+    others = [
+        c
+        for c in name
+        if not unicodedata.category(c).startswith(("L", "M"))
+        and not (c.isascii() and c.isdigit())
+        and c not in NAME_PUNCTUATION
+        and c.isprintable()
+        and not c.isspace()
+    ]
+    if others:
+        problems.append("a username holds letters, digits and - _ . @ + only")
+    if len({_script(c) for c in letters}) > 1:
+        problems.append("a username's letters are of one script (no Latin mixed with Cyrillic)")
+    return problems
+
+
+def password_problems(
+    password: str, username: str = "", *, max_length: int = PASSWORD_MAX_LENGTH
+) -> list[str]:
+    """Why ``password`` cannot be a new account's (empty: it can)."""
+    if len(password) < PASSWORD_MIN_LENGTH:
+        return [f"a password is at least {PASSWORD_MIN_LENGTH} characters"]
+    if password_too_long(password, max_length):
+        return [f"a password is at most {max_length} characters"]
+    problems = []
+    if password.lower() in common_passwords():
+        problems.append("that password is among the most common ones; choose another")
+    if username and normalise_username(password) == normalise_username(username):
+        problems.append("the password must not be the username")
+    return problems
+
+
+def account_problems(
+    username: str, password: str, *, max_length: int = PASSWORD_MAX_LENGTH
+) -> list[str]:
+    """Every reason a new account of this name and password is refused (empty: none).
+
+    The one check of names and passwords, for ``create_user``, ``myapp-create-user`` and
+    any sign-up page: names are NFKC-normalised, printable, of one script; passwords at
+    least PASSWORD_MIN_LENGTH characters and not among the common ones.
+    """
+    return name_problems(username) + password_problems(password, username, max_length=max_length)
 
 
 def hash_password(password: str, hasher: PasswordHasher = DEFAULT_HASHER) -> str:
@@ -95,24 +167,6 @@ def authenticate(
     return found[0]
 
 
-def account_problems(
-    username: str, password: str, *, max_length: int = PASSWORD_MAX_LENGTH
-) -> list[str]:
-    """What is wrong with a new account's name and password (empty: nothing).
-
-    The one place the rules live: ``myapp-create-user`` and the sign-up form both ask it.
-    """
-    problems = []
-    name = normalise_username(username)
-    if not name or len(name) > USERNAME_MAX or any(c.isspace() for c in name):
-        problems.append(f"a username is 1 to {USERNAME_MAX} characters without spaces")
-    if not password:
-        problems.append("the password must not be empty")
-    if password_too_long(password, max_length):
-        problems.append(f"a password is at most {max_length} characters")
-    return problems
-
-
 def create_user(
     conn: Connection | DBSession,
     username: str,
@@ -120,10 +174,11 @@ def create_user(
     *,
     hasher: PasswordHasher = DEFAULT_HASHER,
 ) -> User:
-    """Insert a user; raises :class:`UserExists` or ValueError for a bad name or password."""
+    """Insert a user; raises :class:`UserExists`, or ValueError saying every
+    :func:`account_problems` of the name and password."""
     problems = account_problems(username, password)
     if problems:
-        raise ValueError(problems[0])
+        raise ValueError("; ".join(problems))
     name = normalise_username(username)
     if find_user(conn, name) is not None:
         raise UserExists(f"a user named {name!r} already exists")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import MutableMapping
 from dataclasses import dataclass
 from typing import Any
@@ -12,6 +13,15 @@ from .catalogue import Product, format_price, get_product
 
 CART_KEY = "cart"
 MAX_QUANTITY = 99
+# A quantity as typed: 1 to 3 ASCII digits. str.isdigit() also takes "²" and "٣", and
+# int() of thousands of digits raises (CPython's 4,300-digit limit).
+QUANTITY_PATTERN = re.compile(r"[0-9]{1,3}")
+
+
+def parse_quantity(raw: str) -> int | None:
+    """The number ``raw`` spells (blanks around it allowed), or None."""
+    text = raw.strip(" \t")
+    return int(text) if QUANTITY_PATTERN.fullmatch(text) else None
 
 
 @dataclass(frozen=True, slots=True)

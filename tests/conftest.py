@@ -19,7 +19,7 @@ from tests.servers import ThrowawayPgBouncer
 from tests.support.databases import migrate, migrated_database
 from tests.support.rediskeys import REDIS_URL, unique_prefix
 
-SECRET = "test-secret-0123456789-abcdefghijklmnopqrstuvwxyz"
+SECRET = "Pz3Kw8Nq1Xv6Rm4Tb9Lc2Yh7Jd5Fs0Ga3Ue8Wo"
 # WebTest sends no client address; these tests browse as a client on this host, as an
 # operator's own tools do (operator pages answer loopback clients).
 LOOPBACK = {"REMOTE_ADDR": "127.0.0.1"}

@@ -17,6 +17,7 @@ from pyramid.response import Response
 from pyramid.util import strings_differ
 from zope.interface import implementer
 
+from .flashcookie import flash_only
 from .options import SessionOptions
 
 SESSION_TOKEN_KEY = "_csrft_"  # noqa: S105 - where SessionCSRFStoragePolicy keeps it
@@ -45,7 +46,8 @@ class SessionOrCookieCSRFStoragePolicy:
 
     def _without_session(self, request: Request) -> bool:
         session = request.session
-        return session.new and not session and session.user_id is None
+        # One-off messages carried in a cookie are no stored session either.
+        return session.new and session.user_id is None and (not session or flash_only(session))
 
     # -- the cookie side ---------------------------------------------------------
     def _cookie_token(self, request: Request) -> str | None:

@@ -6,6 +6,8 @@ engine and ``request.dbsession`` (the SQL session store writes in that transacti
 
 from __future__ import annotations
 
+import logging
+import os
 from typing import Any
 
 import zope.sqlalchemy
@@ -38,6 +40,8 @@ __all__ = [
 #: Registry keys of what ``register_engine`` builds.
 ENGINE_KEY = "dbengine"
 AUTOCOMMIT_ENGINE_KEY = "dbengine.autocommit"
+log = logging.getLogger(__name__)
+
 PGBOUNCER_KEY = "db.pgbouncer"
 DBSESSION_FACTORY_KEY = "dbsession_factory"
 
@@ -80,7 +84,24 @@ def get_engine(settings: dict[str, Any], prefix: str = "sqlalchemy.") -> Engine:
         ping_when_stale(engine)
         watch_for_failover(engine)
         event.listen(engine, "handle_error", _discard_failed_connection)
+    elif engine.dialect.name == "sqlite" and engine.url.database not in (None, "", ":memory:"):
+        create_private_file(engine.url.database)
     return engine
+
+
+def create_private_file(path: str) -> None:
+    """Create the SQLite file at ``path``, readable by its owner only, if it is missing.
+
+    SQLite would create it with the process umask (0644 by default: every local user
+    could read the sessions and password hashes); its journal and WAL files take the
+    database file's permissions.
+    """
+    try:
+        os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+    except FileExistsError:
+        pass
+    except OSError as exc:  # a missing folder: SQLite reports it at the first connection
+        log.debug("could not create %s ahead of SQLite: %s", path, exc)
 
 
 def _discard_failed_connection(context: Any) -> None:

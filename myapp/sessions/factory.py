@@ -29,7 +29,8 @@ from .exceptions import (
     StoreError,
 )
 from .failover import AVOID_KEY, UNAVAILABLE_KEY, FailoverLoad, UnavailableNotice
-from .interfaces import IRequestBoundStore
+from .flashcookie import FlashCookie, flash_only
+from .interfaces import INewSessionAdmission, IRequestBoundStore
 from .lazytm import LazyTransactionManager
 from .serializer import dumps_checked, loads
 from .session import Session
@@ -65,12 +66,15 @@ class SessionFactory:
         self.options = options
         self.chain = chain
         self.cookie = SessionCookie(options)
+        self.flash_cookie = FlashCookie(options)
         self.observer = observer or SessionObserver()
         self.clock = clock
         self.unavailable_notice = UnavailableNotice()
 
     def __call__(self, request: Request) -> Session:
         self.chain.ensure_probing()
+        # The answer depends on the cookie now: a shared cache must not give it to others.
+        request.add_response_callback(vary_on_cookie)
         return RequestSession(self, request).session
 
     # -- helpers shared with RequestSession ------------------------------
@@ -114,6 +118,8 @@ class RequestSession(FailoverLoad):
         self.issue_cookie = False
         self.delete_cookie = False
         self.committed = False
+        self.flash_read = False  # the request carried a flash cookie, now in the session
+        self.flash_out: str | None = None  # a flash cookie to send instead of a row
         self.session = self._load()
         self._register()
 
@@ -155,7 +161,9 @@ class RequestSession(FailoverLoad):
         return Session(data, created=record.created, new=False, user_id=record.user_id)
 
     def _fresh(self) -> Session:
-        return Session(created=self.now, new=True)
+        carried = self.factory.flash_cookie.read(self.request, self.now)
+        self.flash_read = carried is not None
+        return Session(carried, created=self.now, new=True)
 
     wrote = False
 
@@ -226,11 +234,20 @@ class RequestSession(FailoverLoad):
                 self._touch(transaction(), record, now)
             return
         ending = record is not None and (session.invalidated or session.rotated)
-        if session.new and not session and not ending:
-            return  # nothing worth storing: no row, no cookie
+        if session.new and not ending and session.user_id is None:
+            if not session:
+                return  # nothing worth storing: no row, no cookie
+            if flash_only(session):  # one-off messages travel in a cookie, not a row
+                self.flash_out = factory.flash_cookie.dumps(session, now)
+                if self.flash_out is not None:
+                    return
         if refused:  # fail now, not after a connect timeout
             exc = factory.chain.refusal(self.index)
             raise SessionStoreUnavailable(self.store.name, exc.kind, str(exc))
+        if record is None and session.user_id is None and not session.invalidated:
+            admit = self.request.registry.queryUtility(INewSessionAdmission)
+            if admit is not None:
+                admit(self.request)  # may raise: nothing is stored
         writes = self._writer(transaction())
         if ending:
             writes.delete(record.key, record)
@@ -299,11 +316,22 @@ class RequestSession(FailoverLoad):
     def _cookie(self, request: Request, response: Response) -> None:
         if not self.committed:
             return
+        if self.flash_out is not None:
+            self.factory.flash_cookie.set(response, self.flash_out)
+        elif self.flash_read:
+            self.factory.flash_cookie.delete(response)
         cookie = self.factory.cookie
         if self.issue_cookie and self.token is not None:
             cookie.set(response, self.token, created=self.session.created, now=self.factory.clock())
         elif self.delete_cookie:
             cookie.delete(request, response)
+
+
+def vary_on_cookie(request: Request, response: Response) -> None:
+    """Add ``Vary: Cookie`` to a response of a request that read its session."""
+    vary = tuple(response.vary or ())
+    if "cookie" not in (value.lower() for value in vary) and "*" not in vary:
+        response.vary = (*vary, "Cookie")
 
 
 def _user_agent(request: Request) -> str | None:

@@ -111,3 +111,16 @@ class IRequestBoundStore(ISessionStore):
     def abandon() -> None:
         """Roll back the request's database work now: a save that failed while the
         request's transaction was committing must not keep its row locks."""
+
+
+class INewSessionAdmission(Interface):
+    """An app's say on storing a new session without a user (a utility; optional).
+
+    Called in the request's transaction, just before such a session would first be
+    stored. Returning admits it; raising refuses it: nothing is stored, the request's
+    transaction is aborted, and the exception reaches the app's exception views (so
+    the app chooses the answer, e.g. a 429).
+    """
+
+    def __call__(request):
+        """Admit the new anonymous session of ``request``, or raise."""

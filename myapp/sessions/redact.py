@@ -1,4 +1,6 @@
-"""Credentials out of every message: ``scheme://user:password@host`` becomes ``user:***@``."""
+"""Credentials out of every message: ``scheme://user:password@host`` becomes ``user:***@``,
+and a credential given as a parameter (``redis://host/0?password=…``, a libpq
+``password=…``) becomes ``password=***``."""
 
 from __future__ import annotations
 
@@ -12,11 +14,21 @@ from typing import TextIO
 # ":" when it is not percent-encoded, so the match runs to the last "@".
 _USERINFO = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.\-]*://)(?P<info>[^\s'\"<>/]*)@")
 MASK = "***"
+# A credential as a query or key=value parameter: its value, up to the next separator.
+_PARAMETER = re.compile(
+    r"(?P<name>\b(?:password|passwd|pwd|pass|token|auth|secret|access_token|api_key)=)"
+    r"(?P<value>(?:[^&;\s'\"<>#,):]|:(?!\s|$))+)",
+    re.IGNORECASE,
+)
 
 
 def redact(text: str) -> str:
     """``text`` with the password (or a lone token) of every URL in it replaced by ``***``."""
-    return _USERINFO.sub(_mask, text) if "@" in text else text
+    if "@" in text:
+        text = _USERINFO.sub(_mask, text)
+    if "=" in text:
+        text = _PARAMETER.sub(lambda m: m.group("name") + MASK, text)
+    return text
 
 
 def _mask(match: re.Match[str]) -> str:

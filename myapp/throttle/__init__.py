@@ -1,43 +1,68 @@
-"""Sign-in throttling per account and per client address, with delays that double.
+"""Sign-in throttling per account and client address, per account, and per address.
 
-Each account and each client address may fail a few times for free
-(``signin.account_free_failures``, ``signin.address_free_failures``); every further
-failure blocks it for ``signin.first_delay`` seconds, doubled each time up to
-``signin.max_delay``. While blocked, a sign-in is answered 429 with ``Retry-After``
-before any password is hashed. Counts are forgotten ``signin.forget_after`` seconds
-after the last failure; a successful sign-in clears its account's count (not its
-address's: one good account must not unlock guessing at others).
+Three counts limit sign-in attempts, each with free attempts and then delays that
+double (``signin.first_delay`` up to ``signin.max_delay``):
 
-Counters live in the store serving sessions, so every process sees them: the
-``signin_throttle`` table when ``sql`` serves, Redis when ``redis`` does, process
-memory only when memory serves, or for a moment when the shared store fails.
+* one account from one client address (``signin.account_free_failures``): what a
+  guesser meets first; the owner signing in from another address is not affected;
+* one account from anywhere (``signin.account_wide_free_failures``, far higher): a
+  ceiling against guessing from many addresses, which then blocks the owner too;
+* one client address over all accounts (``signin.address_free_failures``).
+
+An attempt is counted before its password is checked, in one atomic step per count
+that refuses it if the count is blocked, and the attempt that goes past the free ones
+blocks the count at once: attempts sent at the same moment are refused (429 with
+``Retry-After``) before any hashing, not checked in a burst. A successful sign-in
+forgets its account-and-address count and gives its attempt back to the other two.
+Counts are forgotten ``signin.forget_after`` seconds after the last attempt.
+
+Counts live in the store serving sessions, so every process sees them: the
+``signin_throttle`` table (on an engine of its own, see ``sqlcounters``) when ``sql``
+serves, Redis when ``redis`` does, process memory only when memory serves. When the
+shared store cannot count, the sign-in is refused (503), never counted in one process.
+Keys are HMACs of the normalised name and the address under a key derived from the
+session secret: the table and Redis hold no name or address.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import hmac
 import ipaddress
 import logging
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import redis
 from pyramid.config import Configurator
+from pyramid.exceptions import ConfigurationError
 from pyramid.registry import Registry
+from pyramid.request import Request
+from pyramid.response import Response
+from sqlalchemy import event
 from sqlalchemy.exc import SQLAlchemyError
 
 from myapp.accounts import normalise_username
 from myapp.sessions import get_chain, get_options
 from myapp.settings import SiteSettings, get_site_settings
 
-from .base import FailureCounters
+from .base import AttemptCounters, Limit
 from .memorycounters import MemoryCounters
 
 log = logging.getLogger(__name__)
 
 THROTTLE_KEY = "myapp.throttle"
 STORE_ERRORS = (SQLAlchemyError, redis.RedisError, OSError)
+#: Seconds a client is asked to wait when the counters cannot be reached.
+UNAVAILABLE_RETRY_AFTER = 5
+COUNTER_STORES = ("sql", "redis", "memory")
+
+
+class ThrottleUnavailable(Exception):
+    """The shared counters cannot count: the sign-in is refused, not let through."""
 
 
 def client_address(remote_addr: str | None) -> str:
@@ -51,8 +76,28 @@ def client_address(remote_addr: str | None) -> str:
     return str(ip.ipv4_mapped or ip) if ip.version == 6 else str(ip)
 
 
-def _key(kind: str, value: str) -> str:
-    return hashlib.sha256(f"{kind}:{value}".encode("utf-8", "replace")).hexdigest()
+def throttle_key_secret(secrets: tuple[bytes, ...]) -> bytes:
+    """The key the counters' keys are made under (bound to this purpose; the newest secret)."""
+    return hashlib.sha256(b"myapp.signin-throttle\x00" + secrets[0]).digest()
+
+
+def name_fingerprint(secret: bytes, username: str) -> str:
+    """A short keyed fingerprint of a typed name, for logs that must not show it."""
+    account = normalise_username(username)[:256]
+    return hmac.new(secret, f"log:{account}".encode("utf-8", "replace"), "sha256").hexdigest()[:12]
+
+
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    """One sign-in attempt as counted: refused (``wait`` > 0) or going ahead."""
+
+    wait: float
+    taken: tuple[tuple[str, int, Limit], ...] = ()  # (key, count, limit) counted
+
+    @property
+    def begins_block(self) -> float:
+        """The block this attempt began by being counted, should it fail (0: none)."""
+        return max((limit.delay(count) for _, count, limit in self.taken), default=0.0)
 
 
 class SigninThrottle:
@@ -61,70 +106,101 @@ class SigninThrottle:
     def __init__(
         self,
         settings: SiteSettings,
-        counters: Callable[[], FailureCounters],
+        counters: Callable[[], AttemptCounters],
         *,
+        secret: bytes = b"",
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.settings = settings
         self.counters = counters
+        self.secret = secret
         self.clock = clock
-        self.fallback = MemoryCounters()
-        self._warned: set[str] = set()
 
-    def _limits(self, username: str, address: str) -> list[tuple[str, int]]:
+        def limit(free: int) -> Limit:
+            return Limit(
+                free, settings.signin_first_delay, settings.signin_max_delay,
+                settings.signin_forget_after,
+            )  # fmt: skip
+
+        self.pair_limit = limit(settings.signin_account_free_failures)
+        self.account_limit = limit(settings.signin_account_wide_free_failures)
+        self.address_limit = limit(settings.signin_address_free_failures)
+
+    def _key(self, kind: str, value: str) -> str:
+        message = f"{kind}:{value}".encode("utf-8", "replace")
+        return hmac.new(self.secret, message, "sha256").hexdigest()
+
+    def _limits(self, username: str, address: str) -> list[tuple[str, Limit]]:
         account = normalise_username(username)[:256]
         return [
-            (_key("account", account), self.settings.signin_account_free_failures),
-            (_key("address", address), self.settings.signin_address_free_failures),
+            (self._key("account-address", f"{account}\x00{address}"), self.pair_limit),
+            (self._key("account", account), self.account_limit),
+            (self._key("address", address), self.address_limit),
         ]
 
-    def _call(self, fn: Callable[[FailureCounters], object]) -> object:
+    def _use(self, fn: Callable[[AttemptCounters], object]) -> object:
         counters = self.counters()
         try:
-            result = fn(counters)
+            return fn(counters)
         except STORE_ERRORS as exc:
-            if counters.name not in self._warned:
-                self._warned.add(counters.name)
-                log.warning(
-                    "sign-in throttling cannot use the %r store (%s); counting in this "
-                    "process only until it answers. Fix: check the store; for sql, run "
-                    "`alembic upgrade head` (table signin_throttle)",
-                    counters.name,
-                    exc,
-                )
-            return fn(self.fallback)
-        self._warned.discard(counters.name)
-        return result
+            log.error(
+                "sign-in throttling cannot use the %r store (%s): refusing sign-ins until it "
+                "answers. Fix: check the store; for sql, run `alembic upgrade head` (table "
+                "signin_throttle)",
+                counters.name,
+                exc,
+            )
+            raise ThrottleUnavailable(str(exc)) from None
 
-    def retry_after(self, username: str, address: str) -> float:
-        """Seconds this account or address must wait before trying (0: go ahead)."""
-        keys = [key for key, _ in self._limits(username, address)]
+    def attempt(self, username: str, address: str) -> Attempt:
+        """Count an attempt before its password is checked; refused when ``wait`` > 0.
+
+        Raises :class:`ThrottleUnavailable` when the counters cannot be reached.
+        """
+        limits = self._limits(username, address)
         now = self.clock()
-        return float(self._call(lambda counters: counters.blocked_for(keys, now)))  # type: ignore[arg-type]
 
-    def failed(self, username: str, address: str) -> float:
-        """Count a failed sign-in; return how long the next attempt must wait."""
-        settings, now = self.settings, self.clock()
-        wait = 0.0
-        for key, free in self._limits(username, address):
+        def count(counters: AttemptCounters) -> Attempt:
+            taken: list[tuple[str, int, Limit]] = []
+            for key, limit in limits:
+                got = counters.take(key, now, limit)
+                if got is None:  # blocked: give back what this attempt counted
+                    for earlier, _, _ in taken:
+                        counters.give_back(earlier)
+                    wait = counters.blocked_for([key], now) or limit.first_delay
+                    return Attempt(wait=wait)
+                taken.append((key, got, limit))
+            return Attempt(wait=0.0, taken=tuple(taken))
 
-            def count(counters: FailureCounters, key: str = key, free: int = free) -> float:
-                failures = counters.add_failure(key, now, settings.signin_forget_after)
-                if failures <= free:
-                    return 0.0
-                delay = min(
-                    settings.signin_max_delay,
-                    settings.signin_first_delay * 2.0 ** min(failures - free - 1, 64),
-                )
-                counters.block(key, now + delay, now)
-                return delay
+        return self._use(count)  # type: ignore[return-value]
 
-            wait = max(wait, float(self._call(count)))  # type: ignore[arg-type]
-        return wait
+    def failed(self, attempt: Attempt) -> float:
+        """The attempt failed (it is already counted); how long the next must wait."""
+        return attempt.begins_block
 
-    def succeeded(self, username: str, address: str) -> None:
-        account_key = self._limits(username, address)[0][0]
-        self._call(lambda counters: counters.clear(account_key))
+    def succeeded(self, attempt: Attempt) -> None:
+        """Forget the account-and-address count; give the attempt back to the others.
+
+        Call it once the sign-in has committed (SQLite: the request may hold the
+        database's one write lock until then). Should the store fail here, the counts
+        stay as they are (they are forgotten in time) and the sign-in stands.
+        """
+        if not attempt.taken:
+            return
+        (pair, _, _), *others = attempt.taken
+
+        def forget(counters: AttemptCounters) -> None:
+            counters.clear(pair)
+            for key, _, _ in others:
+                counters.give_back(key)
+
+        # Said by _use; a signed-in visitor is not refused for it.
+        with contextlib.suppress(ThrottleUnavailable):
+            self._use(forget)
+
+    def succeeded_after(self, request: Request, attempt: Attempt) -> None:
+        """:meth:`succeeded` once the request's transaction has committed."""
+        request.add_response_callback(lambda request, response: self.succeeded(attempt))
 
 
 class _ServingCounters:
@@ -132,10 +208,10 @@ class _ServingCounters:
 
     def __init__(self, registry: Registry) -> None:
         self.registry = registry
-        self._built: dict[str, FailureCounters] = {}
+        self._built: dict[str, AttemptCounters] = {}
         self._lock = threading.Lock()
 
-    def __call__(self) -> FailureCounters:
+    def __call__(self) -> AttemptCounters:
         name = get_chain(self.registry).active_name
         counters = self._built.get(name)
         if counters is None:
@@ -144,11 +220,14 @@ class _ServingCounters:
                 self._built[name] = counters
         return counters
 
-    def _build(self, name: str) -> FailureCounters:
+    def _build(self, name: str) -> AttemptCounters:
         if name == "sql":
-            from .sqlcounters import SqlCounters
+            from .sqlcounters import SqlCounters, throttle_engine
 
-            return SqlCounters(self.registry["dbengine"])
+            engine = throttle_engine(dict(self.registry.settings))
+            # Disposed with the site's engine (at shutdown, and by tests).
+            event.listen(self.registry["dbengine"], "engine_disposed", lambda _: engine.dispose())
+            return SqlCounters(engine)
         if name == "redis":
             from myapp.sessions.stores.redisstore import make_client
 
@@ -157,13 +236,38 @@ class _ServingCounters:
             options = get_options(self.registry)
             client = make_client(options.redis_url, options.store_timeout)
             return RedisCounters(client, options.redis_prefix + "throttle:")
-        return MemoryCounters()
+        if name == "memory":
+            return MemoryCounters()
+        raise ThrottleUnavailable(f"no attempt counters for the store {name!r}")
 
 
 def get_throttle(registry: Registry) -> SigninThrottle:
     return registry[THROTTLE_KEY]
 
 
+def unavailable(exc: ThrottleUnavailable, request: Request) -> Response:
+    """The counters cannot count: refuse the sign-in rather than let it through unlimited."""
+    response = Response(
+        "Service Unavailable: sign-in is paused for a moment. Please try again shortly.\n",
+        status=503,
+        content_type="text/plain",
+    )
+    response.headers["Retry-After"] = str(UNAVAILABLE_RETRY_AFTER)
+    return response
+
+
 def includeme(config: Configurator) -> None:
     registry = config.registry
-    registry[THROTTLE_KEY] = SigninThrottle(get_site_settings(registry), _ServingCounters(registry))
+    options = get_options(registry)
+    unknown = [name for name in options.backends if name not in COUNTER_STORES]
+    if unknown:
+        raise ConfigurationError(
+            f"session.backends: sign-in throttling has no counters for {unknown[0]!r} "
+            f"(it counts in {', '.join(COUNTER_STORES)})"
+        )
+    registry[THROTTLE_KEY] = SigninThrottle(
+        get_site_settings(registry),
+        _ServingCounters(registry),
+        secret=throttle_key_secret(options.secret_bytes),
+    )
+    config.add_exception_view(unavailable, context=ThrottleUnavailable)

@@ -1,17 +1,17 @@
-"""Failure counters in process memory: when no shared store serves, or the shared one failed."""
+"""Attempt counters in process memory: only when memory serves the sessions."""
 
 from __future__ import annotations
 
 import threading
 from collections import OrderedDict
 
-from .base import FailureCounters
+from .base import AttemptCounters, Limit
 
 MAX_KEYS = 100_000
 
 
-class MemoryCounters(FailureCounters):
-    """A bounded LRU of ``key -> [failures, last_failure, blocked_until]``; per process."""
+class MemoryCounters(AttemptCounters):
+    """A bounded LRU of ``key -> [attempts, last_attempt, blocked_until]``; per process."""
 
     name = "memory"
 
@@ -20,28 +20,34 @@ class MemoryCounters(FailureCounters):
         self._entries: OrderedDict[str, list[float]] = OrderedDict()
         self._lock = threading.Lock()
 
-    def blocked_for(self, keys: list[str], now: float) -> float:
-        with self._lock:
-            until = max((self._entries[k][2] for k in keys if k in self._entries), default=0.0)
-        return max(0.0, until - now)
-
-    def add_failure(self, key: str, now: float, forget_after: float) -> int:
+    def take(self, key: str, now: float, limit: Limit) -> int | None:
         with self._lock:
             entry = self._entries.get(key)
-            if entry is None or now - entry[1] >= forget_after:
+            if entry is None or now - entry[1] >= limit.forget_after:
                 entry = [0, now, 0.0]
+            elif entry[2] > now:
+                return None
             entry[0] += 1
             entry[1] = now
+            delay = limit.delay(int(entry[0]))
+            if delay:
+                entry[2] = now + delay
             self._entries[key] = entry
             self._entries.move_to_end(key)
             while len(self._entries) > self.max_keys:
                 self._entries.popitem(last=False)
             return int(entry[0])
 
-    def block(self, key: str, until: float, now: float) -> None:
+    def blocked_for(self, keys: list[str], now: float) -> float:
         with self._lock:
-            entry = self._entries.setdefault(key, [0, now, 0.0])
-            entry[2] = max(entry[2], until)
+            until = max((self._entries[k][2] for k in keys if k in self._entries), default=0.0)
+        return max(0.0, until - now)
+
+    def give_back(self, key: str) -> None:
+        with self._lock:
+            entry = self._entries.get(key)
+            if entry is not None:
+                entry[0] = max(0, entry[0] - 1)
 
     def clear(self, key: str) -> None:
         with self._lock:

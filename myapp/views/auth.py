@@ -12,7 +12,7 @@ from pyramid.request import Request
 from pyramid.response import Response
 from pyramid.view import view_config
 
-from myapp.accounts import USERNAME_MAX, authenticate, password_too_long
+from myapp.accounts import USERNAME_MAX, authenticate, find_user, password_too_long
 from myapp.auth import safe_next, start_signed_in_session
 from myapp.metrics import count_failed_signin
 from myapp.relativetime import duration
@@ -20,7 +20,7 @@ from myapp.sessions.csrf import SESSION_TOKEN_KEY
 from myapp.sessions.ending import sign_out
 from myapp.settings import get_site_settings
 from myapp.signinmarker import forget_sign_in, remember_sign_in
-from myapp.throttle import client_address, get_throttle
+from myapp.throttle import client_address, get_throttle, name_fingerprint
 
 log = logging.getLogger(__name__)
 SIGNIN_TEMPLATE = "myapp:templates/signin.jinja2"
@@ -46,14 +46,26 @@ def _retry_message(seconds: float) -> str:
 
 
 def _refused(request: Request, username: str, reason: str) -> None:
-    """Log (name and address, never the password) and count a refused sign-in."""
+    """Log (never the password) and count a refused sign-in.
+
+    A name that is no account is logged as a keyed fingerprint, never as typed: people
+    type their password into the name field.
+    """
+    typed = username[:256]
+    known = typed.strip() and typed.isprintable() and find_user(request.dbsession, typed)
     log.warning(
-        "failed sign-in (%s) for user %r from %s",
+        "failed sign-in (%s) for %s from %s",
         reason,
-        username[:64],  # repr() escapes newlines: the log cannot be forged
+        f"user {username[:64]!r}"  # repr() escapes newlines: the log cannot be forged
+        if known
+        else f"an unknown name (fingerprint {name_fingerprint(_log_key(request), username)})",
         request.remote_addr or "an unknown address",
     )
     count_failed_signin(request.registry, reason)
+
+
+def _log_key(request: Request) -> bytes:
+    return get_throttle(request.registry).secret
 
 
 def _too_many(request: Request, seconds: float, next_path: str, username: str) -> Response:
@@ -80,10 +92,10 @@ def signin(request: Request) -> Response:
     throttle = get_throttle(request.registry)
     address = client_address(request.remote_addr)
 
-    wait = throttle.retry_after(username, address)
-    if wait > 0:  # answered before any hashing
+    attempt = throttle.attempt(username, address)  # counted before any hashing
+    if attempt.wait > 0:
         _refused(request, username, "throttled")
-        return _too_many(request, wait, next_path, username)
+        return _too_many(request, attempt.wait, next_path, username)
     if password_too_long(password, settings.password_max_length):
         user, reason = None, "password_too_long"
     else:
@@ -98,7 +110,7 @@ def signin(request: Request) -> Response:
     session = request.session
     if user is None:
         _refused(request, username, reason)
-        wait = throttle.failed(username, address)
+        wait = throttle.failed(attempt)
         # One message: a second red banner would only repeat the first.
         wrong = "Wrong username or password."
         session.flash(f"{wrong} {_retry_message(wait)}" if wait > 0 else wrong, "error")
@@ -107,7 +119,7 @@ def signin(request: Request) -> Response:
             session.flash(typed, TYPED_NAME_QUEUE)
         query = {"next": next_path} if next_path else {}
         return HTTPSeeOther(request.route_url("signin", _query=query))
-    throttle.succeeded(username, address)
+    throttle.succeeded_after(request, attempt)
     start_signed_in_session(session, str(user.id), user.username)
     new_csrf_token(request)
     session.flash(f"Welcome back, {user.username}.")  # the header says who is signed in

@@ -36,10 +36,10 @@ def _product(request: Request) -> Product | None:
 
 
 def _quantity(request: Request, product: Product, minimum: int) -> int | None:
-    raw = request.POST.get("quantity", "1").strip()
-    if raw.isdigit() and minimum <= int(raw) <= cart.MAX_QUANTITY:
-        return int(raw)
-    if raw.isdigit() and int(raw) > cart.MAX_QUANTITY:
+    number = cart.parse_quantity(request.POST.get("quantity", "1"))
+    if number is not None and minimum <= number <= cart.MAX_QUANTITY:
+        return number
+    if number is not None and number > cart.MAX_QUANTITY:
         message = f"You can have at most {cart.MAX_QUANTITY} of {product.name}."
     else:
         message = f"Please choose a quantity from {minimum} to {cart.MAX_QUANTITY}."

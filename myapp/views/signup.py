@@ -59,7 +59,8 @@ def signup(request: Request) -> Response:
     throttle = get_throttle(request.registry)
     address = client_address(request.remote_addr)
 
-    wait = throttle.retry_after(username, address)
+    attempt = throttle.attempt(username, address)  # counted before anything is checked
+    wait = attempt.wait
     if wait > 0:
         log.warning("refused a sign-up (throttled) from %s", request.remote_addr or "unknown")
         response = _form(
@@ -84,9 +85,10 @@ def signup(request: Request) -> Response:
             problems = ["That username is taken. Please choose another, or sign in."]
     if user is None:
         # Counted like a failed sign-in: trying names one after another is throttled.
-        throttle.failed(username, address)
+        throttle.failed(attempt)
         return _form(request, username=username, problems=problems, status=400)
     log.info("new account %r from %s", user.username, request.remote_addr or "unknown")
+    throttle.succeeded_after(request, attempt)
     start_signed_in_session(request.session, str(user.id), user.username)
     new_csrf_token(request)
     request.session.flash(f"Welcome, {user.username}! Your account is ready.")

@@ -108,3 +108,35 @@ def test_cli_does_not_print_passwords(tmp_path: Path, postgres_url, redis_prefix
     result = run("myapp-sessions", "check", bad)
     assert result.returncode == 2
     assert PASSWORD not in result.stdout + result.stderr
+
+
+# A password given as a query parameter, on a port nothing listens on: every message
+# about it quotes the URL.
+QUERY_REDIS_URL = f"redis://127.0.0.1:1/0?password={PASSWORD}&socket_timeout=1"
+
+
+def test_a_query_string_password_is_masked_in_healthz_and_the_start_up_warning(make_app, caplog):
+    caplog.set_level(logging.INFO)
+    handle = make_app(
+        "sql-postgres",
+        **{"session.backends": "sql redis memory", "session.redis_url": QUERY_REDIS_URL},
+    )
+    health = handle.app.get("/healthz").json  # loopback: the details
+    assert any(store["name"] == "redis" and not store["ready"] for store in health["stores"])
+    assert PASSWORD not in str(health)
+    said = "\n".join(record.getMessage() for record in caplog.records)
+    assert "password=***" in said
+    assert PASSWORD not in said
+    assert TestApp(handle.router, extra_environ=REMOTE).get("/healthz").status_int == 200
+
+
+@pytest.mark.postgres
+def test_cli_masks_a_query_string_password(tmp_path: Path, postgres_url, redis_prefix):
+    ini = write_ini(tmp_path, postgres_url, redis_prefix=redis_prefix)
+    text = ini.read_text().replace(
+        "session.redis_url = ", f"session.redis_url = {QUERY_REDIS_URL}\n#"
+    )
+    ini.write_text(text)
+    result = run("myapp-sessions", "check", ini)
+    assert "password=***" in result.stdout + result.stderr
+    assert PASSWORD not in result.stdout + result.stderr

@@ -44,3 +44,18 @@ def test_building_the_other_app_loads_no_module_of_the_site(sqlite_url):
         [sys.executable, "-c", program], cwd=REPO, capture_output=True, text=True, check=True
     )
     assert result.stdout.strip() == ""
+
+
+@pytest.mark.parametrize("path", ["/_t/read", "/_t/write?value=x", "/_t/flash_then_redirect"])
+def test_a_response_that_read_the_session_varies_on_cookie(make_app, path):
+    handle = make_app("memory")
+    response = handle.app.get(path)
+    assert "Cookie" in (response.headers.get("Vary") or "")
+    # With the session cookie now sent, the next answers still say so.
+    again = handle.app.get("/_t/read")
+    assert "Cookie" in (again.headers.get("Vary") or "")
+
+
+def test_a_response_that_never_read_the_session_does_not_vary(make_app):
+    handle = make_app("memory")
+    assert "Vary" not in handle.app.get("/_t/untouched").headers

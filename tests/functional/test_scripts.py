@@ -263,7 +263,7 @@ class TestCreateUser:
             if find_user(conn, "dave") is None:
                 from myapp.accounts import create_user
 
-                create_user(conn, "dave", "dave-pw", hasher=CHEAP_HASHER)
+                create_user(conn, "dave", "dave-password", hasher=CHEAP_HASHER)
         again = run("myapp-create-user", "--ini", ini, "--password-stdin", "dave", input="other\n")
         assert again.returncode == 1
         assert "already exists" in again.stderr

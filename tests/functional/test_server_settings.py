@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import http.client
+import socket
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -99,3 +100,49 @@ def test_production_trusts_the_local_proxy_for_scheme_host_and_client(postgres_u
         assert request(port, "GET", "/signin", **evil)[0] == 400
         # The operator on this host, without the proxy: a loopback client.
         assert request(port, "GET", "/metrics", Host="shop.example.org")[0] == 200
+
+
+def test_production_sets_the_connection_limit_and_an_idle_timeout():
+    settings = server_settings("production.ini")
+    assert int(settings["connection_limit"]) >= 500
+    assert int(settings["channel_timeout"]) <= 60
+    assert settings["asyncore_use_poll"] == "true"
+
+
+@pytest.mark.slow
+def test_150_idle_half_sent_requests_leave_room_for_a_page(postgres_url):
+    with serving("production.ini", **{"sqlalchemy.url": postgres_url}) as port:
+        idle = []
+        try:
+            for _ in range(150):
+                sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+                sock.sendall(b"GET / HTTP/1.1\r\nHost: localhost\r\nX-Slow: ")
+                idle.append(sock)
+            status, page = request(port, "GET", "/", Host="localhost")
+            assert status == 200 and "<html" in page
+            # Another client, and the same one again, still get theirs.
+            assert request(port, "GET", "/cart", Host="localhost")[0] == 200
+            assert request(port, "GET", "/", Host="localhost")[0] == 200
+        finally:
+            for sock in idle:
+                sock.close()
+
+
+BENT_HOSTS = ["localhost:@evil.example", "localhost:80@evil.example", "localhost:{port}/evil"]
+
+
+@pytest.mark.parametrize("bent", BENT_HOSTS)
+def test_a_bent_host_is_refused_directly_and_through_the_proxy(postgres_url, bent):
+    app_settings = {"sqlalchemy.url": postgres_url, "myapp.allowed_hosts": "localhost"}
+    with serving("production.ini", **app_settings) as port:
+        host = bent.format(port=port)
+        status, page = request(port, "GET", "/signin", Host=host)
+        assert status == 400 and "evil" not in page
+        forwarded = {"Host": "localhost", "X-Forwarded-Host": host, "X-Forwarded-Proto": "https"}
+        status, page = request(port, "GET", "/signin", **forwarded)
+        assert status == 400 and "evil" not in page
+        # The next requests, straight or through the proxy, are answered.
+        assert request(port, "GET", "/signin", Host=f"localhost:{port}")[0] == 200
+        good = {**forwarded, "X-Forwarded-Host": "localhost"}
+        status, page = request(port, "GET", "/signin", **good)
+        assert status == 200 and 'action="https://localhost/signin"' in page

@@ -98,6 +98,16 @@ def test_cookie_max_age_forms():
         (DEVELOPMENT_SECRET, "the development secret committed in development.ini"),
         ("a" * 32, "too little entropy"),
         ("ab" * 24, "too little entropy"),
+        ("abcdefghijklmnopqrstuvwxyz012345", "too little entropy.*sequence"),
+        ("0123456789abcdef0123456789abcdef", "too little entropy"),
+        ("qwertyuiopasdfghjklzxcvbnm1234567890", "too little entropy"),
+        ("1qaz2wsx3edc4rfv5tgb6yhn7ujm8ik,", "too little entropy.*spatial"),
+        ("zxcvbnm,./asdfghjkl;'qwertyuiop[]", "too little entropy"),
+        ("password-password-password-password", "too little entropy"),
+        (DEVELOPMENT_SECRET[:-1] + "X", "near-copy of the development secret"),
+        ("X" + DEVELOPMENT_SECRET[1:], "near-copy of the development secret"),
+        (DEVELOPMENT_SECRET.upper(), "near-copy of the development secret"),
+        (DEVELOPMENT_SECRET.replace("-", "_"), "near-copy of the development secret"),
     ],
 )
 def test_published_or_low_entropy_secret_is_refused_naming_the_setting(secret, fragment):

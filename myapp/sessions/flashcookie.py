@@ -1,0 +1,108 @@
+"""One-off messages of a visitor who has no stored session, carried in a signed cookie.
+
+A failed sign-in, a page that needs signing in, signing out without a session: each
+says something once ("Wrong username or password.") to a visitor the server keeps
+nothing for. Storing a session row for that would let anyone grow the table with
+anonymous requests. So a new session that holds flash messages only is not stored: its
+messages travel in the ``<cookie_name>_flash`` cookie (HMAC-signed, short-lived, at
+most MAX_LENGTH characters) and come back into the session on the next request, where
+``pop_flash`` finds them as usual. A message set that does not fit is stored as a
+session after all.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import json
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from pyramid.request import Request
+    from pyramid.response import Response
+
+    from .options import SessionOptions
+
+FLASH_PREFIX = "_f_"
+#: The cookie outlives its redirect by a wide margin, and no more.
+MAX_AGE = 600
+#: Browsers keep about 4 KB per cookie, name and attributes included.
+MAX_LENGTH = 3000
+
+
+def flash_only(data: Mapping[str, Any]) -> bool:
+    """Whether ``data`` holds flash queues and nothing else (and holds something)."""
+    return bool(data) and all(key.startswith(FLASH_PREFIX) for key in data)
+
+
+def _b64(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
+
+
+class FlashCookie:
+    """Signs, reads and clears one app's flash cookie."""
+
+    def __init__(self, options: SessionOptions) -> None:
+        self.options = options
+        self.name = f"{options.cookie_name}_flash"
+        self._keys = [
+            hashlib.sha256(b"myapp.sessions.flash\x00" + secret).digest()
+            for secret in options.secret_bytes
+        ]
+
+    def _mac(self, key: bytes, payload: str) -> str:
+        return _b64(hmac.new(key, payload.encode("ascii"), hashlib.sha256).digest())
+
+    def dumps(self, data: Mapping[str, Any], now: float) -> str | None:
+        """The cookie value for ``data``, or None when it would be too long."""
+        text = json.dumps(
+            {"t": int(now), "f": dict(data)}, separators=(",", ":"), ensure_ascii=False
+        )
+        payload = _b64(text.encode("utf-8"))
+        value = f"{payload}.{self._mac(self._keys[0], payload)}"
+        return value if len(value) <= MAX_LENGTH else None
+
+    def read(self, request: Request, now: float) -> dict[str, list[Any]] | None:
+        """The flash queues the request's cookie carries; None when absent, forged,
+        expired or garbled (never raises)."""
+        value = request.cookies.get(self.name)
+        if not value or len(value) > MAX_LENGTH or value.count(".") != 1:
+            return None
+        payload, mac = value.split(".")
+        if not any(hmac.compare_digest(self._mac(key, payload), mac) for key in self._keys):
+            return None
+        try:
+            content = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+        except (ValueError, binascii.Error):
+            return None
+        if not isinstance(content, dict) or not isinstance(content.get("t"), int):
+            return None
+        if not 0 <= now - content["t"] <= MAX_AGE or not isinstance(content.get("f"), dict):
+            return None
+        queues = content["f"]
+        if not all(
+            isinstance(k, str) and k.startswith(FLASH_PREFIX) and isinstance(v, list)
+            for k, v in queues.items()
+        ):
+            return None
+        return queues
+
+    def set(self, response: Response, value: str) -> None:
+        options = self.options
+        response.set_cookie(
+            self.name,
+            value,
+            max_age=MAX_AGE,
+            path=options.cookie_path,
+            domain=options.cookie_domain,
+            secure=options.cookie_secure,
+            httponly=True,
+            samesite=options.cookie_samesite,
+        )
+
+    def delete(self, response: Response) -> None:
+        options = self.options
+        response.delete_cookie(self.name, path=options.cookie_path, domain=options.cookie_domain)
