@@ -14,6 +14,7 @@ from myapp.sessions.stores.base import SessionRecord
 from myapp.sessions.stores.sqlstore import SqlStore
 from myapp.sessions.stores.sqlstore.statements import to_datetime
 from myapp.sessions.table import EXPIRY_BUCKET_SECONDS, expiry_bucket
+from myapp.sessions.tablehealth import read_table_health
 from tests.support.databases import migrated_database
 
 B = EXPIRY_BUCKET_SECONDS
@@ -203,3 +204,28 @@ def _wait_for_updates(engine: sa.Engine, expected: int) -> tuple[int, int]:
         if counts[0] >= expected or time.monotonic() > deadline:
             return counts
         time.sleep(0.2)
+
+
+@pytest.mark.postgres
+def test_the_table_health_reading_counts_this_tables_writes() -> None:
+    with migrated_database("myapp_health") as url:
+        engine = sa.create_engine(url)
+        store = SqlStore(engine)
+        now = time.time()
+        record = session(now + 600, last_active=now)
+        version = store.save(record, None)
+        store.save(record.with_changes(data='{"n": 2}'), version)
+        store.close()  # flushes the statistics of its backends
+        _wait_for_updates(engine, 1)
+        health = read_table_health(engine)
+        engine.dispose()
+    assert health is not None
+    assert (health.updates, health.hot_updates) == (1, 1)
+    assert health.table_bytes > 0 and health.index_bytes > 0
+    assert health.verdict().startswith("healthy")
+
+
+def test_there_is_no_table_health_reading_on_sqlite(sqlite_url: str) -> None:
+    engine = sa.create_engine(sqlite_url)
+    assert read_table_health(engine) is None
+    engine.dispose()

@@ -30,19 +30,31 @@ BUCKET_SECONDS = 3600
 FILLFACTOR = 80
 # A dead row is vacuumed once 2% of the table (not PostgreSQL's 20%) has changed, so
 # a table of millions of sessions is vacuumed every few minutes rather than a day.
-STORAGE = (
-    f"fillfactor = {FILLFACTOR}, autovacuum_vacuum_scale_factor = 0.02, "
-    "autovacuum_vacuum_insert_scale_factor = 0.02, autovacuum_analyze_scale_factor = 0.02"
+# The TOAST table (session data over ~2 KB) gets the same: every save of a large
+# session leaves its previous value there, dead.
+AUTOVACUUM = (
+    "autovacuum_vacuum_scale_factor",
+    "autovacuum_vacuum_insert_scale_factor",
+    "autovacuum_analyze_scale_factor",
+    "toast.autovacuum_vacuum_scale_factor",
+    "toast.autovacuum_vacuum_insert_scale_factor",
 )
+STORAGE = ", ".join([f"fillfactor = {FILLFACTOR}", *(f"{name} = 0.02" for name in AUTOVACUUM)])
 BATCH_ROWS = 10_000
 # The one step that takes ACCESS EXCLUSIVE (adding the column, a catalog change) gives
 # up after this wait instead of queueing every request behind a long transaction.
 LOCK_TIMEOUT = "2s"
 LOCK_TRIES = 30
 
-PG_BUCKET = f"(floor(extract(epoch FROM expires_at))::bigint / {BUCKET_SECONDS} + 1) * {BUCKET_SECONDS}"
-SQLITE_BUCKET = (
-    f"(CAST(strftime('%s', expires_at) AS INTEGER) / {BUCKET_SECONDS} + 1) * {BUCKET_SECONDS}"
+# The end of the hour (BUCKET_SECONDS) in which each row expires, in Unix seconds.
+PG_FILL = (
+    "UPDATE user_sessions SET expires_bucket = "
+    "(floor(extract(epoch FROM expires_at))::bigint / 3600 + 1) * 3600 "
+    "WHERE expires_bucket IS NULL"
+)
+SQLITE_FILL = (
+    "UPDATE user_sessions SET expires_bucket = "
+    "(CAST(strftime('%s', expires_at) AS INTEGER) / 3600 + 1) * 3600"
 )
 
 
@@ -97,14 +109,8 @@ def _backfill_postgres() -> None:
             ),
             {"last": last, "skip": BATCH_ROWS - 1},
         ).scalar()
-        bound = "id > :last" + ("" if upper is None else " AND id <= :upper")
-        filled += bind.execute(
-            sa.text(
-                f"UPDATE user_sessions SET expires_bucket = {PG_BUCKET} "
-                f"WHERE {bound} AND expires_bucket IS NULL"
-            ),
-            {"last": last, "upper": upper},
-        ).rowcount
+        bound = " AND id > :last" + ("" if upper is None else " AND id <= :upper")
+        filled += bind.execute(sa.text(PG_FILL + bound), {"last": last, "upper": upper}).rowcount
         if upper is None:
             break
         last = upper
@@ -116,7 +122,7 @@ def upgrade() -> None:
     if bind.dialect.name != "postgresql":
         if not _has_column("expires_bucket"):
             op.add_column("user_sessions", sa.Column("expires_bucket", sa.BigInteger()))
-        op.execute(f"UPDATE user_sessions SET expires_bucket = {SQLITE_BUCKET}")
+        op.execute(SQLITE_FILL)
         op.create_index("ix_user_sessions_expires_bucket", "user_sessions", ["expires_bucket"])
         op.drop_index("ix_user_sessions_expires_at", table_name="user_sessions")
         return
@@ -133,9 +139,7 @@ def upgrade() -> None:
                 "ON user_sessions (expires_bucket)"
             )
         # Rows an older release inserted during the backfill, found by the new index.
-        op.execute(
-            f"UPDATE user_sessions SET expires_bucket = {PG_BUCKET} WHERE expires_bucket IS NULL"
-        )
+        op.execute(PG_FILL)
         op.execute("DROP INDEX CONCURRENTLY IF EXISTS ix_user_sessions_expires_at")
         op.execute(
             "COMMENT ON COLUMN user_sessions.expires_bucket IS "
@@ -158,8 +162,5 @@ def downgrade() -> None:
             "ON user_sessions (expires_at)"
         )
         op.execute("DROP INDEX CONCURRENTLY IF EXISTS ix_user_sessions_expires_bucket")
-        op.execute(
-            "ALTER TABLE user_sessions RESET (fillfactor, autovacuum_vacuum_scale_factor, "
-            "autovacuum_vacuum_insert_scale_factor, autovacuum_analyze_scale_factor)"
-        )
+        op.execute(f"ALTER TABLE user_sessions RESET (fillfactor, {', '.join(AUTOVACUUM)})")
         op.execute("ALTER TABLE user_sessions DROP COLUMN IF EXISTS expires_bucket")
