@@ -13,7 +13,7 @@ autovacuum (the shared development server has autovacuum off), full_page_writes 
 128 MB of shared buffers; fsync and synchronous_commit are off so the figures measure
 the database's work rather than this machine's disk flushes.
 
-    python -m bench.sustained                    # 100,000 sessions x 20 writes, small and 10 KB
+    python -m bench.sustained                    # 100,000 small and 20,000 10 KB sessions x 20
     python -m bench.sustained --sessions 5000    # a quick look
 """
 
@@ -35,9 +35,10 @@ import psycopg
 
 from myapp.sessions.database import get_engine
 from myapp.sessions.stores.base import SessionRecord
+from myapp.sessions.stores.redisstore import RedisStore, make_client
 from myapp.sessions.stores.sqlstore import SqlStore
 from myapp.sessions.table import EXPIRY_BUCKET_SECONDS, FILLFACTOR
-from tests.servers import ThrowawayPostgres
+from tests.servers import ThrowawayPostgres, ThrowawayRedis
 from tests.support.databases import migrate
 
 RESULTS = Path(__file__).parent / "results"
@@ -185,6 +186,57 @@ def machine_info(server: BenchPostgres) -> dict[str, object]:
     return {"nproc": os.cpu_count(), "python": platform.python_version(), "postgresql": version}
 
 
+def _proc_cpu(pid: int, *, children: bool = False) -> float:
+    """CPU seconds of ``pid`` (and of its children it has reaped, with ``children``)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    ticks = int(fields[11]) + int(fields[12])  # utime, stime
+    if children:
+        ticks += int(fields[13]) + int(fields[14])  # cutime, cstime
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def server_cpu(server: BenchPostgres) -> float:
+    """CPU seconds the whole server has used: the postmaster, its live children, and
+    the children that have exited (backends, autovacuum workers)."""
+    postmaster = server.pid
+    assert postmaster is not None
+    children = Path(f"/proc/{postmaster}/task/{postmaster}/children").read_text().split()
+    return _proc_cpu(postmaster, children=True) + sum(_proc_cpu(int(c)) for c in children)
+
+
+def backends_cpu(conn: psycopg.Connection) -> float:
+    """CPU seconds of this database's client backends (the writer's), not the monitor's."""
+    pids = conn.execute(
+        "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
+        "AND backend_type = 'client backend' AND pid <> pg_backend_pid()"
+    ).fetchall()
+    return sum(_proc_cpu(pid) for (pid,) in pids)
+
+
+def redis_memory(sessions: int = 50_000) -> dict[str, float]:
+    """used_memory per session stored by the Redis store, on a throwaway Redis."""
+    with ThrowawayRedis() as server:
+        client = make_client(server.url, 1.0)
+        store = RedisStore(client, prefix="bench:", max_lifetime=TIMEOUT * 2)
+        before = client.info("memory")["used_memory"]
+        now = time.time()
+        texts = payloads(False)
+        for i in range(sessions):
+            key = hashlib.sha256(f"r{i}".encode()).hexdigest()
+            store.save(
+                SessionRecord(key, texts[i % BLOBS], now, now, now + TIMEOUT, None, USER_AGENT),
+                None,
+            )
+        after = client.info("memory")["used_memory"]
+        store.close()
+    per = (after - before) / sessions
+    print(f"redis: {per:,.0f} B of used_memory per stored session", flush=True)
+    return {"sessions": sessions, "bytes_per_session": per, "payload_bytes": len(texts[0])}
+
+
 def _timestamp(epoch: float):
     from datetime import UTC, datetime
 
@@ -245,6 +297,8 @@ def run_variant(server: BenchPostgres, kind: str, large: bool, sessions: int, ro
         writer.write(i, 0, texts[i % BLOBS])
     first = _sizes(monitor, writer.table)
     lsn = _lsn(monitor)
+    cpu_server, cpu_backends = server_cpu(server), backends_cpu(monitor)
+    cpu_client = time.process_time()
     latencies = array("d")
     for round_ in range(1, rounds):
         for i in range(sessions):
@@ -254,9 +308,12 @@ def run_variant(server: BenchPostgres, kind: str, large: bool, sessions: int, ro
             latencies.append(time.perf_counter() - began)
     wal = _wal_since(monitor, lsn)
     wall = time.perf_counter() - started
+    cpu_client = time.process_time() - cpu_client
+    cpu_backends = backends_cpu(monitor) - cpu_backends
     writer.close()  # its backends exit, which flushes their statistics
     updates = sessions * (rounds - 1)
     stats = _stats(monitor, writer.table, updates)
+    cpu_server = server_cpu(server) - cpu_server
     last = _sizes(monitor, writer.table)
     monitor.close()
     tenth = len(latencies) // 10
@@ -279,6 +336,13 @@ def run_variant(server: BenchPostgres, kind: str, large: bool, sessions: int, ro
         "last_tenth_p50_us": _pct(tail, 0.5) * 1e6,
         "last_tenth_p99_us": _pct(tail, 0.99) * 1e6,
         "p99_drift": _pct(tail, 0.99) / _pct(head, 0.99),
+        # PostgreSQL's CPU per write: the writer's backends, and the whole server
+        # (autovacuum, checkpointer, WAL writer included) up to the statistics read.
+        "pg_backend_cpu_us_per_write": cpu_backends / updates * 1e6,
+        "pg_server_cpu_us_per_write": cpu_server / updates * 1e6,
+        "background_cpu_share": max(0.0, 1 - cpu_backends / cpu_server) if cpu_server else 0.0,
+        "client_cpu_us_per_write": cpu_client / updates * 1e6,
+        "row_bytes": first["total"] / sessions,
         "wall_seconds": wall,
     }
     print(
@@ -286,6 +350,8 @@ def run_variant(server: BenchPostgres, kind: str, large: bool, sessions: int, ro
         f"size {first['total'] / 2**20:.1f} -> {last['total'] / 2**20:.1f} MiB "
         f"({result['growth']:.2f}x), WAL {result['wal_bytes_per_write']:,.0f} B/write, "
         f"p99 {result['first_tenth_p99_us']:.0f} -> {result['last_tenth_p99_us']:.0f} us, "
+        f"PG CPU {result['pg_server_cpu_us_per_write']:.0f} us/write "
+        f"({result['background_cpu_share']:.0%} background), "
         f"{wall:.0f} s",
         flush=True,
     )
@@ -381,12 +447,14 @@ def markdown(report: dict) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sessions", type=int, default=100_000)
-    parser.add_argument("--large-sessions", type=int, default=None, help="for 10 KB sessions")
+    parser.add_argument(
+        "--large-sessions", type=int, default=20_000, help="sessions of ~10 KB (20,000)"
+    )
     parser.add_argument("--rounds", type=int, default=20)
     parser.add_argument("--only", nargs="*", default=None, help="e.g. ours-small django-small")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
-    large_sessions = args.large_sessions or args.sessions
+    large_sessions = args.large_sessions
     started = time.perf_counter()
     variants: dict[str, dict] = {}
     with BenchPostgres() as server:
@@ -398,7 +466,9 @@ def main(argv: list[str] | None = None) -> int:
                     continue
                 count = large_sessions if large else args.sessions
                 variants[name] = run_variant(server, kind, large, count, args.rounds)
+    redis = None if args.only else redis_memory()
     report = {
+        "redis": redis,
         "command": "python -m bench.sustained "
         + " ".join(argv if argv is not None else __import__("sys").argv[1:]),
         "machine": machine,
