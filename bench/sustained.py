@@ -26,6 +26,7 @@ import os
 import platform
 import random
 import statistics
+import sys
 import time
 from array import array
 from dataclasses import dataclass
@@ -68,6 +69,16 @@ PEER_INSERT = (
 )
 PEER_SAVE = "UPDATE django_session SET session_data = %s, expire_date = %s WHERE session_key = %s"
 PEER_REISSUE = "UPDATE django_session SET expire_date = %s WHERE session_key = %s"
+
+
+# ours: user_sessions as migrated; django: a Django-style django_session; before: the
+# user_sessions of the previous release (expires_at indexed, fillfactor 100).
+VARIANTS = ("ours-small", "ours-large", "django-small", "django-large", "before-small")
+LABELS = {
+    "ours": "user_sessions (ours)",
+    "django": "django_session (peer)",
+    "before": "user_sessions, previous release",
+}
 
 
 class BenchPostgres(ThrowawayPostgres):
@@ -132,8 +143,17 @@ class OursWriter:
 
     table = "user_sessions"
 
-    def __init__(self, url: str, schedule: Schedule) -> None:
-        migrate(url)
+    def __init__(self, url: str, schedule: Schedule, *, before: bool = False) -> None:
+        if before:
+            # The table as it was before expires_bucket: expires_at indexed, fillfactor
+            # 100; the bucket column is there (the store writes it) but not indexed.
+            migrate(url, "0001_user_sessions")
+            engine = get_engine({"sqlalchemy.url": url})
+            with engine.begin() as conn:
+                conn.exec_driver_sql("ALTER TABLE user_sessions ADD COLUMN expires_bucket bigint")
+            engine.dispose()
+        else:
+            migrate(url)
         self.store = SqlStore(get_engine({"sqlalchemy.url": url}))
         self.schedule = schedule
         self.versions = [0] * schedule.sessions
@@ -290,7 +310,11 @@ def run_variant(server: BenchPostgres, kind: str, large: bool, sessions: int, ro
     dsn = server.dsn(name)
     schedule = Schedule(sessions, rounds)
     texts = payloads(large)
-    writer = OursWriter(url, schedule) if kind == "ours" else PeerWriter(url, schedule, dsn)
+    writer: OursWriter | PeerWriter
+    if kind == "django":
+        writer = PeerWriter(url, schedule, dsn)
+    else:
+        writer = OursWriter(url, schedule, before=kind == "before")
     monitor = psycopg.connect(dsn, autocommit=True)
     started = time.perf_counter()
     for i in range(sessions):
@@ -409,6 +433,16 @@ def markdown(report: dict) -> str:
     for target in report["targets"]:
         mark = "PASS" if target["passed"] else "FAIL"
         lines.append(f"- **{mark}** {target['target']}: {target['value']:.3f}")
+    ours, before = report["variants"].get("ours-small"), report["variants"].get("before-small")
+    if ours and before:
+        lines += [
+            "",
+            "Against the previous release's user_sessions (the same rows, `expires_at` "
+            f"indexed, fillfactor 100): WAL per write "
+            f"{ours['wal_bytes_per_write'] / before['wal_bytes_per_write']:.2f}x, growth "
+            f"{ours['growth']:.2f}x vs {before['growth']:.2f}x, HOT {ours['hot_share']:.1%} "
+            f"vs {before['hot_share']:.1%}.",
+        ]
     lines += [
         "",
         "## Per table",
@@ -419,7 +453,7 @@ def markdown(report: dict) -> str:
         "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for name, v in report["variants"].items():
-        table = "user_sessions (ours)" if name.startswith("ours") else "django_session (peer)"
+        table = LABELS[name.split("-")[0]]
         first, last = v["size_after_first_write"], v["size_after_run"]
         lines.append(
             f"| {table} | ~{v['payload_bytes']:,} B | {v['sessions']:,} x {v['rounds']} | "
@@ -451,7 +485,10 @@ def main(argv: list[str] | None = None) -> int:
         "--large-sessions", type=int, default=20_000, help="sessions of ~10 KB (20,000)"
     )
     parser.add_argument("--rounds", type=int, default=20)
-    parser.add_argument("--only", nargs="*", default=None, help="e.g. ours-small django-small")
+    parser.add_argument("--only", nargs="*", choices=VARIANTS, default=None)
+    parser.add_argument(
+        "--merge", action="store_true", help="keep the other variants of the last results"
+    )
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
     large_sessions = args.large_sessions
@@ -459,18 +496,20 @@ def main(argv: list[str] | None = None) -> int:
     variants: dict[str, dict] = {}
     with BenchPostgres() as server:
         machine = machine_info(server)
-        for kind in ("ours", "django"):
-            for large in (False, True):
-                name = f"{kind}-{'large' if large else 'small'}"
-                if args.only and name not in args.only:
-                    continue
-                count = large_sessions if large else args.sessions
-                variants[name] = run_variant(server, kind, large, count, args.rounds)
+        for name in args.only or VARIANTS:
+            kind, size = name.split("-")
+            count = large_sessions if size == "large" else args.sessions
+            variants[name] = run_variant(server, kind, size == "large", count, args.rounds)
     redis = None if args.only else redis_memory()
+    previous = args.out / "sustained.json"
+    if args.merge and previous.exists():
+        earlier = json.loads(previous.read_text())
+        variants = {**earlier["variants"], **variants}
+        redis = redis or earlier.get("redis")
     report = {
         "redis": redis,
         "command": "python -m bench.sustained "
-        + " ".join(argv if argv is not None else __import__("sys").argv[1:]),
+        + " ".join(argv if argv is not None else sys.argv[1:]),
         "machine": machine,
         "fillfactor": FILLFACTOR,
         "bucket_seconds": EXPIRY_BUCKET_SECONDS,

@@ -81,21 +81,24 @@ def _index_state(name: str) -> str | None:
 
 
 def _add_column_postgres() -> None:
-    bind = op.get_bind()
+    import psycopg
+
+    # On the driver's own connection (in autocommit here): a statement that gives up
+    # waiting leaves nothing to roll back, and the migration's connection goes on.
+    raw = op.get_bind().connection.dbapi_connection
+    assert raw is not None
     for attempt in range(1, LOCK_TRIES + 1):
+        raw.execute(f"SET lock_timeout = '{LOCK_TIMEOUT}'")
         try:
-            bind.execute(sa.text(f"SET lock_timeout = '{LOCK_TIMEOUT}'"))
-            bind.execute(
-                sa.text("ALTER TABLE user_sessions ADD COLUMN IF NOT EXISTS expires_bucket bigint")
-            )
+            raw.execute("ALTER TABLE user_sessions ADD COLUMN IF NOT EXISTS expires_bucket bigint")
             return
-        except sa.exc.OperationalError as exc:
-            if "lock timeout" not in str(exc) or attempt == LOCK_TRIES:
+        except psycopg.errors.LockNotAvailable:
+            if attempt == LOCK_TRIES:
                 raise
             log.info("user_sessions is busy (lock wait over %s); trying again", LOCK_TIMEOUT)
             time.sleep(0.5)
         finally:
-            bind.execute(sa.text("RESET lock_timeout"))
+            raw.execute("RESET lock_timeout")
 
 
 def _backfill_postgres() -> None:
