@@ -210,8 +210,8 @@ this page follows. The assumptions are constants at the top of `bench/capacity.p
 
 Reading it:
 
-- The app tier dominates: PostgreSQL does a fraction of the work per request that the
-  Python process around it does. Add app processes first.
+- The app tier needs {c["app_cores"] / c["pg_cores"]:.1f}x the cores PostgreSQL needs: the
+  Python process around a request does more work than the database behind it.
 - WAL per day is what a standby replays and what archiving stores; keep
   `max_wal_size` above an hour of it (WAL per day / 24) so checkpoints are spaced by
   time, not by volume.
