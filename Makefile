@@ -13,7 +13,7 @@ PYTEST_ARGS ?=
 # itself collapses every failure to exit status 2.
 PYTEST_EXIT_FILE ?=
 
-.PHONY: venv services browser test run lint bench soak
+.PHONY: venv services browser test run lint bench bench-sustained soak
 
 venv: $(STAMP)
 
@@ -58,7 +58,8 @@ run: $(RUN_STAMP)
 lint: venv
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .
 
-# The benchmark (docs/performance.md): about 20 minutes; BENCH_ARGS=--quick for a smoke run.
+# The benchmark (docs/performance.md): about 20 minutes, then the sustained writes (about
+# 40 more); BENCH_ARGS=--quick for a smoke run of the first part.
 BENCH_ARGS ?=
 bench: venv services
 	$(BIN)/python -c "import pyramid_session_redis, matplotlib, pyinstrument" 2>/dev/null \
@@ -66,6 +67,15 @@ bench: venv services
 	@[ -x /usr/bin/wrk ] || { apt-get update && \
 		DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends wrk; }
 	$(BIN)/python -m bench.run $(BENCH_ARGS)
+	$(MAKE) bench-sustained
+
+# Sustained writes (docs/performance.md): 100,000 sessions written 20 times, small and
+# 10 KB, against a Django-style table, on a throwaway PostgreSQL; then the capacity
+# figures (docs/capacity.md) from these and the results above.
+SUSTAINED_ARGS ?=
+bench-sustained: venv
+	$(BIN)/python -m bench.sustained $(SUSTAINED_ARGS)
+	$(BIN)/python -m bench.capacity
 
 # Load and soak (docs/reliability.md): PostgreSQL killed under traffic, then a
 # 100,000-request soak on throwaway servers; SOAK_ARGS=--quick for a smoke run.

@@ -26,9 +26,11 @@ SAMPLES = 2_000
 
 # Keys are the SHA-256 hex of the row number, so the benchmark can name any row.
 _FILL = """
-INSERT INTO user_sessions (id, data, created_at, last_active_at, expires_at, user_id, version)
+INSERT INTO user_sessions
+    (id, data, created_at, last_active_at, expires_at, expires_bucket, user_id, version)
 SELECT encode(sha256(i::text::bytea), 'hex'), '{"n": 1, "csrf": "0123456789abcdef"}',
-       now(), now(), now() + %(ttl)s * interval '1 second', NULL, 1
+       now(), now(), now() + %(ttl)s * interval '1 second',
+       (floor(extract(epoch FROM now()))::bigint + %(ttl)s) / 3600 * 3600 + 3600, NULL, 1
 FROM generate_series(%(start)s, %(stop)s - 1) AS i
 """
 

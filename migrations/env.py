@@ -16,6 +16,7 @@ transaction pooling anyway stops before any DDL.
 from __future__ import annotations
 
 import sys
+import time
 
 from alembic import context
 from pyramid.paster import get_appsettings, setup_logging
@@ -31,6 +32,8 @@ target_metadata = [site_metadata, sessions_metadata]
 
 # Any constant works; it only has to be the same for every migrating process.
 MIGRATION_LOCK_ID = 0x6D79617070  # "myapp"
+# Seconds between tries while another process migrates.
+MIGRATION_LOCK_POLL = 0.2
 
 config = context.config
 if config.config_file_name:
@@ -83,13 +86,21 @@ def _refuse_shared_server_connections(engine: Engine, connection: Connection) ->
 
 
 def _lock(connection: Connection) -> int:
-    """Take the migration lock (waiting for other migrators); the holder's pid."""
-    pid = connection.execute(
-        text("SELECT pg_backend_pid() FROM (SELECT pg_advisory_lock(:id)) AS locked"),
-        {"id": MIGRATION_LOCK_ID},
-    ).scalar_one()
-    connection.commit()
-    return int(pid)
+    """Take the migration lock (waiting for other migrators); the holder's pid.
+
+    It is tried, not waited for in one statement: a statement waiting on a lock holds
+    a snapshot, and the holder's ``CREATE INDEX CONCURRENTLY`` waits for every older
+    snapshot to end, which would leave both waiting on each other.
+    """
+    while True:
+        pid, taken = connection.execute(
+            text("SELECT pg_backend_pid(), pg_try_advisory_lock(:id)"),
+            {"id": MIGRATION_LOCK_ID},
+        ).one()
+        connection.commit()
+        if taken:
+            return int(pid)
+        time.sleep(MIGRATION_LOCK_POLL)
 
 
 def _refuse_unheld_lock(connection: Connection, holder: int) -> None:

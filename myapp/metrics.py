@@ -7,16 +7,27 @@ before ``myapp.sessions``: the store chosen at start-up is reported as it happen
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Iterator
+
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.exposition import generate_latest
+from prometheus_client.registry import Collector
 from pyramid.config import Configurator
 from pyramid.registry import Registry
 from pyramid.request import Request
 from pyramid.response import Response
+from sqlalchemy.exc import SQLAlchemyError
 
 from myapp.sessions import add_observer
+from myapp.sessions.database import ENGINE_KEY
 from myapp.sessions.events import SessionObserver
 from myapp.sessions.operator import operator_access, refused
+from myapp.sessions.purge import error_summary
+from myapp.sessions.tablehealth import read_table_health
+
+log = logging.getLogger(__name__)
 
 REGISTRY_KEY = "myapp.metrics.registry"
 OBSERVER_KEY = "myapp.metrics.observer"
@@ -132,6 +143,61 @@ class PrometheusObserver(SessionObserver):
         self.purged_sessions.labels(store).inc(count)
 
 
+class TableHealthCollector(Collector):
+    """``user_sessions``'s health, read from PostgreSQL's statistics at each scrape.
+
+    A database that cannot answer (down, or slower than 2 s) leaves these gauges out
+    of that scrape, logged; the rest of /metrics is served as usual.
+    """
+
+    def __init__(self, registry: Registry) -> None:
+        self.registry = registry
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        engine = self.registry.get(ENGINE_KEY)
+        if engine is None:
+            return
+        try:
+            health = read_table_health(engine)
+        except SQLAlchemyError as exc:
+            log.warning("user_sessions statistics left out of /metrics: %s", error_summary(exc))
+            return
+        if health is None:
+            return
+
+        def gauge(name: str, doc: str, value: float | None) -> GaugeMetricFamily:
+            family = GaugeMetricFamily(name, doc)
+            if value is not None:
+                family.add_metric([], value)
+            return family
+
+        yield gauge(
+            "myapp_user_sessions_hot_update_ratio",
+            "Share of user_sessions updates that were heap-only (no index touched)",
+            health.hot_share,
+        )
+        yield gauge("myapp_user_sessions_updates", "Updates of user_sessions", health.updates)
+        yield gauge("myapp_user_sessions_live_rows", "Live rows (estimate)", health.live_rows)
+        yield gauge("myapp_user_sessions_dead_rows", "Dead rows awaiting vacuum", health.dead_rows)
+        size = GaugeMetricFamily(
+            "myapp_user_sessions_bytes", "On-disk size of user_sessions", labels=["part"]
+        )
+        size.add_metric(["table"], health.table_bytes)
+        size.add_metric(["indexes"], health.index_bytes)
+        size.add_metric(["toast"], health.toast_bytes)
+        yield size
+        yield gauge(
+            "myapp_user_sessions_last_vacuum_timestamp_seconds",
+            "Unix time of the last VACUUM or autovacuum of user_sessions",
+            health.last_vacuum,
+        )
+        yield gauge(
+            "myapp_user_sessions_needs_attention",
+            "1 when myapp-sessions stats has advice for user_sessions, else 0",
+            1.0 if health.problems() else 0.0,
+        )
+
+
 def count_failed_signin(registry: Registry, reason: str) -> None:
     """One refused sign-in: ``wrong_password``, ``password_too_long`` or ``throttled``."""
     counter = registry.get(SIGNIN_FAILURES_KEY)
@@ -163,6 +229,7 @@ def includeme(config: Configurator) -> None:
         "myapp_signin_failures", "Refused sign-ins, by reason", ("reason",), registry=collectors
     )
     add_observer(config, observer)
+    collectors.register(TableHealthCollector(config.registry))
 
     def label_configured_stores() -> None:
         from myapp.sessions import CHAIN_KEY

@@ -1,14 +1,14 @@
 """Create orders and order_lines: checkouts, one order per checkout form.
 
 Revision ID: 0005_orders
-Revises: 0003_signin_throttle
+Revises: 0004_session_table
 """
 
 import sqlalchemy as sa
 from alembic import op
 
 revision = "0005_orders"
-down_revision = "0003_signin_throttle"
+down_revision = "0004_session_table"
 branch_labels = None
 depends_on = None
 

@@ -2,7 +2,8 @@
 
     myapp-sessions check INI              readiness of every configured store (deploy gate)
     myapp-sessions purge INI [--batch-size N]   delete expired sessions in short batches
-    myapp-sessions stats INI [--top N]    live and expired sessions per store, top users
+    myapp-sessions stats INI [--top N]    live and expired sessions per store, top users,
+                                          and the health of the user_sessions table
     myapp-sessions end-user INI NAME      end every session of one user
 
 Only check needs the cookie secret (it checks what start-up checks); the others
@@ -31,6 +32,7 @@ from myapp.sessions.exceptions import StoreError
 from myapp.sessions.purge import PURGE_LOCK_ID, Purger, error_summary
 from myapp.sessions.redact import RedactingWriter, redact
 from myapp.sessions.stores.base import SessionStore
+from myapp.sessions.tablehealth import read_table_health
 
 from .environment import ScriptEnvironment, load_environment
 from .progress import PurgeProgress
@@ -154,6 +156,20 @@ def _user_names(env: ScriptEnvironment, ids: set[str], out: TextIO) -> dict[str,
         return {}
 
 
+def _table_health(env: ScriptEnvironment, out: TextIO) -> None:
+    """How user_sessions keeps itself small (PostgreSQL only)."""
+    try:
+        health = read_table_health(env.engine)
+    except SQLAlchemyError as exc:
+        out.write(f"\nuser_sessions table: statistics unavailable ({error_summary(exc)})\n")
+        return
+    if health is None:
+        return
+    out.write("\nuser_sessions table (PostgreSQL statistics since their last reset):\n")
+    for line in health.lines():
+        out.write(f"  {line}\n")
+
+
 def stats(env: ScriptEnvironment, args: argparse.Namespace, out: TextIO) -> int:
     """Live and expired sessions per store, and the users with the most live sessions."""
     now = time.time()
@@ -179,6 +195,8 @@ def stats(env: ScriptEnvironment, args: argparse.Namespace, out: TextIO) -> int:
         note = "Redis expires sessions itself" if state.name == "redis" else ""
         rows.append([state.name, str(live), str(expired), note])
     _table(rows, out)
+    if "sql" in env.chain.names:
+        _table_health(env, out)
     names = _user_names(env, {uid for _, top in tops for uid, _ in top}, out)
     for store_name, top in tops:
         out.write(f"\nTop {args.top} users by live sessions ({store_name}):\n")

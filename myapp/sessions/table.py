@@ -5,11 +5,21 @@ sharing its tables; the schema is created by the Alembic migration that ships in
 ``myapp/sessions/migrations`` (never at start-up).
 """
 
-from sqlalchemy import JSON, Column, DateTime, Index, Integer, MetaData, String, Table
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Column,
+    DateTime,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+)
 from sqlalchemy.dialects.postgresql import JSONB
 
 # The Alembic revision that gives user_sessions the shape this code needs.
-USER_SESSIONS_REVISION = "0001_user_sessions"
+USER_SESSIONS_REVISION = "0002_user_sessions_hot"
 #: Where that migration lives, for an app's ``version_locations`` in its Alembic config.
 MIGRATIONS_LOCATION = "myapp.sessions:migrations"
 
@@ -21,6 +31,27 @@ NAMING_CONVENTION = {
     "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
     "pk": "pk_%(table_name)s",
 }
+
+#: Width of an expiry bucket. ``expires_at`` changes on every write, so it is not
+#: indexed: an indexed column that changes rules out a heap-only (HOT) update. The
+#: purge indexes ``expires_bucket`` instead, which changes only when a session's
+#: expiry crosses the end of an hour. Changing this is safe at any time: every bucket
+#: only has to be later than its row's ``expires_at``.
+EXPIRY_BUCKET_SECONDS = 3600
+
+#: Percentage of each heap page filled by inserts; the rest is room for the next
+#: version of its rows, which a heap-only update needs (set by the migration).
+FILLFACTOR = 80
+
+
+def expiry_bucket(expires: float) -> int:
+    """The bucket of an expiry (Unix seconds): the end of the hour it falls in.
+
+    Always later than ``expires`` itself, so ``expires_bucket <= now`` only ever
+    selects expired rows; a row waits at most one bucket to be purged.
+    """
+    return (int(expires // EXPIRY_BUCKET_SECONDS) + 1) * EXPIRY_BUCKET_SECONDS
+
 
 #: The sessions' own metadata (Alembic's ``target_metadata`` lists it beside the app's).
 metadata = MetaData(naming_convention=NAMING_CONVENTION)
@@ -36,7 +67,13 @@ user_sessions = Table(
     Column("user_id", String(64), nullable=True),
     Column("user_agent", String(256), nullable=True),
     Column("version", Integer, nullable=False, server_default="1"),
-    Index("ix_user_sessions_expires_at", "expires_at"),
+    Column(
+        "expires_bucket",
+        BigInteger,
+        nullable=True,
+        comment="end of the hour expires_at falls in (Unix seconds); what the purge indexes",
+    ),
+    Index("ix_user_sessions_expires_bucket", "expires_bucket"),
     Index("ix_user_sessions_user_id", "user_id"),
 )
 

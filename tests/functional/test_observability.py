@@ -49,6 +49,20 @@ def test_metrics_count_session_events(app):
     )
 
 
+@pytest.mark.postgres
+def test_metrics_report_the_health_of_the_session_table(make_app):
+    handle = make_app("sql-postgres")
+    handle.app.get("/_t/write?value=a")
+    metrics = samples(handle)
+    assert value(metrics, "myapp_user_sessions_live_rows") is not None
+    assert value(metrics, "myapp_user_sessions_bytes", part="table") > 0
+    assert value(metrics, "myapp_user_sessions_bytes", part="indexes") > 0
+    assert value(metrics, "myapp_user_sessions_needs_attention") in (0.0, 1.0)
+    # The same gauges again on the next scrape, and the site still serves.
+    assert value(samples(handle), "myapp_user_sessions_bytes", part="toast") is not None
+    handle.app.get("/_t/write?value=b")
+
+
 def test_each_app_has_its_own_registry(make_app):
     first, second = make_app("memory"), make_app("memory")
     first.app.get("/_t/write")
@@ -93,7 +107,8 @@ def test_starting_with_the_database_down_is_reported(make_app, closed_port_url, 
     assert "cannot connect to the database" in sql_state["cause"]
     assert health["stores"][1]["ready"] is True
 
-    metrics = samples(handle)
+    metrics = samples(handle)  # served, without the user_sessions gauges it cannot read
+    assert value(metrics, "myapp_user_sessions_dead_rows") is None
     assert value(metrics, "myapp_session_store_active", store="redis") == 1
     assert value(metrics, "myapp_session_store_active", store="sql") == 0
     assert value(metrics, "myapp_session_store_active", store="memory") == 0

@@ -22,9 +22,11 @@ BATCH = 5_000
 
 INSERT_EXPIRED = sa.text(
     """
-    INSERT INTO user_sessions (id, data, created_at, last_active_at, expires_at, version)
+    INSERT INTO user_sessions
+        (id, data, created_at, last_active_at, expires_at, expires_bucket, version)
     SELECT md5('expired-' || g) || md5('salt-' || g), '{}'::jsonb,
-           now() - interval '3 days', now() - interval '2 days', now() - interval '1 day', 1
+           now() - interval '3 days', now() - interval '2 days', now() - interval '1 day',
+           floor(extract(epoch FROM now() - interval '1 day'))::bigint / 3600 * 3600 + 3600, 1
     FROM generate_series(1, :n) AS g
     """
 )

@@ -216,6 +216,9 @@ class TestStatsAndEndUser:
         ]
         redis_top = result.stdout.split("(redis):\n", 1)[1].splitlines()
         assert [line.split() for line in redis_top] == [["1", light, "(id", f"{light_id})"]]
+        health = result.stdout.split("user_sessions table", 1)[1].split("\n\n", 1)[0]
+        assert "heap-only updates" in health and "dead" in health and "indexes" in health
+        assert "verdict" in health
 
     def test_end_user_ends_their_sessions_on_every_shared_store(
         self, ini, engine, sql_store, redis_store

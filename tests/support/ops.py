@@ -11,6 +11,7 @@ from pathlib import Path
 from myapp.sessions.codec import new_token, storage_key
 from myapp.sessions.purge import Purger, StorePurge
 from myapp.sessions.stores.base import SessionRecord, SessionStore
+from myapp.sessions.table import EXPIRY_BUCKET_SECONDS
 from tests.conftest import REDIS_URL, SECRET
 from tests.support.databases import REPO
 
@@ -97,7 +98,8 @@ def run(script: str, *args: object, **kwargs: object) -> subprocess.CompletedPro
 def add_session(store: SessionStore, *, user_id: str | None = None, expired: bool = False) -> str:
     """Store one session directly; returns its storage key."""
     now = time.time()
-    expires = now - 60 if expired else now + 3600
+    # An expired one lies in an expiry bucket that has ended: the purge's to delete.
+    expires = now - EXPIRY_BUCKET_SECONDS - 60 if expired else now + 3600
     record = SessionRecord(
         key=storage_key(new_token()),
         data="{}",

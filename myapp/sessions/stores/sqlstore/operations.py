@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from ...exceptions import StaleSession
-from ...table import user_sessions
+from ...table import expiry_bucket, user_sessions
 from ..base import SessionRecord
 from .statements import PURGE_POSTGRES, SqlStatements, record_from_row, t, to_datetime
 
@@ -45,6 +45,7 @@ class SqlOperations:
             "data": record.data,
             "b_last_active": to_datetime(record.last_active),
             "b_expires": to_datetime(record.expires),
+            "b_bucket": expiry_bucket(record.expires),
             "b_user_id": record.user_id,
             "b_user_agent": record.user_agent,
         }
@@ -70,6 +71,7 @@ class SqlOperations:
             "b_now": to_datetime(now),
             "b_last_active": to_datetime(last_active),
             "b_expires": to_datetime(expires),
+            "b_bucket": expiry_bucket(expires),
         }
         touch = self.statements.touch
         return self._write(lambda conn: conn.execute(touch, params).rowcount) == 1
@@ -94,10 +96,18 @@ class SqlOperations:
         return [record_from_row(row) for row in rows]
 
     def purge_expired(self, now: float, batch_size: int) -> int:
+        # Only buckets that have ended: every row in them is expired.
+        params = {"bucket": int(now), "now": to_datetime(now), "n": batch_size}
         if self.statements.is_postgres:
-            params = {"now": to_datetime(now), "n": batch_size}
             return self._write(lambda conn: conn.execute(PURGE_POSTGRES, params).rowcount)
-        victims = sa.select(t.id).where(t.expires_at <= to_datetime(now)).limit(batch_size)
+        victims = (
+            sa.select(t.id)
+            .where(
+                sa.or_(t.expires_bucket <= params["bucket"], t.expires_bucket.is_(None)),
+                t.expires_at <= params["now"],
+            )
+            .limit(batch_size)
+        )
         statement = sa.delete(user_sessions).where(t.id.in_(victims.scalar_subquery()))
         return self._write(lambda conn: conn.execute(statement).rowcount)
 
