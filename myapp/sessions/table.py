@@ -8,8 +8,10 @@ sharing its tables; the schema is created by the Alembic migration that ships in
 from sqlalchemy import JSON, Column, DateTime, Index, Integer, MetaData, String, Table
 from sqlalchemy.dialects.postgresql import JSONB
 
-# The Alembic revision that gives user_sessions the shape this code needs.
-USER_SESSIONS_REVISION = "0001_user_sessions"
+# The Alembic revision that gives user_sessions the shape this code needs (an app's own
+# history starts on USER_SESSIONS_BASE_REVISION, the package's first).
+USER_SESSIONS_BASE_REVISION = "0001_user_sessions"
+USER_SESSIONS_REVISION = "0003_user_sessions_mac"
 #: Where that migration lives, for an app's ``version_locations`` in its Alembic config.
 MIGRATIONS_LOCATION = "myapp.sessions:migrations"
 
@@ -36,6 +38,9 @@ user_sessions = Table(
     Column("user_id", String(64), nullable=True),
     Column("user_agent", String(256), nullable=True),
     Column("version", Integer, nullable=False, server_default="1"),
+    # HMAC of the row's fields under the session secrets (stores.authenticator); NULL in
+    # rows written before the column existed, which are never served.
+    Column("mac", String(64), nullable=True),
     Index("ix_user_sessions_expires_at", "expires_at"),
     Index("ix_user_sessions_user_id", "user_id"),
 )

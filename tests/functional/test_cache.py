@@ -143,7 +143,7 @@ def test_touching_a_session_the_database_ended_does_not_extend_it_in_the_cache(a
     store.save(record, None)
     assert store.load(record.key, now) is not None  # cached, for its last 5 seconds
     store.primary.delete(record.key)  # ended in the database behind the cache's back
-    assert store.touch(record.key, now, now + 900, now) is False
+    assert store.touch(record, now, now + 900, now) is False
     assert not isinstance(cached(app, record.key), SessionRecord)
     # Past its real end and before the end the touch asked for: ended.
     assert store.load(record.key, now + 10) is None

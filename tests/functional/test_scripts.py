@@ -27,6 +27,7 @@ from tests.support.databases import (
     pg_url,
 )
 from tests.support.ops import BIN, add_session, run, write_ini
+from tests.support.records import authenticator
 from tests.support.site import CHEAP_HASHER, new_user, sign_in, signed_in_as
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis]
@@ -47,7 +48,7 @@ def engine(ops_url: str) -> Iterator[sa.Engine]:
 
 @pytest.fixture
 def sql_store(engine: sa.Engine) -> Iterator[SqlStore]:
-    store = SqlStore(engine)
+    store = SqlStore(engine, authenticator=authenticator("sql"))
     yield store
     store.close()  # its own autocommit pool too
 
@@ -55,7 +56,12 @@ def sql_store(engine: sa.Engine) -> Iterator[SqlStore]:
 @pytest.fixture
 def redis_store(redis_prefix: str) -> Iterator[RedisStore]:
     prefix = f"{redis_prefix}ops:"
-    store = RedisStore(make_client(REDIS_URL, 1.0), prefix=prefix, max_lifetime=86_400)
+    store = RedisStore(
+        make_client(REDIS_URL, 1.0),
+        prefix=prefix,
+        max_lifetime=86_400,
+        authenticator=authenticator("redis"),
+    )
     yield store
     for key in store.client.scan_iter(match=prefix + "*"):
         store.client.delete(key)

@@ -22,6 +22,7 @@ from myapp.sessions.stores.cachedstore import CachedStore, RedisCache
 from myapp.sessions.stores.memorystore import MemoryStore
 from myapp.sessions.stores.redisstore import RedisStore, make_client
 from myapp.sessions.stores.sqlstore import SqlStore
+from tests.support.records import authenticator
 
 STORES = (
     pytest.param("sql-postgres", marks=pytest.mark.postgres),
@@ -52,7 +53,7 @@ def in_request_transaction(parent: SqlStore):
 def store(request, postgres_url, sqlite_url, redis_prefix):
     kind = request.param
     if kind == "sql-request":
-        parent = SqlStore(sa.create_engine(postgres_url))
+        parent = SqlStore(sa.create_engine(postgres_url), authenticator=authenticator("sql"))
         bound, manager = in_request_transaction(parent)
         verifyObject(IRequestBoundStore, bound)
         yield bound
@@ -60,20 +61,27 @@ def store(request, postgres_url, sqlite_url, redis_prefix):
         parent.close()
         return
     if kind == "sql-cached":
-        cache = RedisCache(make_client("redis://127.0.0.1:6379/0", 1.0), prefix=redis_prefix + "c:")
-        built = CachedStore(SqlStore(sa.create_engine(postgres_url)), cache)
+        cache = RedisCache(
+            make_client("redis://127.0.0.1:6379/0", 1.0),
+            prefix=redis_prefix + "c:",
+            authenticator=authenticator("cache"),
+        )
+        built = CachedStore(
+            SqlStore(sa.create_engine(postgres_url), authenticator=authenticator("sql")), cache
+        )
     elif kind == "sql-pgbouncer":
         url = request.getfixturevalue("pgbouncer_url")
         engine = get_engine({"sqlalchemy.url": url, "db.pgbouncer": "transaction"})
-        built = SqlStore(engine, transaction_pooling=True)
+        built = SqlStore(engine, authenticator=authenticator("sql"), transaction_pooling=True)
     elif kind.startswith("sql"):
         engine = sa.create_engine(postgres_url if kind == "sql-postgres" else sqlite_url)
-        built = SqlStore(engine)
+        built = SqlStore(engine, authenticator=authenticator("sql"))
     elif kind == "redis":
         built = RedisStore(
             make_client("redis://127.0.0.1:6379/0", 1.0),
             prefix=redis_prefix + "contract:",
             max_lifetime=3600,
+            authenticator=authenticator("redis"),
         )
     else:
         built = MemoryStore(max_entries=1000)
@@ -105,7 +113,7 @@ def test_check_passes_on_a_ready_store(store):
 
 def test_check_fails_when_the_store_cannot_serve(postgres_url):
     engine = sa.create_engine(sa.make_url(postgres_url).set(database="no_such_database"))
-    store = SqlStore(engine)
+    store = SqlStore(engine, authenticator=authenticator("sql"))
     with pytest.raises(StoreNotReady):
         store.check()
     store.close()
@@ -168,19 +176,32 @@ def test_late_touch_does_not_revive_an_expired_session(store):
     store.save(saved, None)
     time.sleep(0.4)
     later = time.time()
-    assert store.touch(saved.key, later, later + 600, later) is False
+    assert store.touch(saved, later, later + 600, later) is False
     assert store.load(saved.key, later) is None
 
 
 def test_touch_moves_the_expiry_of_a_live_session(store):
     now = time.time()
     saved = record(now, ttl=60)
-    store.save(saved, None)
-    assert store.touch(saved.key, now + 1, now + 900, now + 1) is True
+    saved = saved.with_changes(version=store.save(saved, None))
+    assert store.touch(saved, now + 1, now + 900, now + 1) is True
     loaded = store.load(saved.key, now + 2)
     assert abs(loaded.expires - (now + 900)) < 0.01
     assert loaded.version == 1  # a touch is not a data change
     assert loaded.data.replace(" ", "") == saved.data
+
+
+def test_touch_after_a_newer_save_writes_nothing_and_keeps_it_live(store):
+    now = time.time()
+    saved = record(now, ttl=60)
+    saved = saved.with_changes(version=store.save(saved, None))
+    newer = saved.with_changes(data='{"b":2}', last_active=now + 1, expires=now + 120)
+    store.save(newer, 1)
+    # A touch of the version read before: the newer save already moved the expiry.
+    assert store.touch(saved, now + 2, now + 900, now + 2) is True
+    loaded = store.load(saved.key, now + 3)
+    assert loaded.version == 2
+    assert json.loads(loaded.data) == {"b": 2}
 
 
 def test_delete_is_idempotent(store):

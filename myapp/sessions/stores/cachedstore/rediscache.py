@@ -17,6 +17,7 @@ import redis
 
 from ...breaker import Breaker
 from ...options import SessionOptions
+from ..authenticator import RecordAuthenticator
 from ..base import SessionRecord
 from ..redisstore.record import decode, encode
 
@@ -80,12 +81,14 @@ class RedisCache:
         client: redis.Redis,
         *,
         prefix: str,
+        authenticator: RecordAuthenticator,
         ttl: int = TTL_SECONDS,
         cooldown: float = SessionOptions.breaker_cooldown,
         max_cooldown: float = SessionOptions.recheck_interval,
     ) -> None:
         self.client = client
         self.prefix = prefix
+        self.authenticator = authenticator
         self.ttl = ttl
         self._put = client.register_script(_PUT)
         self._mark_moved = client.register_script(_MARK_MOVED)
@@ -178,7 +181,9 @@ class RedisCache:
         if raw is None or raw == TOMBSTONE or raw.startswith(MOVED):
             return raw
         try:
-            return decode(key, raw)
+            # An entry whose authenticator fails is a miss (said in the log): the
+            # database is read, and its row overwrites the entry.
+            return decode(key, raw, self.authenticator)
         except (ValueError, UnicodeDecodeError):
             log.warning("a session cache entry could not be decoded; reading the database")
             return None
@@ -193,7 +198,12 @@ class RedisCache:
         try:
             self._put(
                 keys=[self.prefix + record.key],
-                args=[encode(record, version), version, json.dumps(record.expires), ttl_ms],
+                args=[
+                    encode(record, version, self.authenticator),
+                    version,
+                    json.dumps(record.expires),
+                    ttl_ms,
+                ],
             )
         except redis.RedisError as exc:
             self._failed("a write", exc, (record.key,))

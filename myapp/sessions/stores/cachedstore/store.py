@@ -147,8 +147,9 @@ class CachedStore(SessionStore):
                 "newer copy here); once the database is back it serves its older copy"
             )
 
-    def touch(self, key: str, last_active: float, expires: float, now: float) -> bool:
-        touched = self._primary().touch(key, last_active, expires, now)
+    def touch(self, record: SessionRecord, last_active: float, expires: float, now: float) -> bool:
+        key = record.key
+        touched = self._primary().touch(record, last_active, expires, now)
         if not touched:
             # The database has ended it: the cache must not keep (let alone extend) it.
             self.cache.tombstone([key])
@@ -235,12 +236,14 @@ class BoundCachedStore(CachedStore):
 
 def wrap(primary: SqlStore, options: SessionOptions) -> CachedStore:
     """``primary`` behind a Redis cache at ``session.redis_url`` (``<prefix>cache:`` keys)."""
+    from ..authenticator import RecordAuthenticator
     from ..redisstore import make_client
 
     client = make_client(options.redis_url, options.store_timeout)
     cache = RedisCache(
         client,
         prefix=options.redis_prefix + "cache:",
+        authenticator=RecordAuthenticator(options.secret_bytes, "cache"),
         cooldown=options.breaker_cooldown,
         max_cooldown=max(options.breaker_cooldown, options.recheck_interval),
     )

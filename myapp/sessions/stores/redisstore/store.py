@@ -6,7 +6,6 @@ A value is one encoded record (``record``). Writes that must be conditional
 
 from __future__ import annotations
 
-import json
 import math
 from typing import TYPE_CHECKING
 
@@ -15,9 +14,10 @@ from redis.cluster import RedisCluster
 from redis.exceptions import RedisClusterException
 
 from ...exceptions import StaleSession, StoreError, StoreNotReady
+from ..authenticator import RecordAuthenticator
 from ..base import SelfBoundStore, SessionRecord
 from . import urls
-from .record import decode, encode, user_id_of
+from .record import decode, encode, times_and_mac, user_id_of
 
 if TYPE_CHECKING:
     from pyramid.registry import Registry
@@ -47,12 +47,15 @@ end
 return 1
 """
 
-# KEYS: session key. ARGV: "last_active,expires", ttl ms. Returns 1 or 0.
+# KEYS: session key. ARGV: version, 'last_active,expires,"mac"', ttl ms. Returns 1
+# touched, 0 gone, -1 changed since it was read (a touch re-signs the record: it may
+# only land on the version it was signed for).
 _TOUCH = """
 local current = redis.call('GET', KEYS[1])
 if not current then return 0 end
-local version, rest = string.match(current, '^%[(%d+),[^,]*,[^,]*(,.*)$')
-redis.call('SET', KEYS[1], '[' .. version .. ',' .. ARGV[1] .. rest, 'PX', ARGV[2])
+local version, rest = string.match(current, '^%[(%d+),[^,]*,[^,]*,[^,]*(,.*)$')
+if version ~= ARGV[1] then return -1 end
+redis.call('SET', KEYS[1], '[' .. version .. ',' .. ARGV[2] .. rest, 'PX', ARGV[3])
 return 1
 """
 
@@ -63,8 +66,8 @@ if not current then return 0 end
 local newline = string.find(current, '\\n', 1, true)
 local header = cjson.decode(string.sub(current, 1, newline - 1))
 redis.call('DEL', KEYS[1])
-if type(header[5]) == 'string' then
-  redis.call('SREM', ARGV[1] .. header[5], KEYS[1])
+if type(header[6]) == 'string' then
+  redis.call('SREM', ARGV[1] .. header[6], KEYS[1])
 end
 return 1
 """
@@ -87,9 +90,16 @@ class RedisStore(SelfBoundStore):
     shared = True
 
     def __init__(
-        self, client: redis.Redis, *, prefix: str, max_lifetime: int, url_for_messages: str = ""
+        self,
+        client: redis.Redis,
+        *,
+        prefix: str,
+        max_lifetime: int,
+        authenticator: RecordAuthenticator,
+        url_for_messages: str = "",
     ) -> None:
         self.client = client
+        self.authenticator = authenticator
         self.prefix = prefix
         self.user_prefix = prefix + "user:"
         self.max_lifetime = max_lifetime
@@ -131,8 +141,12 @@ class RedisStore(SelfBoundStore):
         return self._parse(key, raw, now)
 
     def _parse(self, key: str, raw: bytes, now: float) -> SessionRecord | None:
-        stored = decode(key, raw)
-        return stored if stored.expires > now else None
+        try:
+            stored = decode(key, raw, self.authenticator)
+        except (ValueError, UnicodeDecodeError):
+            self.authenticator.refused("it cannot be decoded")
+            return None
+        return stored if stored is not None and stored.expires > now else None
 
     def save(self, record: SessionRecord, expected_version: int | None) -> int:
         new_version = 1 if expected_version is None else expected_version + 1
@@ -147,7 +161,7 @@ class RedisStore(SelfBoundStore):
             keys=keys,
             args=[
                 "" if expected_version is None else str(expected_version),
-                encode(record, new_version),
+                encode(record, new_version, self.authenticator),
                 _ms(record.expires - record.last_active),
                 _ms(self.max_lifetime),
             ],
@@ -159,12 +173,17 @@ class RedisStore(SelfBoundStore):
             return new_version
         raise StaleSession(self.name, gone=result == 0)
 
-    def touch(self, key: str, last_active: float, expires: float, now: float) -> bool:
-        times = f"{json.dumps(last_active)},{json.dumps(expires)}"
+    def touch(self, record: SessionRecord, last_active: float, expires: float, now: float) -> bool:
+        moved = record.with_changes(last_active=last_active, expires=expires)
+        fields = times_and_mac(last_active, expires, self.authenticator.sign(moved, record.version))
         result = self._call(
-            "touch", self._touch, keys=[self._key(key)], args=[times, _ms(expires - now)]
+            "touch",
+            self._touch,
+            keys=[self._key(record.key)],
+            args=[record.version, fields, _ms(expires - now)],
         )
-        return result == 1
+        # Changed since it was read (-1): a newer save moved its expiry already.
+        return result != 0
 
     def delete(self, key: str) -> None:
         if self._cluster:
@@ -219,10 +238,13 @@ class RedisStore(SelfBoundStore):
         return 0
 
     def count(self, now: float) -> tuple[int, int]:
+        # Only session keys: the prefix and a storage key (64 hex digits). The user
+        # indexes, the read cache (``cache:``) and the sign-in throttle (``throttle:``)
+        # share the prefix and are not sessions.
         live = 0
-        for key in self.client.scan_iter(match=self.prefix + "*", count=1000):
-            if not key.startswith(self.user_prefix.encode()):
-                live += 1
+        pattern = self.prefix + "[0-9a-f]" * 64
+        for _ in self.client.scan_iter(match=pattern, count=1000):
+            live += 1
         return live, 0
 
     def top_users(self, now: float, limit: int) -> list[tuple[str, int]]:
@@ -246,6 +268,7 @@ def build(options: SessionOptions, registry: Registry) -> RedisStore:
         client,
         prefix=options.redis_prefix,
         max_lifetime=options.max_lifetime,
+        authenticator=RecordAuthenticator(options.secret_bytes, "redis"),
         url_for_messages=_redact(options.redis_url),
     )
 
