@@ -223,6 +223,24 @@ class TestStatsAndEndUser:
         redis_top = result.stdout.split("(redis):\n", 1)[1].splitlines()
         assert [line.split() for line in redis_top] == [["1", light, "(id", f"{light_id})"]]
 
+    def test_stats_on_redis_counts_sessions_not_cache_or_throttle_keys(
+        self, tmp_path, ops_url, redis_store
+    ):
+        first = add_session(redis_store, user_id="stats-user")
+        add_session(redis_store)
+        client, prefix = redis_store.client, redis_store.prefix
+        # Keys that share the prefix and are not sessions: a read-cache entry and its
+        # tombstone, sign-in throttle counters, the user index add_session made.
+        client.set(f"{prefix}cache:{first}", "entry", ex=60)
+        client.set(f"{prefix}cache:{'b' * 64}", "T", ex=60)
+        client.set(f"{prefix}throttle:{{account:{'c' * 64}}}:n", 3, ex=60)
+        client.set(f"{prefix}throttle:{{address:{'d' * 64}}}:b", 1, ex=60)
+        ini = write_ini(tmp_path, ops_url, redis_prefix=prefix, backends="redis memory")
+        result = run("myapp-sessions", "stats", ini)
+        assert result.returncode == 0, result.stdout + result.stderr
+        redis_line = next(line for line in result.stdout.splitlines() if line.startswith("redis"))
+        assert redis_line.split()[:3] == ["redis", "2", "0"]
+
     def test_end_user_ends_their_sessions_on_every_shared_store(
         self, ini, engine, sql_store, redis_store
     ):

@@ -256,3 +256,22 @@ def test_top_users_counts_live_sessions_most_first(store):
     store.save(record(now - 100, ttl=1, user=quiet).with_changes(last_active=now - 2), None)
     top = [pair for pair in store.top_users(time.time(), 100_000) if pair[0] in (busy, quiet)]
     assert top == [(busy, 3), (quiet, 1)]
+
+
+def test_a_record_reads_back_whatever_the_store_does_to_its_json(store):
+    """PostgreSQL's jsonb reorders keys and rewrites numbers (1e+16 as 10000000000000000):
+    the record's authenticator must still hold when it is read back."""
+    data = (
+        '{"z":1e+16,"a":[1.0,2,1e-07,-12345678901234567890],"\\u00e9":"caf\\u00e9 \\ud83c\\udf75"}'
+    )
+    user = secrets.token_hex(8)
+    saved = record(data=data, user=user)
+    version = store.save(saved, None)
+    loaded = store.load(saved.key, time.time())
+    assert loaded is not None
+    assert json.loads(loaded.data) == json.loads(data)
+    touched = loaded.with_changes(version=version)
+    later = time.time()
+    assert store.touch(touched, later, later + 600, later) is True
+    assert store.load(saved.key, later) is not None
+    assert [r.key for r in store.list_user(user, later)] == [saved.key]
