@@ -16,9 +16,9 @@ import hashlib
 import hmac
 import json
 import logging
+import math
 import threading
 import time
-from datetime import UTC, datetime
 
 from .base import SessionRecord
 
@@ -27,14 +27,15 @@ log = logging.getLogger(__name__)
 #: Length of an authenticator (base64url of 32 bytes, unpadded).
 MAC_LENGTH = 43
 NOTICE_INTERVAL = 60.0
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_head = json.JSONEncoder(separators=(",", ":")).encode
 
 
 def _micros(epoch: float) -> int:
     """A time as the whole microseconds a ``timestamptz`` keeps of it: the same
-    number before it is stored and after it is read back."""
-    moment = datetime.fromtimestamp(epoch, UTC) - _EPOCH
-    return (moment.days * 86_400 + moment.seconds) * 1_000_000 + moment.microseconds
+    number before it is stored and after it is read back. (``datetime.fromtimestamp``
+    rounds this way: the fraction to microseconds, half to even.)"""
+    fraction, whole = math.modf(epoch)
+    return int(whole) * 1_000_000 + round(fraction * 1_000_000)
 
 
 def _int_or_float(text: str) -> int | float:
@@ -82,7 +83,7 @@ class RecordAuthenticator:
             _micros(record.expires),
             version,
         ]
-        mac.update(json.dumps(head, separators=(",", ":")).encode("utf-8"))
+        mac.update(_head(head).encode("utf-8"))
         mac.update(b"\n")
         mac.update(data.encode("utf-8"))
         return base64.urlsafe_b64encode(mac.digest()).rstrip(b"=").decode("ascii")

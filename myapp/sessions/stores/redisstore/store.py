@@ -11,7 +11,8 @@ from typing import TYPE_CHECKING
 
 import redis
 from redis.cluster import RedisCluster
-from redis.exceptions import RedisClusterException
+from redis.commands.core import Script
+from redis.exceptions import NoScriptError, RedisClusterException
 
 from ...exceptions import StaleSession, StoreError, StoreNotReady
 from ..authenticator import RecordAuthenticator
@@ -124,6 +125,15 @@ class RedisStore(SelfBoundStore):
         except REDIS_ERRORS as exc:
             raise StoreError(self.name, type(exc).__name__.lower(), f"{what}: {exc}") from exc
 
+    def _run(self, script: Script, keys: list[str], args: list[object]) -> object:
+        """EVALSHA, loading the script when the server does not know it (a restart, a
+        failover). redis-py's ``Script.__call__`` does the same with more work per call."""
+        try:
+            return self.client.evalsha(script.sha, len(keys), *keys, *args)
+        except NoScriptError:
+            script.sha = self.client.script_load(script.script)
+            return self.client.evalsha(script.sha, len(keys), *keys, *args)
+
     def check(self) -> None:
         try:
             self.client.ping()
@@ -157,9 +167,10 @@ class RedisStore(SelfBoundStore):
             keys, cluster_index = keys[:1], user_key
         result = self._call(
             "save",
+            self._run,
             self._save,
-            keys=keys,
-            args=[
+            keys,
+            [
                 "" if expected_version is None else str(expected_version),
                 encode(record, new_version, self.authenticator),
                 _ms(record.expires - record.last_active),
@@ -178,9 +189,10 @@ class RedisStore(SelfBoundStore):
         fields = times_and_mac(last_active, expires, self.authenticator.sign(moved, record.version))
         result = self._call(
             "touch",
+            self._run,
             self._touch,
-            keys=[self._key(record.key)],
-            args=[record.version, fields, _ms(expires - now)],
+            [self._key(record.key)],
+            [record.version, fields, _ms(expires - now)],
         )
         # Changed since it was read (-1): a newer save moved its expiry already.
         return result != 0
@@ -193,7 +205,7 @@ class RedisStore(SelfBoundStore):
             if isinstance(user_id, str):
                 self._call("SREM", self.client.srem, self.user_prefix + user_id, self._key(key))
             return
-        self._call("delete", self._delete, keys=[self._key(key)], args=[self.user_prefix])
+        self._call("delete", self._run, self._delete, [self._key(key)], [self.user_prefix])
 
     def delete_user(self, user_id: str, *, except_key: str | None = None) -> int:
         index = self.user_prefix + user_id
