@@ -238,11 +238,15 @@ def wrap(primary: SqlStore, options: SessionOptions) -> CachedStore:
     """``primary`` behind a Redis cache at ``session.redis_url`` (``<prefix>cache:`` keys)."""
     from ..authenticator import RecordAuthenticator
     from ..redisstore import make_client
+    from .fence import MasterFence
 
-    client = make_client(options.redis_url, options.store_timeout)
+    prefix = options.redis_prefix + "cache:"
+    fence = MasterFence(prefix + "master")
+    client = make_client(options.redis_url, options.store_timeout, on_connect=fence.on_connect)
     cache = RedisCache(
         client,
-        prefix=options.redis_prefix + "cache:",
+        prefix=prefix,
+        fence=fence,
         authenticator=RecordAuthenticator(options.secret_bytes, "cache"),
         cooldown=options.breaker_cooldown,
         max_cooldown=max(options.breaker_cooldown, options.recheck_interval),

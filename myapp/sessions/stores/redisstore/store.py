@@ -7,7 +7,8 @@ A value is one encoded record (``record``). Writes that must be conditional
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import redis
 from redis.cluster import RedisCluster
@@ -74,12 +75,15 @@ return 1
 """
 
 
-def make_client(url: str, timeout: float) -> redis.Redis:
+def make_client(
+    url: str, timeout: float, on_connect: Callable[[Any], None] | None = None
+) -> redis.Redis:
     """A client that fails within ``timeout`` instead of retrying with back-off.
 
-    ``url`` may also name a Sentinel service or a Cluster (see ``urls``).
+    ``url`` may also name a Sentinel service or a Cluster (see ``urls``);
+    ``on_connect(connection)`` runs on each new connection before its first command.
     """
-    return urls.make_client(url, timeout)
+    return urls.make_client(url, timeout, on_connect)
 
 
 def _ms(seconds: float) -> int:
