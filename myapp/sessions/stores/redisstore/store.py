@@ -101,9 +101,16 @@ class RedisStore(SelfBoundStore):
         prefix: str,
         max_lifetime: int,
         authenticator: RecordAuthenticator,
+        min_replicas: int = 0,
+        replica_timeout: float = 0.5,
         url_for_messages: str = "",
     ) -> None:
         self.client = client
+        # Writes wait (WAIT, in the same round trip) until this many replicas have them:
+        # a replica promoted after a failover then holds every confirmed write and every
+        # ended session. A write that misses its replicas is a store failure (503).
+        self.min_replicas = min_replicas
+        self.replica_timeout_ms = max(1, int(replica_timeout * 1000))
         self.authenticator = authenticator
         self.prefix = prefix
         self.user_prefix = prefix + "user:"
@@ -131,12 +138,43 @@ class RedisStore(SelfBoundStore):
 
     def _run(self, script: Script, keys: list[str], args: list[object]) -> object:
         """EVALSHA, loading the script when the server does not know it (a restart, a
-        failover). redis-py's ``Script.__call__`` does the same with more work per call."""
+        failover). redis-py's ``Script.__call__`` does the same with more work per call.
+
+        With ``min_replicas``, WAIT follows in the same round trip."""
+        if self.min_replicas and not self._cluster:
+            return self._run_replicated(script, keys, args)
         try:
             return self.client.evalsha(script.sha, len(keys), *keys, *args)
         except NoScriptError:
             script.sha = self.client.script_load(script.script)
             return self.client.evalsha(script.sha, len(keys), *keys, *args)
+
+    def _run_replicated(self, script: Script, keys: list[str], args: list[object]) -> object:
+        for attempt in (1, 2):
+            pipe = self.client.pipeline(transaction=False)
+            pipe.evalsha(script.sha, len(keys), *keys, *args)
+            pipe.wait(self.min_replicas, self.replica_timeout_ms)
+            result, replicas = pipe.execute(raise_on_error=False)
+            if isinstance(result, NoScriptError) and attempt == 1:
+                script.sha = self.client.script_load(script.script)
+                continue
+            if isinstance(result, Exception):
+                raise result
+            if isinstance(replicas, Exception):
+                raise replicas
+            self._replicated(int(replicas))
+            return result
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _replicated(self, replicas: int) -> None:
+        if replicas < self.min_replicas:
+            raise StoreError(
+                self.name,
+                "replication",
+                f"the write reached {replicas} of {self.min_replicas} replicas within "
+                f"{self.replica_timeout_ms} ms (session.redis_min_replicas); it may be lost "
+                "if the master fails now",
+            )
 
     def check(self) -> None:
         try:
@@ -226,6 +264,11 @@ class RedisStore(SelfBoundStore):
         pipe.delete(*victims)
         pipe.srem(index, *victims)
         deleted, _ = self._call("delete_user", pipe.execute)
+        if self.min_replicas:
+            replicas = self._call(
+                "WAIT", self.client.wait, self.min_replicas, self.replica_timeout_ms
+            )
+            self._replicated(int(replicas))
         return int(deleted)
 
     def list_user(self, user_id: str, now: float) -> list[SessionRecord]:
@@ -284,6 +327,8 @@ def build(options: SessionOptions, registry: Registry) -> RedisStore:
         client,
         prefix=options.redis_prefix,
         max_lifetime=options.max_lifetime,
+        min_replicas=options.redis_min_replicas,
+        replica_timeout=options.redis_replica_timeout,
         authenticator=RecordAuthenticator(options.secret_bytes, "redis"),
         url_for_messages=_redact(options.redis_url),
     )
