@@ -14,7 +14,9 @@ from tests.servers import ThrowawayRedis, ThrowawayServer
 
 SERVICE = "sessions"
 DOWN_AFTER_MS = 1000
-FAILOVER_TIMEOUT_MS = 3000
+# Also how long Sentinel leaves a replica pointed elsewhere before it repoints it
+# ("+fix-slave-config"): longer than any cut-off a test makes.
+FAILOVER_TIMEOUT_MS = 10000
 
 
 class ReplicaRedis(ThrowawayRedis):
@@ -61,21 +63,29 @@ class ThrowawaySentinel(ThrowawayServer):
 
 
 class SentinelGroup:
-    """A master, one replica and a Sentinel; ``url`` is the app's ``session.redis_url``."""
+    """A master, replicas and a Sentinel; ``url`` is the app's ``session.redis_url``."""
 
-    def __init__(self) -> None:
+    def __init__(self, replicas: int = 1) -> None:
         self._stack = ExitStack()
         self.master = ThrowawayRedis()
-        self.replica: ReplicaRedis | None = None
+        self.replica_count = replicas
+        self.replicas: list[ReplicaRedis] = []
         self.sentinel: ThrowawaySentinel | None = None
+
+    @property
+    def replica(self) -> ReplicaRedis:
+        """The first replica: the one a test cuts off and expects promoted."""
+        return self.replicas[0]
 
     def __enter__(self) -> Self:
         try:
             self._stack.enter_context(self.master)
-            self.replica = self._stack.enter_context(ReplicaRedis(self.master.port))
-            self.wait_replica_in_sync()
+            for _ in range(self.replica_count):
+                replica = self._stack.enter_context(ReplicaRedis(self.master.port))
+                self.replicas.append(replica)
+                self.wait_in_sync(replica)
             self.sentinel = self._stack.enter_context(ThrowawaySentinel(self.master.port))
-            self.wait_sentinel_sees_replica()
+            self.wait_sentinel_sees_replicas()
         except BaseException:
             self._stack.close()
             raise
@@ -101,43 +111,38 @@ class SentinelGroup:
         _, port = self.sentinel_client().sentinel_get_master_addr_by_name(SERVICE)
         return int(port)
 
-    def wait_replica_in_sync(self, timeout: float = 20.0) -> None:
-        assert self.replica is not None
+    def wait_in_sync(self, replica: ThrowawayRedis, timeout: float = 20.0) -> None:
         _wait(
-            lambda: self.client(self.replica).info("replication").get("master_link_status") == "up",
+            lambda: self.client(replica).info("replication").get("master_link_status") == "up",
             timeout,
-            "the replica to sync with its master",
+            "a replica to sync with its master",
         )
 
-    def wait_sentinel_sees_replica(self, timeout: float = 20.0) -> None:
+    def wait_sentinel_sees_replicas(self, timeout: float = 20.0) -> None:
         _wait(
-            lambda: len(self.sentinel_client().sentinel_slaves(SERVICE)) == 1,
+            lambda: len(self.sentinel_client().sentinel_slaves(SERVICE)) == self.replica_count,
             timeout,
-            "Sentinel to discover the replica",
+            "Sentinel to discover the replicas",
         )
 
-    def wait_promoted(self, timeout: float = 30.0) -> float:
-        """Wait until Sentinel names the replica as master; return when (monotonic)."""
-        assert self.replica is not None
-        replica_port = self.replica.port
-        _wait(lambda: self.master_port() == replica_port, timeout, "Sentinel to promote")
+    def wait_promoted(self, timeout: float = 30.0) -> tuple[float, ThrowawayRedis]:
+        """Wait until Sentinel names a replica as master and it has taken the role;
+        return when (monotonic) and which."""
+        old_port = self.master.port
+        _wait(lambda: self.master_port() != old_port, timeout, "Sentinel to promote a replica")
+        promoted = next(r for r in self.replicas if r.port == self.master_port())
         _wait(
-            lambda: self.client(self.replica).info("replication").get("role") == "master",
+            lambda: self.client(promoted).info("replication").get("role") == "master",
             timeout,
             "the replica to take the master role",
         )
-        return time.monotonic()
+        return time.monotonic(), promoted
 
     def cut_replica_off(self) -> None:
-        """Point the replica at a port nobody listens on: it keeps its data and stops
-        receiving the master's writes (no kernel buffer carries them over later)."""
-        assert self.replica is not None
+        """Point the first replica at a port nobody listens on: it keeps its data and
+        misses the master's later writes (no kernel buffer carries them over later)."""
         nowhere = self.master.port + 1 if self.master.port < 65000 else 1
         self.client(self.replica).execute_command("REPLICAOF", "127.0.0.1", str(nowhere))
-
-    def reconnect_replica(self) -> None:
-        assert self.replica is not None
-        self.client(self.replica).execute_command("REPLICAOF", "127.0.0.1", str(self.master.port))
 
 
 def _wait(predicate, timeout: float, what: str) -> None:
