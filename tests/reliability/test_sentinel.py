@@ -69,7 +69,7 @@ class Shopper:
             self.server_errors.append(f"{response.status} {response.text[:200]}")
 
     def state(self) -> dict:
-        return self.client.get("/_r/cart").json
+        return self.client.get("/_r/shopper").json
 
 
 def shoppers_for(handle: AppHandle, count: int = SHOPPERS) -> list[Shopper]:
@@ -237,7 +237,7 @@ def served_again(handle: AppHandle, ended: list[Ended]) -> list[str]:
     for session in ended:
         client = TestApp(handle.router, extra_environ=LOOPBACK)
         client.set_cookie("session", session.cookie)
-        if client.get("/_r/cart").json["user"] is not None:
+        if client.get("/_r/shopper").json["user"] is not None:
             wrong.append(session.how)
     return wrong
 

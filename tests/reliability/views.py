@@ -23,6 +23,11 @@ def cart_add(request: Request) -> dict:
 
 
 def cart(request: Request) -> dict:
+    return {"cart": request.session.get("cart", []), "new": request.session.new}
+
+
+def shopper(request: Request) -> dict:
+    """The cart, and who is signed in (``/_t/login`` sets ``user``)."""
     session = request.session
     return {"cart": session.get("cart", []), "new": session.new, "user": session.get("user")}
 
@@ -91,6 +96,7 @@ def includeme(config: Configurator) -> None:
     for name, view in {
         "cart_add": cart_add,
         "cart": cart,
+        "shopper": shopper,
         "slow_write": slow_write,
         "slow_read": slow_read,
         "race_once": race_once,

@@ -82,3 +82,20 @@ def test_canonical_json_is_the_same_for_what_jsonb_prints():
     printed = '{"a": [1.0, 2, 0.0000001], "b": "é", "z": 10000000000000000}'
     assert canonical_data(written) == canonical_data(printed)
     assert json.loads(canonical_data(written))["b"] == "é"
+
+
+def test_times_round_like_a_datetime_made_from_them():
+    import random
+    from datetime import UTC, datetime
+
+    from myapp.sessions.stores.authenticator import _micros
+
+    epoch = datetime(1970, 1, 1, tzinfo=UTC)
+    rng = random.Random(7)
+    for _ in range(20_000):
+        moment = rng.uniform(1.6e9, 1.9e9)
+        as_datetime = datetime.fromtimestamp(moment, UTC)
+        delta = as_datetime - epoch
+        expected = (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+        assert _micros(moment) == expected
+        assert _micros(as_datetime.timestamp()) == expected  # read back from the database
