@@ -19,6 +19,8 @@ import logging
 import threading
 from typing import Any
 
+import redis
+
 log = logging.getLogger(__name__)
 
 
@@ -43,10 +45,21 @@ class MasterFence:
         self.pending_id: str | None = None
         self.epoch = 0
         self._cleared_epoch = 0
+        self._unfenceable = False
 
     def on_connect(self, connection: Any) -> None:
         """redis-py's connect hook (on the new connection, before its first command)."""
-        info = _text(_command(connection, "INFO", "replication")) or ""
+        try:
+            info = _text(_command(connection, "INFO", "replication")) or ""
+        except redis.ResponseError as exc:  # INFO not allowed to this user (an ACL)
+            if not self._unfenceable:
+                self._unfenceable = True
+                log.warning(
+                    "session cache (Redis): INFO is refused (%s), so a promoted stale "
+                    "replica cannot be detected; allow +info for this user",
+                    exc,
+                )
+            return
         fields = dict(line.split(":", 1) for line in info.splitlines() if ":" in line)
         if fields.get("role", "master").strip() != "master":
             return  # a replica answers reads only: nothing written here to compare

@@ -136,12 +136,14 @@ class RedisStore(SelfBoundStore):
         except REDIS_ERRORS as exc:
             raise StoreError(self.name, type(exc).__name__.lower(), f"{what}: {exc}") from exc
 
-    def _run(self, script: Script, keys: list[str], args: list[object]) -> object:
+    def _run(
+        self, script: Script, keys: list[str], args: list[object], *, replicated: bool = True
+    ) -> object:
         """EVALSHA, loading the script when the server does not know it (a restart, a
         failover). redis-py's ``Script.__call__`` does the same with more work per call.
 
         With ``min_replicas``, WAIT follows in the same round trip."""
-        if self.min_replicas and not self._cluster:
+        if replicated and self.min_replicas and not self._cluster:
             return self._run_replicated(script, keys, args)
         try:
             return self.client.evalsha(script.sha, len(keys), *keys, *args)
@@ -235,6 +237,7 @@ class RedisStore(SelfBoundStore):
             self._touch,
             [self._key(record.key)],
             [record.version, fields, _ms(expires - now)],
+            replicated=False,  # a lost touch only leaves the older expiry
         )
         # Changed since it was read (-1): a newer save moved its expiry already.
         return result != 0
