@@ -54,7 +54,7 @@ def test_stores_do_not_accept_each_others_authenticators():
     assert not RecordAuthenticator((NEW,), "redis").verify(sample(), mac)
 
 
-@pytest.mark.parametrize("mac", [None, "", "x" * 43, 42])
+@pytest.mark.parametrize("mac", [None, "", "x" * 64, "0" * 43, 42])
 def test_missing_or_malformed_authenticators_are_refused_and_logged(mac, caplog):
     auth = RecordAuthenticator((NEW,), "sql")
     with caplog.at_level(logging.WARNING):

@@ -11,7 +11,6 @@ missing or wrong is treated as absent by the store that read it, and said in the
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import hmac
 import json
@@ -24,8 +23,8 @@ from .base import SessionRecord
 
 log = logging.getLogger(__name__)
 
-#: Length of an authenticator (base64url of 32 bytes, unpadded).
-MAC_LENGTH = 43
+#: Length of an authenticator (hex of 32 bytes).
+MAC_LENGTH = 64
 NOTICE_INTERVAL = 60.0
 _head = json.JSONEncoder(separators=(",", ":")).encode
 
@@ -86,7 +85,7 @@ class RecordAuthenticator:
         mac.update(_head(head).encode("utf-8"))
         mac.update(b"\n")
         mac.update(data.encode("utf-8"))
-        return base64.urlsafe_b64encode(mac.digest()).rstrip(b"=").decode("ascii")
+        return mac.hexdigest()
 
     def sign(self, record: SessionRecord, version: int, data: str | None = None) -> str:
         """The authenticator of ``record`` stored at ``version`` (``data``: the form of
