@@ -10,9 +10,11 @@ import time
 
 import psycopg
 
+from bench.apps import SECRET
 from bench.probes import rss_bytes
 from myapp.sessions.database import get_engine
 from myapp.sessions.purge import purge_store
+from myapp.sessions.stores.authenticator import RecordAuthenticator
 from myapp.sessions.stores.base import SessionRecord
 from myapp.sessions.stores.memorystore import MemoryStore
 from myapp.sessions.stores.sqlstore import SqlStore
@@ -155,7 +157,7 @@ def run(*, quick: bool = False) -> dict:
         url = pg_url(dbname)
         migrate(url)
         engine = get_engine({"sqlalchemy.url": url})
-        store = SqlStore(engine)
+        store = SqlStore(engine, authenticator=RecordAuthenticator((SECRET.encode(),), "sql"))
         series, filled = [], 0
         for size in QUICK_SIZES if quick else SIZES:
             fill(dsn, filled, size, ttl=86_400)

@@ -3,11 +3,11 @@
 Nothing to do: a merge point, so ``alembic upgrade head`` has one head again.
 
 Revision ID: 0004_session_table
-Revises: 0003_signin_throttle, 0002_user_sessions_hot
+Revises: 0003_signin_throttle, 0003_user_sessions_mac
 """
 
 revision = "0004_session_table"
-down_revision = ("0003_signin_throttle", "0002_user_sessions_hot")
+down_revision = ("0003_signin_throttle", "0003_user_sessions_mac")
 branch_labels = None
 depends_on = None
 

@@ -306,7 +306,7 @@ class RequestSession(FailoverLoad):
         raise SessionConflict(str(exc)) from exc
 
     def _touch(self, txn: object, record: SessionRecord, now: float) -> None:
-        self._writer(txn).touch(record.key, now, self.factory.expiry(record.created, now), now)
+        self._writer(txn).touch(record, now, self.factory.expiry(record.created, now), now)
         self.factory.observer.session_touched(self.store.name)
 
     def _writer(self, txn: object) -> Writes:

@@ -194,6 +194,10 @@ class FailoverLoad:
         if not isinstance(exc, SessionStoreUnavailable):
             self.factory.observer.store_error(self.store.name, exc.kind)
             log.error("session store %r failed during commit: %s", self.store.name, exc)
+        if exc.kind == "replication":
+            # The store answers and reads go on; only this write missed its replicas
+            # (session.redis_min_replicas): refused, no breaker opened, no failover.
+            return SessionStoreUnavailable(self.store.name, exc.kind, str(exc))
         chain = self.factory.chain
         if exc.kind != "breaker_open":
             chain.failed(self.index, str(exc), timeout=exc.kind == "timeout")

@@ -38,9 +38,14 @@ class ISessionStore(Interface):
         (``gone`` telling "ended" from "changed") and nothing is written.
         """
 
-    def touch(key: str, last_active: float, expires: float, now: float) -> bool:
+    def touch(record, last_active: float, expires: float, now: float) -> bool:
         """Move a live session's expiry forward; False (nothing written) when it has
-        already ended, so a late touch never revives a session."""
+        already ended, so a late touch never revives a session.
+
+        ``record`` is the session as it was loaded: a store that authenticates its
+        records re-signs it with the new times, and writes only while the stored
+        version is still ``record.version`` (a newer save moved the expiry already:
+        nothing written, True)."""
 
     def delete(key: str) -> None:
         """Forget one session (no error when it is already gone)."""

@@ -19,7 +19,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB
 
 # The Alembic revision that gives user_sessions the shape this code needs.
-USER_SESSIONS_REVISION = "0002_user_sessions_hot"
+USER_SESSIONS_REVISION = "0003_user_sessions_mac"
 #: Where that migration lives, for an app's ``version_locations`` in its Alembic config.
 MIGRATIONS_LOCATION = "myapp.sessions:migrations"
 
@@ -73,6 +73,9 @@ user_sessions = Table(
         nullable=True,
         comment="end of the hour expires_at falls in (Unix seconds); what the purge indexes",
     ),
+    # HMAC of the row's fields under the session secrets (stores.authenticator); NULL in
+    # rows written before the column existed, which are never served.
+    Column("mac", String(64), nullable=True),
     Index("ix_user_sessions_expires_bucket", "expires_bucket"),
     Index("ix_user_sessions_user_id", "user_id"),
 )

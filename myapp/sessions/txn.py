@@ -74,8 +74,8 @@ class DeferredWrites:
 
         self._pending.append(run)
 
-    def touch(self, key: str, last_active: float, expires: float, now: float) -> None:
-        self._pending.append(lambda: self.store.touch(key, last_active, expires, now) and None)
+    def touch(self, record: SessionRecord, last_active: float, expires: float, now: float) -> None:
+        self._pending.append(lambda: self.store.touch(record, last_active, expires, now) and None)
 
     def delete(self, key: str, previous: SessionRecord | None) -> None:
         def run() -> Undo | None:

@@ -86,12 +86,14 @@ class Writes:
         except StaleSession as exc:
             self.owner.conflict(exc)
 
-    def touch(self, key: str, last_active: float, expires: float, now: float) -> None:
+    def touch(self, record: SessionRecord, last_active: float, expires: float, now: float) -> None:
         if self.deferred is not None:
-            self.deferred.touch(key, last_active, expires, now)
+            self.deferred.touch(record, last_active, expires, now)
             return
         store = self.direct
-        self.timed(self.owner.store, "touch", lambda: store.touch(key, last_active, expires, now))
+        self.timed(
+            self.owner.store, "touch", lambda: store.touch(record, last_active, expires, now)
+        )
 
     def delete(self, key: str, previous: SessionRecord | None) -> None:
         if self.deferred is not None:

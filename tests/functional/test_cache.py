@@ -143,7 +143,7 @@ def test_touching_a_session_the_database_ended_does_not_extend_it_in_the_cache(a
     store.save(record, None)
     assert store.load(record.key, now) is not None  # cached, for its last 5 seconds
     store.primary.delete(record.key)  # ended in the database behind the cache's back
-    assert store.touch(record.key, now, now + 900, now) is False
+    assert store.touch(record, now, now + 900, now) is False
     assert not isinstance(cached(app, record.key), SessionRecord)
     # Past its real end and before the end the touch asked for: ended.
     assert store.load(record.key, now + 10) is None
@@ -222,3 +222,40 @@ def test_binding_follows_the_request_not_its_environ(app):
     assert app.store.bind(first) is app.store.bind(first)
     assert app.store.bind(retried) is not app.store.bind(first)
     assert app.store.bind(retried).request is retried
+
+
+def test_entries_of_another_master_are_dropped_before_the_cache_is_read(app):
+    """A promoted stale replica: entries older than the database, the key naming the
+    master they came from. A new connection sees another server: entries go,
+    tombstones stay, and the database answers until they are gone."""
+    from webtest import TestApp
+
+    from myapp.sessions.stores.redisstore.record import encode
+    from tests.conftest import LOOPBACK
+
+    app.app.get("/_t/write?value=a")
+    key = key_of(app)
+    older = app.store.primary.load(key, time.time())
+    app.app.get("/_t/write?value=b")
+    ended = TestApp(app.router, extra_environ=LOOPBACK)
+    ended.get("/_t/write?value=gone")
+    ended_key = storage_key(ended.cookies["session"].split(".", 1)[0])
+    ended.get("/_t/invalidate")
+
+    cache = app.store.cache
+    cache.client.set(cache.prefix + key, encode(older, older.version, cache.authenticator))
+    cache.client.set(cache.fence.master_key, "0" * 40)
+    cache.client.connection_pool.disconnect()  # the next command connects anew
+
+    assert app.app.get("/_t/read").json["value"] == "b"
+    assert cache.client.get(cache.prefix + ended_key) == TOMBSTONE
+    server_id = cache.client.info("replication")["master_replid"]
+    assert cache.client.get(cache.fence.master_key).decode() == server_id
+    assert not cache.fence.fenced
+    # The next requests, of this client and another, are served from the cache again.
+    app.app.get("/_t/write?value=c")
+    assert app.app.get("/_t/read").json["value"] == "c"
+    assert '"c"' in cached(app, key).data
+    other = TestApp(app.router, extra_environ=LOOPBACK)
+    other.get("/_t/write?value=o")
+    assert other.get("/_t/read").json["value"] == "o"

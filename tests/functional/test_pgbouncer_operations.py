@@ -15,6 +15,7 @@ from myapp.sessions.purge import PURGE_LOCK_ID, Purger, get_purge_thread
 from myapp.sessions.stores.sqlstore import SqlStore
 from tests.support.databases import advisory_locks, migrated_database
 from tests.support.ops import add_session, purge_while_another_purges, run, write_ini
+from tests.support.records import authenticator
 from tests.support.site import new_user
 
 pytestmark = [pytest.mark.postgres, pytest.mark.pgbouncer]
@@ -43,7 +44,7 @@ def engine(bouncer_url: str) -> Iterator[sa.Engine]:
 
 @pytest.fixture
 def store(engine: sa.Engine) -> Iterator[SqlStore]:
-    store = SqlStore(engine, transaction_pooling=True)
+    store = SqlStore(engine, authenticator=authenticator("sql"), transaction_pooling=True)
     yield store
     store.close()
 

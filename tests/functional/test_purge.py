@@ -14,6 +14,7 @@ from myapp.sessions.purge import PURGE_LOCK_ID, Purger, get_purge_thread
 from myapp.sessions.stores.sqlstore import SqlStore
 from tests.support.databases import emptied_engine, migrated_database
 from tests.support.ops import add_session, purge_while_another_purges
+from tests.support.records import authenticator
 
 pytestmark = pytest.mark.postgres
 
@@ -46,7 +47,7 @@ def engine(purge_url: str) -> Iterator[sa.Engine]:
 
 @pytest.fixture
 def store(engine: sa.Engine) -> Iterator[SqlStore]:
-    store = SqlStore(engine)
+    store = SqlStore(engine, authenticator=authenticator("sql"))
     yield store
     store.close()  # its own autocommit pool too
 

@@ -27,6 +27,7 @@ from tests.support.databases import (
     pg_url,
 )
 from tests.support.ops import BIN, add_session, run, write_ini
+from tests.support.records import authenticator
 from tests.support.site import CHEAP_HASHER, new_user, sign_in, signed_in_as
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis]
@@ -47,7 +48,7 @@ def engine(ops_url: str) -> Iterator[sa.Engine]:
 
 @pytest.fixture
 def sql_store(engine: sa.Engine) -> Iterator[SqlStore]:
-    store = SqlStore(engine)
+    store = SqlStore(engine, authenticator=authenticator("sql"))
     yield store
     store.close()  # its own autocommit pool too
 
@@ -55,7 +56,12 @@ def sql_store(engine: sa.Engine) -> Iterator[SqlStore]:
 @pytest.fixture
 def redis_store(redis_prefix: str) -> Iterator[RedisStore]:
     prefix = f"{redis_prefix}ops:"
-    store = RedisStore(make_client(REDIS_URL, 1.0), prefix=prefix, max_lifetime=86_400)
+    store = RedisStore(
+        make_client(REDIS_URL, 1.0),
+        prefix=prefix,
+        max_lifetime=86_400,
+        authenticator=authenticator("redis"),
+    )
     yield store
     for key in store.client.scan_iter(match=prefix + "*"):
         store.client.delete(key)
@@ -219,6 +225,24 @@ class TestStatsAndEndUser:
         health = result.stdout.split("user_sessions table", 1)[1].split("\n\n", 1)[0]
         assert "heap-only updates" in health and "dead" in health and "indexes" in health
         assert "verdict" in health
+
+    def test_stats_on_redis_counts_sessions_not_cache_or_throttle_keys(
+        self, tmp_path, ops_url, redis_store
+    ):
+        first = add_session(redis_store, user_id="stats-user")
+        add_session(redis_store)
+        client, prefix = redis_store.client, redis_store.prefix
+        # Keys that share the prefix and are not sessions: a read-cache entry and its
+        # tombstone, sign-in throttle counters, the user index add_session made.
+        client.set(f"{prefix}cache:{first}", "entry", ex=60)
+        client.set(f"{prefix}cache:{'b' * 64}", "T", ex=60)
+        client.set(f"{prefix}throttle:{{account:{'c' * 64}}}:n", 3, ex=60)
+        client.set(f"{prefix}throttle:{{address:{'d' * 64}}}:b", 1, ex=60)
+        ini = write_ini(tmp_path, ops_url, redis_prefix=prefix, backends="redis memory")
+        result = run("myapp-sessions", "stats", ini)
+        assert result.returncode == 0, result.stdout + result.stderr
+        redis_line = next(line for line in result.stdout.splitlines() if line.startswith("redis"))
+        assert redis_line.split()[:3] == ["redis", "2", "0"]
 
     def test_end_user_ends_their_sessions_on_every_shared_store(
         self, ini, engine, sql_store, redis_store

@@ -23,6 +23,7 @@ from myapp.sessions.stores.memorystore import MemoryStore
 from myapp.sessions.stores.redisstore import RedisStore, make_client
 from myapp.sessions.stores.sqlstore import SqlStore
 from myapp.sessions.table import EXPIRY_BUCKET_SECONDS
+from tests.support.records import authenticator
 
 STORES = (
     pytest.param("sql-postgres", marks=pytest.mark.postgres),
@@ -53,7 +54,7 @@ def in_request_transaction(parent: SqlStore):
 def store(request, postgres_url, sqlite_url, redis_prefix):
     kind = request.param
     if kind == "sql-request":
-        parent = SqlStore(sa.create_engine(postgres_url))
+        parent = SqlStore(sa.create_engine(postgres_url), authenticator=authenticator("sql"))
         bound, manager = in_request_transaction(parent)
         verifyObject(IRequestBoundStore, bound)
         yield bound
@@ -61,20 +62,27 @@ def store(request, postgres_url, sqlite_url, redis_prefix):
         parent.close()
         return
     if kind == "sql-cached":
-        cache = RedisCache(make_client("redis://127.0.0.1:6379/0", 1.0), prefix=redis_prefix + "c:")
-        built = CachedStore(SqlStore(sa.create_engine(postgres_url)), cache)
+        cache = RedisCache(
+            make_client("redis://127.0.0.1:6379/0", 1.0),
+            prefix=redis_prefix + "c:",
+            authenticator=authenticator("cache"),
+        )
+        built = CachedStore(
+            SqlStore(sa.create_engine(postgres_url), authenticator=authenticator("sql")), cache
+        )
     elif kind == "sql-pgbouncer":
         url = request.getfixturevalue("pgbouncer_url")
         engine = get_engine({"sqlalchemy.url": url, "db.pgbouncer": "transaction"})
-        built = SqlStore(engine, transaction_pooling=True)
+        built = SqlStore(engine, authenticator=authenticator("sql"), transaction_pooling=True)
     elif kind.startswith("sql"):
         engine = sa.create_engine(postgres_url if kind == "sql-postgres" else sqlite_url)
-        built = SqlStore(engine)
+        built = SqlStore(engine, authenticator=authenticator("sql"))
     elif kind == "redis":
         built = RedisStore(
             make_client("redis://127.0.0.1:6379/0", 1.0),
             prefix=redis_prefix + "contract:",
             max_lifetime=3600,
+            authenticator=authenticator("redis"),
         )
     else:
         built = MemoryStore(max_entries=1000)
@@ -106,7 +114,7 @@ def test_check_passes_on_a_ready_store(store):
 
 def test_check_fails_when_the_store_cannot_serve(postgres_url):
     engine = sa.create_engine(sa.make_url(postgres_url).set(database="no_such_database"))
-    store = SqlStore(engine)
+    store = SqlStore(engine, authenticator=authenticator("sql"))
     with pytest.raises(StoreNotReady):
         store.check()
     store.close()
@@ -169,19 +177,32 @@ def test_late_touch_does_not_revive_an_expired_session(store):
     store.save(saved, None)
     time.sleep(0.4)
     later = time.time()
-    assert store.touch(saved.key, later, later + 600, later) is False
+    assert store.touch(saved, later, later + 600, later) is False
     assert store.load(saved.key, later) is None
 
 
 def test_touch_moves_the_expiry_of_a_live_session(store):
     now = time.time()
     saved = record(now, ttl=60)
-    store.save(saved, None)
-    assert store.touch(saved.key, now + 1, now + 900, now + 1) is True
+    saved = saved.with_changes(version=store.save(saved, None))
+    assert store.touch(saved, now + 1, now + 900, now + 1) is True
     loaded = store.load(saved.key, now + 2)
     assert abs(loaded.expires - (now + 900)) < 0.01
     assert loaded.version == 1  # a touch is not a data change
     assert loaded.data.replace(" ", "") == saved.data
+
+
+def test_touch_after_a_newer_save_writes_nothing_and_keeps_it_live(store):
+    now = time.time()
+    saved = record(now, ttl=60)
+    saved = saved.with_changes(version=store.save(saved, None))
+    newer = saved.with_changes(data='{"b":2}', last_active=now + 1, expires=now + 120)
+    store.save(newer, 1)
+    # A touch of the version read before: the newer save already moved the expiry.
+    assert store.touch(saved, now + 2, now + 900, now + 2) is True
+    loaded = store.load(saved.key, now + 3)
+    assert loaded.version == 2
+    assert json.loads(loaded.data) == {"b": 2}
 
 
 def test_delete_is_idempotent(store):
@@ -244,3 +265,22 @@ def test_top_users_counts_live_sessions_most_first(store):
     store.save(record(now - 100, ttl=1, user=quiet).with_changes(last_active=now - 2), None)
     top = [pair for pair in store.top_users(time.time(), 100_000) if pair[0] in (busy, quiet)]
     assert top == [(busy, 3), (quiet, 1)]
+
+
+def test_a_record_reads_back_whatever_the_store_does_to_its_json(store):
+    """PostgreSQL's jsonb reorders keys and rewrites numbers (1e+16 as 10000000000000000):
+    the record's authenticator must still hold when it is read back."""
+    data = (
+        '{"z":1e+16,"a":[1.0,2,1e-07,-12345678901234567890],"\\u00e9":"caf\\u00e9 \\ud83c\\udf75"}'
+    )
+    user = secrets.token_hex(8)
+    saved = record(data=data, user=user)
+    version = store.save(saved, None)
+    loaded = store.load(saved.key, time.time())
+    assert loaded is not None
+    assert json.loads(loaded.data) == json.loads(data)
+    touched = loaded.with_changes(version=version)
+    later = time.time()
+    assert store.touch(touched, later, later + 600, later) is True
+    assert store.load(saved.key, later) is not None
+    assert [r.key for r in store.list_user(user, later)] == [saved.key]

@@ -18,6 +18,7 @@ from webtest import TestApp
 
 from myapp.sessions.stores.base import SessionRecord, StaleSession
 from myapp.sessions.stores.redisstore import RedisStore, make_client
+from tests.support.records import authenticator
 from tests.support.rediscluster import ThrowawayRedisCluster, redis_binaries_missing
 
 pytestmark = [
@@ -40,7 +41,12 @@ def cluster() -> Iterator[ThrowawayRedisCluster]:
 def store(cluster: ThrowawayRedisCluster, redis_prefix: str) -> Iterator[RedisStore]:
     client = make_client(cluster.url, 1.0)
     assert isinstance(client, RedisCluster)
-    built = RedisStore(client, prefix=redis_prefix + "cluster:", max_lifetime=3600)
+    built = RedisStore(
+        client,
+        prefix=redis_prefix + "cluster:",
+        max_lifetime=3600,
+        authenticator=authenticator("redis"),
+    )
     yield built
     built.close()
 
@@ -108,7 +114,7 @@ def test_the_scripted_save_is_conditional_on_the_version(store):
     with pytest.raises(StaleSession) as info:
         store.save(record_like(saved, '{"n":4}'), 2)
     assert info.value.gone is True
-    assert store.touch(saved.key, time.time(), time.time() + 60, time.time()) is False
+    assert store.touch(saved, time.time(), time.time() + 60, time.time()) is False
 
 
 def record_like(saved: SessionRecord, data: str) -> SessionRecord:

@@ -10,7 +10,7 @@ from pyramid.request import Request
 from sqlalchemy import text
 from zope.sqlalchemy import mark_changed
 
-from myapp.sessions import get_chain
+from myapp.sessions import ending, get_chain
 from myapp.sessions.codec import storage_key
 
 
@@ -24,6 +24,12 @@ def cart_add(request: Request) -> dict:
 
 def cart(request: Request) -> dict:
     return {"cart": request.session.get("cart", []), "new": request.session.new}
+
+
+def shopper(request: Request) -> dict:
+    """The cart, and who is signed in (``/_t/login`` sets ``user``)."""
+    session = request.session
+    return {"cart": session.get("cart", []), "new": session.new, "user": session.get("user")}
 
 
 def slow_write(request: Request) -> dict:
@@ -73,14 +79,30 @@ def lose_session_connection(request: Request) -> dict:
     return {"value": value}
 
 
+def sign_out(request: Request) -> dict:
+    """The site's sign-out: the session ends in every store and the read cache."""
+    ending.sign_out(request)
+    return {"signed_out": True}
+
+
+def end_others(request: Request) -> dict:
+    """ "Your sessions" → end every other session of this user."""
+    user_id = request.session.user_id
+    reach = ending.end_user_everywhere(request, user_id, except_key=request.session_key)
+    return {"ended": reach.ended, "missed": reach.missed}
+
+
 def includeme(config: Configurator) -> None:
     for name, view in {
         "cart_add": cart_add,
         "cart": cart,
+        "shopper": shopper,
         "slow_write": slow_write,
         "slow_read": slow_read,
         "race_once": race_once,
         "lose_session_connection": lose_session_connection,
+        "sign_out": sign_out,
+        "end_others": end_others,
     }.items():
         config.add_route(f"r.{name}", f"/_r/{name}")
         config.add_view(view, route_name=f"r.{name}", renderer="json")

@@ -6,13 +6,19 @@ import pytest
 import redis
 from redis.exceptions import RedisClusterException
 
+from myapp.sessions.stores.authenticator import RecordAuthenticator
 from myapp.sessions.stores.base import StoreError
 from myapp.sessions.stores.redisstore import RedisStore
 
 
 def store() -> RedisStore:
     # from_url does not connect: no server is needed to build the store.
-    return RedisStore(redis.Redis.from_url("redis://127.0.0.1:1/0"), prefix="t:", max_lifetime=60)
+    return RedisStore(
+        redis.Redis.from_url("redis://127.0.0.1:1/0"),
+        prefix="t:",
+        max_lifetime=60,
+        authenticator=RecordAuthenticator((b"unit-test-secret-0123456789abcdefghij",), "redis"),
+    )
 
 
 @pytest.mark.parametrize(

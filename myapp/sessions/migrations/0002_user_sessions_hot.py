@@ -12,10 +12,11 @@ Revises: 0001_user_sessions
 """
 
 import logging
-import time
 
 import sqlalchemy as sa
 from alembic import op
+
+from myapp.sessions.onlineddl import add_column_without_queueing
 
 revision = "0002_user_sessions_hot"
 down_revision = "0001_user_sessions"
@@ -41,10 +42,6 @@ AUTOVACUUM = (
 )
 STORAGE = ", ".join([f"fillfactor = {FILLFACTOR}", *(f"{name} = 0.02" for name in AUTOVACUUM)])
 BATCH_ROWS = 10_000
-# The one step that takes ACCESS EXCLUSIVE (adding the column, a catalog change) gives
-# up after this wait instead of queueing every request behind a long transaction.
-LOCK_TIMEOUT = "2s"
-LOCK_TRIES = 30
 
 # The end of the hour (BUCKET_SECONDS) in which each row expires, in Unix seconds.
 PG_FILL = (
@@ -81,24 +78,9 @@ def _index_state(name: str) -> str | None:
 
 
 def _add_column_postgres() -> None:
-    import psycopg
-
-    # On the driver's own connection (in autocommit here): a statement that gives up
-    # waiting leaves nothing to roll back, and the migration's connection goes on.
-    raw = op.get_bind().connection.dbapi_connection
-    assert raw is not None
-    for attempt in range(1, LOCK_TRIES + 1):
-        raw.execute(f"SET lock_timeout = '{LOCK_TIMEOUT}'")
-        try:
-            raw.execute("ALTER TABLE user_sessions ADD COLUMN IF NOT EXISTS expires_bucket bigint")
-            return
-        except psycopg.errors.LockNotAvailable:
-            if attempt == LOCK_TRIES:
-                raise
-            log.info("user_sessions is busy (lock wait over %s); trying again", LOCK_TIMEOUT)
-            time.sleep(0.5)
-        finally:
-            raw.execute("RESET lock_timeout")
+    add_column_without_queueing(
+        "ALTER TABLE user_sessions ADD COLUMN IF NOT EXISTS expires_bucket bigint"
+    )
 
 
 def _backfill_postgres() -> None:

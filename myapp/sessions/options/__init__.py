@@ -41,6 +41,9 @@ class SessionOptions:
     secrets: tuple[str, ...] = ()
     redis_url: str = "redis://127.0.0.1:6379/0"
     redis_prefix: str = "myapp:session:"
+    # Writes of the Redis store wait (WAIT) for this many replicas to have them; 0: none.
+    redis_min_replicas: int = 0
+    redis_replica_timeout: float = 0.5
     cookie_name: str = "session"
     cookie_secure: bool = False
     cookie_samesite: str = "Lax"
@@ -91,6 +94,12 @@ class SessionOptions:
             secrets=session_secrets(reader, environ) if signs_cookies else (),
             redis_url=reader.text("session.redis_url", cls.redis_url),
             redis_prefix=reader.text("session.redis_prefix", cls.redis_prefix),
+            redis_min_replicas=reader.integer(
+                "session.redis_min_replicas", cls.redis_min_replicas, minimum=0
+            ),
+            redis_replica_timeout=reader.number(
+                "session.redis_replica_timeout", cls.redis_replica_timeout, minimum=0.01
+            ),
             cookie_name=reader.cookie_name("session.cookie_name", cls.cookie_name),
             cookie_secure=reader.boolean("session.cookie_secure", cls.cookie_secure),
             cookie_samesite=reader.choice(
@@ -186,6 +195,12 @@ def _check_consistency(options: SessionOptions) -> None:
         raise ConfigurationError(
             f"session.timeout ({options.timeout}) must not exceed "
             f"session.max_lifetime ({options.max_lifetime})"
+        )
+    if options.redis_min_replicas and options.redis_replica_timeout >= options.store_timeout:
+        raise ConfigurationError(
+            f"session.redis_replica_timeout ({options.redis_replica_timeout:g}) must be "
+            f"shorter than session.store_timeout ({options.store_timeout:g}): a write waits "
+            "for its replicas within the store's deadline"
         )
     if options.cookie_samesite == "None" and not options.cookie_secure:
         raise ConfigurationError(

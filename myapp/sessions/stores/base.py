@@ -80,8 +80,9 @@ class SessionStore(abc.ABC):
         """
 
     @abc.abstractmethod
-    def touch(self, key: str, last_active: float, expires: float, now: float) -> bool:
-        """Move a live session's expiry forward; False when it has already ended."""
+    def touch(self, record: SessionRecord, last_active: float, expires: float, now: float) -> bool:
+        """Move a live session's expiry forward (``record``: as it was loaded); False
+        when it has already ended."""
 
     @abc.abstractmethod
     def delete(self, key: str) -> None:

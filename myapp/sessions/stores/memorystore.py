@@ -87,7 +87,8 @@ class MemoryStore(SelfBoundStore):
                 self.evictions += 1
             return version
 
-    def touch(self, key: str, last_active: float, expires: float, now: float) -> bool:
+    def touch(self, record: SessionRecord, last_active: float, expires: float, now: float) -> bool:
+        key = record.key
         with self._lock:
             current = self._live(key, now)
             if current is None:

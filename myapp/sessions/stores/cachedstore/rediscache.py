@@ -12,13 +12,16 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import time
 
 import redis
 
 from ...breaker import Breaker
 from ...options import SessionOptions
+from ..authenticator import RecordAuthenticator
 from ..base import SessionRecord
 from ..redisstore.record import decode, encode
+from .fence import MasterFence
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +63,21 @@ return 1
 """
 
 
+# KEYS: keys found by a scan. Deletes those holding a record entry; tombstones and
+# moved markers stay (a stale one only costs a database read).
+_DROP_ENTRIES = """
+local dropped = 0
+for _, key in ipairs(KEYS) do
+  local current = redis.call('GET', key)
+  if current and string.sub(current, 1, 1) == '[' then
+    redis.call('DEL', key)
+    dropped = dropped + 1
+  end
+end
+return dropped
+"""
+
+
 def moved_version(cached: object) -> int | None:
     """The version a moved marker records, or None when ``cached`` is not one."""
     if isinstance(cached, bytes) and cached.startswith(MOVED):
@@ -80,12 +98,17 @@ class RedisCache:
         client: redis.Redis,
         *,
         prefix: str,
+        authenticator: RecordAuthenticator,
+        fence: MasterFence | None = None,
         ttl: int = TTL_SECONDS,
         cooldown: float = SessionOptions.breaker_cooldown,
         max_cooldown: float = SessionOptions.recheck_interval,
     ) -> None:
         self.client = client
         self.prefix = prefix
+        self.authenticator = authenticator
+        self.fence = fence
+        self._drop_entries = client.register_script(_DROP_ENTRIES)
         self.ttl = ttl
         self._put = client.register_script(_PUT)
         self._mark_moved = client.register_script(_MARK_MOVED)
@@ -105,6 +128,8 @@ class RedisCache:
     def _usable(self) -> bool:
         if self.breaker.open:
             return False
+        if self.fence is not None and self.fence.fenced:
+            return self._clear_fence()
         if self._pending or self._flush_all:
             return self._catch_up()  # a write was skipped while the probe recovered
         return True
@@ -143,6 +168,41 @@ class RedisCache:
             self.breaker.failure(cause, at_once=True)
         return cause is None
 
+    def _clear_fence(self) -> bool:
+        """Drop the entries of another master, then record this one: the cache is read
+        again. Meanwhile (another thread at it, or a failure) it is skipped."""
+        fence = self.fence
+        assert fence is not None
+        if not self._catching_up.acquire(blocking=False):
+            return False
+        try:
+            epoch, server_id = fence.epoch, fence.pending_id
+            started = time.monotonic()
+            dropped = 0
+            batch: list[bytes] = []
+            for found in self.client.scan_iter(match=self.prefix + "*", count=1000):
+                batch.append(found)
+                if len(batch) == 500:
+                    dropped += int(self._drop_entries(keys=batch))
+                    batch = []
+            if batch:
+                dropped += int(self._drop_entries(keys=batch))
+            if server_id:
+                self.client.set(fence.master_key, server_id)
+        except redis.RedisError as exc:
+            self._failed("dropping the entries of another master", exc)
+            return False
+        finally:
+            self._catching_up.release()
+        fence.cleared(epoch)
+        log.warning(
+            "session cache (Redis): %d entries of the previous master dropped in %.3f s; "
+            "serving from the cache again",
+            dropped,
+            time.monotonic() - started,
+        )
+        return True
+
     def _invalidate_pending(self) -> str | None:
         """Tombstone the keys written while Redis was away (all keys if too many)."""
         with self._lock:
@@ -170,15 +230,20 @@ class RedisCache:
         """The cached record, TOMBSTONE, a moved marker, or None (miss or cache unavailable)."""
         if not self._usable():
             return None
+        epoch = self.fence.epoch if self.fence is not None else 0
         try:
             raw = self.client.get(self.prefix + key)
         except redis.RedisError as exc:
             self._failed("a read", exc)
             return None
+        if self.fence is not None and self.fence.epoch != epoch:
+            return None  # read on a new connection to another master: not trusted yet
         if raw is None or raw == TOMBSTONE or raw.startswith(MOVED):
             return raw
         try:
-            return decode(key, raw)
+            # An entry whose authenticator fails is a miss (said in the log): the
+            # database is read, and its row overwrites the entry.
+            return decode(key, raw, self.authenticator)
         except (ValueError, UnicodeDecodeError):
             log.warning("a session cache entry could not be decoded; reading the database")
             return None
@@ -193,7 +258,12 @@ class RedisCache:
         try:
             self._put(
                 keys=[self.prefix + record.key],
-                args=[encode(record, version), version, json.dumps(record.expires), ttl_ms],
+                args=[
+                    encode(record, version, self.authenticator),
+                    version,
+                    json.dumps(record.expires),
+                    ttl_ms,
+                ],
             )
         except redis.RedisError as exc:
             self._failed("a write", exc, (record.key,))

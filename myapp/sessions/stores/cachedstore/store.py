@@ -40,6 +40,7 @@ from ...exceptions import StaleSession
 from ...interfaces import IRequestBoundStore
 from ...options import SessionOptions
 from ..base import SessionRecord, SessionStore
+from ..sqlstore.operations import SqlOperations
 from .rediscache import TOMBSTONE, RedisCache, moved_version
 
 if TYPE_CHECKING:
@@ -147,8 +148,9 @@ class CachedStore(SessionStore):
                 "newer copy here); once the database is back it serves its older copy"
             )
 
-    def touch(self, key: str, last_active: float, expires: float, now: float) -> bool:
-        touched = self._primary().touch(key, last_active, expires, now)
+    def touch(self, record: SessionRecord, last_active: float, expires: float, now: float) -> bool:
+        key = record.key
+        touched = self._primary().touch(record, last_active, expires, now)
         if not touched:
             # The database has ended it: the cache must not keep (let alone extend) it.
             self.cache.tombstone([key])
@@ -168,8 +170,8 @@ class CachedStore(SessionStore):
         self._after_commit(lambda: self.cache.tombstone([key]))
 
     def delete_user(self, user_id: str, *, except_key: str | None = None) -> int:
-        # Every session of the user, expired ones too (0.0): their entries may be cached.
-        keys = [r.key for r in self._primary().list_user(user_id, 0.0) if r.key != except_key]
+        # Every session of the user, expired ones too: their entries may be cached.
+        keys = [key for key in self._primary().session_keys_of(user_id) if key != except_key]
         self.cache.tombstone(keys)
         deleted = self._primary().delete_user(user_id, except_key=except_key)
         self._after_commit(lambda: self.cache.tombstone(keys))
@@ -195,7 +197,7 @@ class CachedStore(SessionStore):
         self.primary.close()
         self.cache.close()
 
-    def _primary(self) -> SessionStore:
+    def _primary(self) -> SqlOperations:
         return self.primary
 
 
@@ -226,7 +228,7 @@ class BoundCachedStore(CachedStore):
     def abandon(self) -> None:
         self._bound_primary.abandon()
 
-    def _primary(self) -> SessionStore:
+    def _primary(self) -> SqlOperations:
         return self._bound_primary
 
     def _after_commit(self, fn: Callable[[], None]) -> None:
@@ -235,12 +237,18 @@ class BoundCachedStore(CachedStore):
 
 def wrap(primary: SqlStore, options: SessionOptions) -> CachedStore:
     """``primary`` behind a Redis cache at ``session.redis_url`` (``<prefix>cache:`` keys)."""
+    from ..authenticator import RecordAuthenticator
     from ..redisstore import make_client
+    from .fence import MasterFence
 
-    client = make_client(options.redis_url, options.store_timeout)
+    prefix = options.redis_prefix + "cache:"
+    fence = MasterFence(prefix + "master")
+    client = make_client(options.redis_url, options.store_timeout, on_connect=fence.on_connect)
     cache = RedisCache(
         client,
-        prefix=options.redis_prefix + "cache:",
+        prefix=prefix,
+        fence=fence,
+        authenticator=RecordAuthenticator(options.secret_bytes, "cache"),
         cooldown=options.breaker_cooldown,
         max_cooldown=max(options.breaker_cooldown, options.recheck_interval),
     )

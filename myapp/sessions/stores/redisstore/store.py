@@ -6,19 +6,21 @@ A value is one encoded record (``record``). Writes that must be conditional
 
 from __future__ import annotations
 
-import json
 import math
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import redis
 from redis.cluster import RedisCluster
-from redis.exceptions import RedisClusterException
+from redis.commands.core import Script
+from redis.exceptions import NoScriptError, RedisClusterException
 
 from ...exceptions import StaleSession, StoreError, StoreNotReady
 from ...redact import redact
+from ..authenticator import RecordAuthenticator
 from ..base import SelfBoundStore, SessionRecord
 from . import urls
-from .record import decode, encode, user_id_of
+from .record import decode, encode, expires_of, times_and_mac, user_id_of
 
 if TYPE_CHECKING:
     from pyramid.registry import Registry
@@ -48,12 +50,15 @@ end
 return 1
 """
 
-# KEYS: session key. ARGV: "last_active,expires", ttl ms. Returns 1 or 0.
+# KEYS: session key. ARGV: version, 'last_active,expires,"mac"', ttl ms. Returns 1
+# touched, 0 gone, -1 changed since it was read (a touch re-signs the record: it may
+# only land on the version it was signed for).
 _TOUCH = """
 local current = redis.call('GET', KEYS[1])
 if not current then return 0 end
-local version, rest = string.match(current, '^%[(%d+),[^,]*,[^,]*(,.*)$')
-redis.call('SET', KEYS[1], '[' .. version .. ',' .. ARGV[1] .. rest, 'PX', ARGV[2])
+local version, rest = string.match(current, '^%[(%d+),[^,]*,[^,]*,[^,]*(,.*)$')
+if version ~= ARGV[1] then return -1 end
+redis.call('SET', KEYS[1], '[' .. version .. ',' .. ARGV[2] .. rest, 'PX', ARGV[3])
 return 1
 """
 
@@ -64,19 +69,22 @@ if not current then return 0 end
 local newline = string.find(current, '\\n', 1, true)
 local header = cjson.decode(string.sub(current, 1, newline - 1))
 redis.call('DEL', KEYS[1])
-if type(header[5]) == 'string' then
-  redis.call('SREM', ARGV[1] .. header[5], KEYS[1])
+if type(header[6]) == 'string' then
+  redis.call('SREM', ARGV[1] .. header[6], KEYS[1])
 end
 return 1
 """
 
 
-def make_client(url: str, timeout: float) -> redis.Redis:
+def make_client(
+    url: str, timeout: float, on_connect: Callable[[Any], None] | None = None
+) -> redis.Redis:
     """A client that fails within ``timeout`` instead of retrying with back-off.
 
-    ``url`` may also name a Sentinel service or a Cluster (see ``urls``).
+    ``url`` may also name a Sentinel service or a Cluster (see ``urls``);
+    ``on_connect(connection)`` runs on each new connection before its first command.
     """
-    return urls.make_client(url, timeout)
+    return urls.make_client(url, timeout, on_connect)
 
 
 def _ms(seconds: float) -> int:
@@ -88,9 +96,23 @@ class RedisStore(SelfBoundStore):
     shared = True
 
     def __init__(
-        self, client: redis.Redis, *, prefix: str, max_lifetime: int, url_for_messages: str = ""
+        self,
+        client: redis.Redis,
+        *,
+        prefix: str,
+        max_lifetime: int,
+        authenticator: RecordAuthenticator,
+        min_replicas: int = 0,
+        replica_timeout: float = 0.5,
+        url_for_messages: str = "",
     ) -> None:
         self.client = client
+        # Writes wait (WAIT, in the same round trip) until this many replicas have them:
+        # a replica promoted after a failover then holds every confirmed write and every
+        # ended session. A write that misses its replicas is a store failure (503).
+        self.min_replicas = min_replicas
+        self.replica_timeout_ms = max(1, int(replica_timeout * 1000))
+        self.authenticator = authenticator
         self.prefix = prefix
         self.user_prefix = prefix + "user:"
         self.max_lifetime = max_lifetime
@@ -115,6 +137,48 @@ class RedisStore(SelfBoundStore):
         except REDIS_ERRORS as exc:
             raise StoreError(self.name, type(exc).__name__.lower(), f"{what}: {exc}") from exc
 
+    def _run(
+        self, script: Script, keys: list[str], args: list[object], *, replicated: bool = True
+    ) -> object:
+        """EVALSHA, loading the script when the server does not know it (a restart, a
+        failover). redis-py's ``Script.__call__`` does the same with more work per call.
+
+        With ``min_replicas``, WAIT follows in the same round trip."""
+        if replicated and self.min_replicas and not self._cluster:
+            return self._run_replicated(script, keys, args)
+        try:
+            return self.client.evalsha(script.sha, len(keys), *keys, *args)
+        except NoScriptError:
+            script.sha = self.client.script_load(script.script)
+            return self.client.evalsha(script.sha, len(keys), *keys, *args)
+
+    def _run_replicated(self, script: Script, keys: list[str], args: list[object]) -> object:
+        for attempt in (1, 2):
+            pipe = self.client.pipeline(transaction=False)
+            pipe.evalsha(script.sha, len(keys), *keys, *args)
+            pipe.wait(self.min_replicas, self.replica_timeout_ms)
+            result, replicas = pipe.execute(raise_on_error=False)
+            if isinstance(result, NoScriptError) and attempt == 1:
+                script.sha = self.client.script_load(script.script)
+                continue
+            if isinstance(result, Exception):
+                raise result
+            if isinstance(replicas, Exception):
+                raise replicas
+            self._replicated(int(replicas))
+            return result
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _replicated(self, replicas: int) -> None:
+        if replicas < self.min_replicas:
+            raise StoreError(
+                self.name,
+                "replication",
+                f"the write reached {replicas} of {self.min_replicas} replicas within "
+                f"{self.replica_timeout_ms} ms (session.redis_min_replicas); it may be lost "
+                "if the master fails now",
+            )
+
     def check(self) -> None:
         try:
             self.client.ping()
@@ -132,8 +196,12 @@ class RedisStore(SelfBoundStore):
         return self._parse(key, raw, now)
 
     def _parse(self, key: str, raw: bytes, now: float) -> SessionRecord | None:
-        stored = decode(key, raw)
-        return stored if stored.expires > now else None
+        try:
+            stored = decode(key, raw, self.authenticator)
+        except (ValueError, UnicodeDecodeError):
+            self.authenticator.refused("it cannot be decoded")
+            return None
+        return stored if stored is not None and stored.expires > now else None
 
     def save(self, record: SessionRecord, expected_version: int | None) -> int:
         new_version = 1 if expected_version is None else expected_version + 1
@@ -144,11 +212,12 @@ class RedisStore(SelfBoundStore):
             keys, cluster_index = keys[:1], user_key
         result = self._call(
             "save",
+            self._run,
             self._save,
-            keys=keys,
-            args=[
+            keys,
+            [
                 "" if expected_version is None else str(expected_version),
-                encode(record, new_version),
+                encode(record, new_version, self.authenticator),
                 _ms(record.expires - record.last_active),
                 _ms(self.max_lifetime),
             ],
@@ -160,12 +229,19 @@ class RedisStore(SelfBoundStore):
             return new_version
         raise StaleSession(self.name, gone=result == 0)
 
-    def touch(self, key: str, last_active: float, expires: float, now: float) -> bool:
-        times = f"{json.dumps(last_active)},{json.dumps(expires)}"
+    def touch(self, record: SessionRecord, last_active: float, expires: float, now: float) -> bool:
+        moved = record.with_changes(last_active=last_active, expires=expires)
+        fields = times_and_mac(last_active, expires, self.authenticator.sign(moved, record.version))
         result = self._call(
-            "touch", self._touch, keys=[self._key(key)], args=[times, _ms(expires - now)]
+            "touch",
+            self._run,
+            self._touch,
+            [self._key(record.key)],
+            [record.version, fields, _ms(expires - now)],
+            replicated=False,  # a lost touch only leaves the older expiry
         )
-        return result == 1
+        # Changed since it was read (-1): a newer save moved its expiry already.
+        return result != 0
 
     def delete(self, key: str) -> None:
         if self._cluster:
@@ -175,7 +251,7 @@ class RedisStore(SelfBoundStore):
             if isinstance(user_id, str):
                 self._call("SREM", self.client.srem, self.user_prefix + user_id, self._key(key))
             return
-        self._call("delete", self._delete, keys=[self._key(key)], args=[self.user_prefix])
+        self._call("delete", self._run, self._delete, [self._key(key)], [self.user_prefix])
 
     def delete_user(self, user_id: str, *, except_key: str | None = None) -> int:
         index = self.user_prefix + user_id
@@ -192,6 +268,11 @@ class RedisStore(SelfBoundStore):
         pipe.delete(*victims)
         pipe.srem(index, *victims)
         deleted, _ = self._call("delete_user", pipe.execute)
+        if self.min_replicas:
+            replicas = self._call(
+                "WAIT", self.client.wait, self.min_replicas, self.replica_timeout_ms
+            )
+            self._replicated(int(replicas))
         return int(deleted)
 
     def list_user(self, user_id: str, now: float) -> list[SessionRecord]:
@@ -204,12 +285,12 @@ class RedisStore(SelfBoundStore):
         values = self._call("MGET", mget, members)
         records, stale = [], []
         for member, raw in zip(members, values, strict=True):
-            record = (
-                None if raw is None else self._parse(member.decode()[len(self.prefix) :], raw, now)
-            )
-            if record is None:
+            if raw is None:  # expired or deleted: the index forgets it
                 stale.append(member)
-            else:
+                continue
+            # One that fails its authenticator is left to expire (and not listed).
+            record = self._parse(member.decode()[len(self.prefix) :], raw, now)
+            if record is not None:
                 records.append(record)
         if stale:
             self._call("SREM", self.client.srem, index, *stale)
@@ -220,18 +301,27 @@ class RedisStore(SelfBoundStore):
         return 0
 
     def count(self, now: float) -> tuple[int, int]:
+        # Only session keys: the prefix and a storage key (64 hex digits). The user
+        # indexes, the read cache (``cache:``) and the sign-in throttle (``throttle:``)
+        # share the prefix and are not sessions.
         live = 0
-        for key in self.client.scan_iter(match=self.prefix + "*", count=1000):
-            if not key.startswith(self.user_prefix.encode()):
-                live += 1
+        pattern = self.prefix + "[0-9a-f]" * 64
+        for _ in self.client.scan_iter(match=pattern, count=1000):
+            live += 1
         return live, 0
 
     def top_users(self, now: float, limit: int) -> list[tuple[str, int]]:
+        # Counted from the user indexes and the expiry in each live record's header,
+        # without verifying the records: operator tools count without the secret.
+        mget = self.client.mget_nonatomic if self._cluster else self.client.mget
         counts = []
-        for key in self.client.scan_iter(match=self.user_prefix + "*", count=1000):
-            user_id = key.decode()[len(self.user_prefix) :]
-            counts.append((user_id, len(self.list_user(user_id, now))))
-        return sorted((c for c in counts if c[1]), key=lambda c: (-c[1], c[0]))[:limit]
+        for index in self.client.scan_iter(match=self.user_prefix + "*", count=1000):
+            members = list(self.client.smembers(index))
+            values = mget(members) if members else []
+            live = sum(1 for raw in values if raw is not None and (expires_of(raw) or 0.0) > now)
+            if live:
+                counts.append((index.decode()[len(self.user_prefix) :], live))
+        return sorted(counts, key=lambda c: (-c[1], c[0]))[:limit]
 
     def close(self) -> None:
         self.client.close()
@@ -247,6 +337,9 @@ def build(options: SessionOptions, registry: Registry) -> RedisStore:
         client,
         prefix=options.redis_prefix,
         max_lifetime=options.max_lifetime,
+        min_replicas=options.redis_min_replicas,
+        replica_timeout=options.redis_replica_timeout,
+        authenticator=RecordAuthenticator(options.secret_bytes, "redis"),
         url_for_messages=_redact(options.redis_url),
     )
 

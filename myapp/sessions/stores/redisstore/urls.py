@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote
@@ -94,10 +95,12 @@ def _integer(text: str, what: str) -> int:
     return value
 
 
-def make_client(url: str, timeout: float) -> Any:
+def make_client(url: str, timeout: float, on_connect: Callable[[Any], None] | None = None) -> Any:
     """A client that fails within ``timeout`` instead of retrying with back-off.
 
     Returns a ``redis.Redis`` (a Sentinel master is one too) or a ``RedisCluster``.
+    ``on_connect(connection)`` runs on every new connection, after redis-py's own
+    handshake and before its first command (not on a Cluster).
     """
     bounded: dict[str, Any] = {
         "socket_connect_timeout": timeout,
@@ -106,6 +109,8 @@ def make_client(url: str, timeout: float) -> Any:
         "retry_on_timeout": False,
     }
     target = parse_redis_url(url)
+    if on_connect is not None and target.kind != "cluster":
+        bounded["redis_connect_func"] = _after_handshake(on_connect)
     if target.kind == "single":
         return redis.Redis.from_url(url, health_check_interval=0, **bounded)
     credentials = {"password": target.password, "username": target.username}
@@ -126,3 +131,12 @@ def make_client(url: str, timeout: float) -> Any:
         retry=Retry(NoBackoff(), 0),
         **credentials,
     )
+
+
+def _after_handshake(hook: Callable[[Any], None]) -> Callable[[Any], None]:
+    # redis-py calls redis_connect_func instead of its own on_connect (AUTH, SELECT...).
+    def connect(connection: Any) -> None:
+        connection.on_connect()
+        hook(connection)
+
+    return connect

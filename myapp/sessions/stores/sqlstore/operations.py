@@ -11,8 +11,16 @@ from sqlalchemy.engine import Connection
 
 from ...exceptions import StaleSession
 from ...table import expiry_bucket, user_sessions
+from ..authenticator import RecordAuthenticator
 from ..base import SessionRecord
-from .statements import PURGE_POSTGRES, SqlStatements, record_from_row, t, to_datetime
+from .statements import (
+    PURGE_POSTGRES,
+    SqlStatements,
+    record_from_row,
+    row_mac,
+    t,
+    to_datetime,
+)
 
 T = TypeVar("T")
 
@@ -25,6 +33,7 @@ class SqlOperations:
     name = "sql"
     shared = True
     statements: SqlStatements
+    authenticator: RecordAuthenticator
 
     def _read(self, fn: Callable[[Connection], T]) -> T:
         raise NotImplementedError
@@ -37,7 +46,7 @@ class SqlOperations:
         row = self._read(
             lambda conn: conn.execute(load, {"key": key, "now": to_datetime(now)}).first()
         )
-        return None if row is None else record_from_row(row)
+        return None if row is None else record_from_row(row, self.authenticator)
 
     def save(self, record: SessionRecord, expected_version: int | None) -> int:
         params: dict[str, Any] = {
@@ -49,6 +58,8 @@ class SqlOperations:
             "b_user_id": record.user_id,
             "b_user_agent": record.user_agent,
         }
+        new_version = 1 if expected_version is None else expected_version + 1
+        params["b_mac"] = row_mac(self.authenticator, record, new_version)
         if expected_version is None:
             params["b_created"] = to_datetime(record.created)
             statement = self.statements.insert_new
@@ -65,16 +76,24 @@ class SqlOperations:
         still_live = self._read(lambda conn: conn.execute(live_version, check).first())
         raise StaleSession(self.name, gone=still_live is None)
 
-    def touch(self, key: str, last_active: float, expires: float, now: float) -> bool:
+    def touch(self, record: SessionRecord, last_active: float, expires: float, now: float) -> bool:
+        moved = record.with_changes(last_active=last_active, expires=expires)
         params = {
-            "b_key": key,
+            "b_key": record.key,
             "b_now": to_datetime(now),
             "b_last_active": to_datetime(last_active),
             "b_expires": to_datetime(expires),
             "b_bucket": expiry_bucket(expires),
+            "b_version": record.version,
+            "b_mac": row_mac(self.authenticator, moved, record.version),
         }
         touch = self.statements.touch
-        return self._write(lambda conn: conn.execute(touch, params).rowcount) == 1
+        if self._write(lambda conn: conn.execute(touch, params).rowcount) == 1:
+            return True
+        # Ended, or saved since it was read (that save moved the expiry already).
+        check = {"b_key": record.key, "b_now": params["b_now"]}
+        live_version = self.statements.live_version
+        return self._read(lambda conn: conn.execute(live_version, check).first()) is not None
 
     def delete(self, key: str) -> None:
         delete_key = self.statements.delete_key
@@ -93,7 +112,15 @@ class SqlOperations:
             .order_by(t.created_at)
         )
         rows = self._read(lambda conn: conn.execute(statement).all())
-        return [record_from_row(row) for row in rows]
+        records = (record_from_row(row, self.authenticator) for row in rows)
+        return [record for record in records if record is not None]
+
+    def session_keys_of(self, user_id: str) -> list[str]:
+        """The keys of every row of ``user_id``, expired ones too, without reading the
+        records (the read cache's entries of them are ended with the rows, also by a
+        tool that holds no session secret)."""
+        statement = sa.select(t.id).where(t.user_id == user_id)
+        return [row[0] for row in self._read(lambda conn: conn.execute(statement).all())]
 
     def purge_expired(self, now: float, batch_size: int) -> int:
         # Only buckets that have ended: every row in them is expired.

@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from sqlalchemy.orm import Session as DBSession
     from sqlalchemy.pool import PoolProxiedConnection
 
+    from ..authenticator import RecordAuthenticator
     from .driver import CompiledStatements
     from .held import HeldConnections
     from .statements import SqlStatements
@@ -44,6 +45,7 @@ class ParentStore(Protocol):
     """What the request-bound form uses of the store it is bound from (``SqlStore``)."""
 
     statements: SqlStatements
+    authenticator: RecordAuthenticator
     session_transactions: bool
     _held: HeldConnections | None
     _statements: CompiledStatements | None
@@ -71,6 +73,7 @@ class RequestSqlStore(SqlOperations, SessionStore):
         self.parent = parent
         self.request = request
         self.statements = parent.statements
+        self.authenticator = parent.authenticator
         self._session_txn: SessionTransaction | None = None
         self._may_begin = (
             session_transaction

@@ -11,6 +11,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 
 from ...table import user_sessions
+from ..authenticator import RecordAuthenticator, canonical_data
 from ..base import SessionRecord
 from .driver import CompiledStatements
 
@@ -32,10 +33,12 @@ def to_epoch(value: datetime) -> float:
     return value.timestamp()
 
 
-def record_from_row(row: Sequence[Any]) -> SessionRecord:
-    """A record from a row of ``SqlStatements.record_columns``."""
-    key, data, created, last_active, expires, user_id, user_agent, version = row
-    return SessionRecord(
+def record_from_row(row: Sequence[Any], authenticator: RecordAuthenticator) -> SessionRecord | None:
+    """A record from a row of ``SqlStatements.record_columns``; None (said in the log)
+    when its authenticator fails, or is NULL (a row written before the column existed,
+    or one whose authenticator someone removed)."""
+    key, data, created, last_active, expires, user_id, user_agent, version, mac = row
+    record = SessionRecord(
         key=key,
         data=data,
         created=to_epoch(created),
@@ -45,6 +48,21 @@ def record_from_row(row: Sequence[Any]) -> SessionRecord:
         user_agent=user_agent,
         version=version,
     )
+    if mac is None:
+        authenticator.refused("it has no authenticator")
+        return None
+    try:
+        canonical = canonical_data(data)
+    except ValueError:
+        authenticator.refused("its data is not JSON")
+        return None
+    return record if authenticator.verify(record, mac, canonical) else None
+
+
+def row_mac(authenticator: RecordAuthenticator, record: SessionRecord, version: int) -> str:
+    """The authenticator stored with ``record`` at ``version``: over the canonical form
+    of its data, since ``jsonb`` hands back the JSON in a form of its own."""
+    return authenticator.sign(record, version, canonical_data(record.data))
 
 
 class SqlStatements:
@@ -74,6 +92,7 @@ class SqlStatements:
                 user_id=param("b_user_id", t.user_id),
                 user_agent=param("b_user_agent", t.user_agent),
                 version=1,
+                mac=param("b_mac", t.mac),
             )
             .on_conflict_do_nothing(index_elements=["id"])
             .returning(t.version)
@@ -95,16 +114,23 @@ class SqlStatements:
                 expires_bucket=param("b_bucket", t.expires_bucket),
                 user_id=param("b_user_id", t.user_id),
                 user_agent=param("b_user_agent", t.user_agent),
+                mac=param("b_mac", t.mac),
             )
             .returning(t.version)
         )
         self.touch = (
             sa.update(user_sessions)
-            .where(t.id == param("b_key", t.id), t.expires_at > param("b_now", t.expires_at))
+            .where(
+                t.id == param("b_key", t.id),
+                t.expires_at > param("b_now", t.expires_at),
+                # The authenticator is re-signed for this version only.
+                t.version == param("b_version", t.version),
+            )
             .values(
                 last_active_at=param("b_last_active", t.last_active_at),
                 expires_at=param("b_expires", t.expires_at),
                 expires_bucket=param("b_bucket", t.expires_bucket),
+                mac=param("b_mac", t.mac),
             )
         )
         # Every read selects the key first and then the record's fields, in the
@@ -118,6 +144,7 @@ class SqlStatements:
             t.user_id,
             t.user_agent,
             t.version,
+            t.mac,
         )
         self.load = sa.select(*self.record_columns).where(
             t.id == sa.bindparam("key"), t.expires_at > sa.bindparam("now")

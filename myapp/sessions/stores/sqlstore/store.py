@@ -26,6 +26,7 @@ from ...deadline import WATCHDOG, Deadline, Watchdog
 from ...exceptions import StoreError, StoreNotReady
 from ...options import SessionOptions
 from ...primary import answered_read_only, note_failure
+from ..authenticator import RecordAuthenticator
 from ..base import SessionStore
 from .driver import DriverConnection, kept_cursor
 from .guard import driver_fileno, fileno_of, guard_pre_ping, short_cause, store_error
@@ -52,6 +53,7 @@ class SqlStore(SqlOperations, SessionStore):
         self,
         engine: Engine,
         *,
+        authenticator: RecordAuthenticator,
         autocommit: Engine | None = None,
         config_file: str | None = None,
         timeout: float = SessionOptions.store_timeout,
@@ -60,6 +62,7 @@ class SqlStore(SqlOperations, SessionStore):
         transaction_pooling: bool = False,
     ) -> None:
         self.engine = engine
+        self.authenticator = authenticator
         # Behind a transaction-pooling PgBouncer a request holds at most one server
         # connection at a time: no session transaction beside the view's own, which
         # could wait for each other's server connections in a small pool.
@@ -215,6 +218,7 @@ def build(options: SessionOptions, registry: Registry) -> SqlStore:
         engine = get_engine(dict(registry.settings))
     return SqlStore(
         engine,
+        authenticator=RecordAuthenticator(options.secret_bytes, "sql"),
         autocommit=registry.get(AUTOCOMMIT_ENGINE_KEY),
         config_file=options.config_file,
         timeout=options.store_timeout,

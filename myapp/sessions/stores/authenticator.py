@@ -1,0 +1,140 @@
+"""The authenticator every shared store keeps with a record: an HMAC no store writer can forge.
+
+Whoever can write to the database or to Redis could otherwise edit a stored session
+(its user id, its data) and be signed in as someone else. Each record is stored with
+an HMAC-SHA256 over its key, user id, user agent, times, version and data, under a key
+derived from the session secrets: the newest secret signs, every listed secret
+verifies (a rotated ring keeps old records readable). A record whose authenticator is
+missing or wrong is treated as absent by the store that read it, and said in the log
+(at most once a minute, with how many were refused meanwhile).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+import math
+import threading
+import time
+
+from .base import SessionRecord
+
+log = logging.getLogger(__name__)
+
+#: Length of an authenticator (hex of 32 bytes).
+MAC_LENGTH = 64
+NOTICE_INTERVAL = 60.0
+_head = json.JSONEncoder(separators=(",", ":")).encode
+
+
+def _micros(epoch: float) -> int:
+    """A time as the whole microseconds a ``timestamptz`` keeps of it: the same
+    number before it is stored and after it is read back. (``datetime.fromtimestamp``
+    rounds this way: the fraction to microseconds, half to even.)"""
+    fraction, whole = math.modf(epoch)
+    return int(whole) * 1_000_000 + round(fraction * 1_000_000)
+
+
+def _int_or_float(text: str) -> int | float:
+    # PostgreSQL's jsonb prints 1e+16 as 10000000000000000: read such long integers
+    # as floats on both sides, so the JSON written and the JSON read back agree.
+    return float(text) if len(text.lstrip("-")) > 16 else int(text)
+
+
+def canonical_data(text: str) -> str:
+    """JSON text in one form whatever the store did to it (``jsonb`` reorders keys,
+    adds spaces and writes numbers its own way); ValueError if it is not JSON."""
+    value = json.loads(text, parse_int=_int_or_float)
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), allow_nan=False)
+
+
+class NoSecretToSign(RuntimeError):
+    """A record was to be written by a process that holds no session secret."""
+
+
+def purpose_name(purpose: str) -> str:
+    return "read cache" if purpose == "cache" else f"{purpose} store"
+
+
+class RecordAuthenticator:
+    """Signs and verifies stored records with keys derived from the session secrets.
+
+    ``purpose`` separates the stores' authenticators: an entry copied from the read
+    cache into the Redis store (or a row into either) does not verify there. Without
+    secrets (operator tools that only count or delete stored sessions, and never read
+    the secret) it signs nothing and verifies nothing: such a process writes no record
+    and sees none.
+    """
+
+    def __init__(self, secrets_newest_first: tuple[bytes, ...], purpose: str) -> None:
+        label = f"myapp.sessions.record.{purpose}\x00".encode("ascii")
+        # One HMAC set up per secret and copied per record (as the cookie signer does).
+        self._keys = tuple(
+            hmac.new(hashlib.sha256(label + secret).digest(), digestmod=hashlib.sha256)
+            for secret in secrets_newest_first
+        )
+        self.purpose = purpose
+        self._lock = threading.Lock()
+        self._refused = 0
+        self._next_notice = 0.0
+
+    def _digest(self, key: hmac.HMAC, record: SessionRecord, version: int, data: str) -> str:
+        mac = key.copy()
+        head = [
+            record.key,
+            record.user_id,
+            record.user_agent,
+            _micros(record.created),
+            _micros(record.last_active),
+            _micros(record.expires),
+            version,
+        ]
+        mac.update(_head(head).encode("utf-8"))
+        mac.update(b"\n")
+        mac.update(data.encode("utf-8"))
+        return mac.hexdigest()
+
+    def sign(self, record: SessionRecord, version: int, data: str | None = None) -> str:
+        """The authenticator of ``record`` stored at ``version`` (``data``: the form of
+        its JSON that is signed, ``record.data`` by default)."""
+        if not self._keys:
+            raise NoSecretToSign(
+                f"the {purpose_name(self.purpose)} cannot write a session without "
+                "session.secret (this process was built to count or delete only)"
+            )
+        return self._digest(self._keys[0], record, version, record.data if data is None else data)
+
+    def verify(self, record: SessionRecord, mac: str | None, data: str | None = None) -> bool:
+        """Whether ``mac`` is the authenticator of ``record`` (at ``record.version``) under
+        any listed secret. A refusal is counted for the log (not in a process built
+        without secrets, which reads no record by design)."""
+        if not self._keys:
+            return False
+        if isinstance(mac, str) and len(mac) == MAC_LENGTH:
+            text = record.data if data is None else data
+            for key in self._keys:
+                expected = self._digest(key, record, record.version, text)
+                if hmac.compare_digest(expected, mac):
+                    return True
+        self.refused("its authenticator does not match" if mac else "it has no authenticator")
+        return False
+
+    def refused(self, why: str) -> None:
+        """Say (at most once a minute) that a stored record was treated as absent."""
+        now = time.monotonic()
+        with self._lock:
+            self._refused += 1
+            if now < self._next_notice:
+                return
+            count, self._refused = self._refused, 0
+            self._next_notice = now + NOTICE_INTERVAL
+        log.warning(
+            "a stored session record (%s store) was treated as absent: %s (%d refused since "
+            "the last notice). Someone may have written to the store directly, or it was "
+            "written under a secret no longer in session.secret",
+            self.purpose,
+            why,
+            count,
+        )
