@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pyramid.csrf import get_csrf_token
 from pyramid.request import Request
 
-from myapp.cart import MAX_QUANTITY
+from myapp.cart import MAX_QUANTITY, parse_quantity
 from myapp.catalogue import get_product
 
 MAX_FIELDS = 20
@@ -47,8 +47,8 @@ def kept_fields(request: Request) -> list[Field]:
 
 
 def _quantity(request: Request) -> str:
-    raw = request.POST.get("quantity", "1").strip()
-    return raw if raw.isdigit() and int(raw) <= MAX_QUANTITY else "1"
+    number = parse_quantity(request.POST.get("quantity", "1"))
+    return str(number) if number is not None and number <= MAX_QUANTITY else "1"
 
 
 def describe(request: Request) -> tuple[str, str]:

@@ -47,9 +47,19 @@ def test_sign_up_signs_in_at_once_and_keeps_the_cart(make_app, backend):
 @pytest.mark.parametrize(
     ("name", "password", "problem"),
     [
-        ("two words", "pw", "A username is 1 to 64 characters without spaces."),
-        ("x" * 65, "pw", "A username is 1 to 64 characters without spaces."),
-        ("someone", "", "The password must not be empty."),
+        (
+            "two words",
+            "a-good-password",
+            "A username holds no spaces, control or invisible characters.",
+        ),
+        ("x" * 65, "a-good-password", "A username is 1 to 64 characters."),
+        ("someone", "", "A password is at least 8 characters."),
+        (
+            "two words",
+            "pw",
+            "A username holds no spaces, control or invisible characters. "
+            "A password is at least 8 characters.",
+        ),
     ],
 )
 def test_the_rules_of_myapp_create_user_apply(make_app, name, password, problem):
