@@ -35,6 +35,7 @@ from pathlib import Path
 import psycopg
 
 from myapp.sessions.database import get_engine
+from myapp.sessions.stores.authenticator import RecordAuthenticator
 from myapp.sessions.stores.base import SessionRecord
 from myapp.sessions.stores.redisstore import RedisStore, make_client
 from myapp.sessions.stores.sqlstore import SqlStore
@@ -43,6 +44,8 @@ from tests.servers import ThrowawayPostgres, ThrowawayRedis
 from tests.support.databases import migrate
 
 RESULTS = Path(__file__).parent / "results"
+# The store signs every record, as the site's does (a fixed benchmark secret).
+AUTHENTICATOR = RecordAuthenticator((b"sustained-benchmark-secret-0123456789",), "sql")
 TIMEOUT = 86_400  # session.timeout's default
 STEP = 60.0  # simulated seconds between two writes of one session
 REISSUE_EVERY = 5  # every fifth write only moves the expiry (a read reissued)
@@ -151,25 +154,32 @@ class OursWriter:
             engine = get_engine({"sqlalchemy.url": url})
             with engine.begin() as conn:
                 conn.exec_driver_sql("ALTER TABLE user_sessions ADD COLUMN expires_bucket bigint")
+                conn.exec_driver_sql("ALTER TABLE user_sessions ADD COLUMN mac varchar(64)")
             engine.dispose()
         else:
             migrate(url)
-        self.store = SqlStore(get_engine({"sqlalchemy.url": url}))
+        self.store = SqlStore(get_engine({"sqlalchemy.url": url}), authenticator=AUTHENTICATOR)
         self.schedule = schedule
-        self.versions = [0] * schedule.sessions
+        # Each session as last written (a reissue moves the expiry of the version read).
+        self.records: list[SessionRecord | None] = [None] * schedule.sessions
 
     def write(self, i: int, round_: int, data: str) -> None:
         at = self.schedule.start[i] + round_ * STEP
         key = self.schedule.keys[i]
+        last = self.records[i]
         if round_ == 0:
             record = SessionRecord(key, data, at, at, at + TIMEOUT, None, USER_AGENT)
-            self.versions[i] = self.store.save(record, None)
+            version = self.store.save(record, None)
         elif self.schedule.is_reissue(round_):
-            assert self.store.touch(key, at, at + TIMEOUT, at)
+            assert last is not None
+            assert self.store.touch(last, at, at + TIMEOUT, at)
+            self.records[i] = last.with_changes(last_active=at, expires=at + TIMEOUT)
+            return
         else:
-            record = SessionRecord(key, data, self.schedule.start[i], at, at + TIMEOUT, None, "x")
-            record = record.with_changes(user_agent=USER_AGENT)
-            self.versions[i] = self.store.save(record, self.versions[i])
+            assert last is not None
+            record = last.with_changes(data=data, last_active=at, expires=at + TIMEOUT)
+            version = self.store.save(record, last.version)
+        self.records[i] = record.with_changes(version=version)
 
     def close(self) -> None:
         self.store.close()
@@ -240,7 +250,12 @@ def redis_memory(sessions: int = 50_000) -> dict[str, float]:
     """used_memory per session stored by the Redis store, on a throwaway Redis."""
     with ThrowawayRedis() as server:
         client = make_client(server.url, 1.0)
-        store = RedisStore(client, prefix="bench:", max_lifetime=TIMEOUT * 2)
+        store = RedisStore(
+            client,
+            prefix="bench:",
+            max_lifetime=TIMEOUT * 2,
+            authenticator=RecordAuthenticator((b"sustained-benchmark-secret-0123456789",), "redis"),
+        )
         before = client.info("memory")["used_memory"]
         now = time.time()
         texts = payloads(False)
