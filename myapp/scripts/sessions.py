@@ -5,9 +5,12 @@
     myapp-sessions stats INI [--top N]    live and expired sessions per store, top users,
                                           and the health of the user_sessions table
     myapp-sessions end-user INI NAME      end every session of one user
+    myapp-sessions sign-unsigned INI      sign the sessions an older release stored
+                                          without an authenticator (once, at upgrade)
 
-Only check needs the cookie secret (it checks what start-up checks); the others
-sign no cookie and run without it, e.g. from cron.
+Only check and sign-unsigned need the cookie secret (check checks what start-up
+checks; sign-unsigned signs with it); the others sign nothing and run without it,
+e.g. from cron.
 
 Exit status: 0 success; 1 not ready or failed; 2 bad usage or configuration;
 3 (purge) another purge holds the lock.
@@ -32,6 +35,8 @@ from myapp.sessions.exceptions import StoreError
 from myapp.sessions.purge import PURGE_LOCK_ID, Purger, error_summary
 from myapp.sessions.redact import RedactingWriter, redact
 from myapp.sessions.stores.base import SessionStore
+from myapp.sessions.stores.cachedstore import CachedStore
+from myapp.sessions.stores.sqlstore.operations import SqlOperations
 from myapp.sessions.tablehealth import read_table_health
 
 from .environment import ScriptEnvironment, load_environment
@@ -248,6 +253,39 @@ def end_user(env: ScriptEnvironment, args: argparse.Namespace, out: TextIO) -> i
     return status
 
 
+# -- sign-unsigned --------------------------------------------------------------
+
+
+def _sql_operations(store: SessionStore) -> SqlOperations | None:
+    """The SQL store itself, or the one behind the read cache."""
+    primary = store.primary if isinstance(store, CachedStore) else store
+    return primary if isinstance(primary, SqlOperations) else None
+
+
+def sign_unsigned(env: ScriptEnvironment, args: argparse.Namespace, out: TextIO) -> int:
+    """Sign the user_sessions rows stored before rows carried an authenticator."""
+    batch_size = args.batch_size or env.options.purge_batch_size
+    status = EXIT_OK
+    for state in _check_all(env):
+        sql = None if state.store is None else _sql_operations(state.store)
+        if sql is None:
+            if state.store is not None:
+                out.write(f"{state.name}: nothing to sign (only user_sessions rows are)\n")
+            continue
+        if not state.ready:
+            out.write(f"{state.name}: not ready ({state.cause}); fix: {state.fix}\n")
+            status = EXIT_FAILED
+            continue
+        try:
+            signed = sql.sign_unsigned(time.time(), batch_size)
+        except StoreError as exc:
+            out.write(f"{state.name}: failed: {exc}\n")
+            status = EXIT_FAILED
+            continue
+        out.write(f"{state.name}: signed {_count(signed, 'session')} stored without one\n")
+    return status
+
+
 # -- entry point ----------------------------------------------------------------
 
 
@@ -277,6 +315,16 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     sub.add_argument("--top", type=_positive, default=10, help="how many users to list")
     sub = command("end-user", end_user, "end every session of one user")
     sub.add_argument("name", help="the user's name, as they sign in")
+    sub = command(
+        "sign-unsigned",
+        sign_unsigned,
+        "sign the sessions an older release stored without an authenticator",
+    )
+    sub.add_argument(
+        "--batch-size",
+        type=_positive,
+        help="rows read per batch (default: session.purge_batch_size)",
+    )
     return parser.parse_args(argv)
 
 
@@ -285,7 +333,7 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
     # Causes quote URLs; one that carries a password must not reach a terminal or a log.
     out = RedactingWriter(out or sys.stdout)
     try:
-        env = load_environment(args.ini, needs_secret=args.run is check)
+        env = load_environment(args.ini, needs_secret=args.run in (check, sign_unsigned))
     except (ConfigurationError, FileNotFoundError, KeyError, ArgumentError, ValueError) as exc:
         print(redact(f"configuration error in {args.ini}: {exc}"), file=sys.stderr)
         return EXIT_CONFIG

@@ -267,6 +267,43 @@ class TestStatsAndEndUser:
         assert "no user named 'nobody-here'" in result.stdout
 
 
+class TestSignUnsigned:
+    def test_rows_an_older_release_stored_are_signed_once_and_served_again(
+        self, ini, engine, sql_store
+    ):
+        older = [add_session(sql_store) for _ in range(3)]
+        expired = add_session(sql_store, expired=True)
+        forged = add_session(sql_store)
+        kept = add_session(sql_store)
+        with engine.begin() as conn:  # as the release before the mac column left them
+            conn.execute(
+                sa.text("UPDATE user_sessions SET mac = NULL WHERE id = ANY(:ids)"),
+                {"ids": [*older, expired]},
+            )
+            conn.execute(
+                sa.text("UPDATE user_sessions SET mac = :mac WHERE id = :id"),
+                {"mac": "0" * 64, "id": forged},
+            )
+        now = time.time()
+        assert [sql_store.load(key, now) for key in older] == [None] * 3
+
+        result = run("myapp-sessions", "sign-unsigned", "--batch-size", "2", ini)
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert "sql: signed 3 sessions stored without one" in result.stdout
+        assert "redis: nothing to sign" in result.stdout
+        now = time.time()
+        assert all(sql_store.load(key, now) is not None for key in [*older, kept])
+        assert sql_store.load(forged, now) is None  # a wrong authenticator stays wrong
+        with engine.connect() as conn:
+            mac = conn.execute(
+                sa.text("SELECT mac FROM user_sessions WHERE id = :id"), {"id": expired}
+            ).scalar()
+        assert mac is None  # expired: left for the purge
+
+        again = run("myapp-sessions", "sign-unsigned", ini)
+        assert "sql: signed 0 sessions stored without one" in again.stdout
+
+
 class TestCreateUser:
     def test_creates_a_user_whose_password_verifies(self, ini, engine):
         result = run(

@@ -16,10 +16,12 @@ from ..base import SessionRecord
 from .statements import (
     PURGE_POSTGRES,
     SqlStatements,
+    param,
     record_from_row,
     row_mac,
     t,
     to_datetime,
+    unverified_record,
 )
 
 T = TypeVar("T")
@@ -121,6 +123,48 @@ class SqlOperations:
         tool that holds no session secret)."""
         statement = sa.select(t.id).where(t.user_id == user_id)
         return [row[0] for row in self._read(lambda conn: conn.execute(statement).all())]
+
+    def sign_unsigned(self, now: float, batch_size: int) -> int:
+        """Sign the live rows that carry no authenticator (written before the column
+        existed), in batches by key; how many were signed.
+
+        For an upgrade: run once with the session secret, after ``alembic upgrade head``
+        and before the new release serves, so nobody is signed out by it. It trusts
+        every row it signs, as the release before did. A row saved meanwhile is signed
+        by that save, or (by an older release) on the next run.
+        """
+        batch = (
+            sa.select(*self.statements.record_columns)
+            .where(t.id > sa.bindparam("b_after"), t.expires_at > param("b_now", t.expires_at))
+            .order_by(t.id)
+            .limit(batch_size)
+        )
+        sign = (
+            sa.update(user_sessions)
+            .where(
+                t.id == param("b_key", t.id),
+                t.version == param("b_version", t.version),
+                t.mac.is_(None),
+            )
+            .values(mac=param("b_mac", t.mac))
+        )
+        after, signed = "", 0
+        while True:
+            query = {"b_after": after, "b_now": to_datetime(now)}
+            rows = self._read(lambda conn, query=query: conn.execute(batch, query).all())
+            if not rows:
+                return signed
+            for row in rows:
+                record, mac = unverified_record(row)
+                if mac is not None:
+                    continue
+                try:
+                    stored = row_mac(self.authenticator, record, record.version)
+                except ValueError:  # data that is not JSON: never served either way
+                    continue
+                values = {"b_key": record.key, "b_version": record.version, "b_mac": stored}
+                signed += self._write(lambda conn, v=values: conn.execute(sign, v).rowcount)
+            after = rows[-1][0]
 
     def purge_expired(self, now: float, batch_size: int) -> int:
         # Only buckets that have ended: every row in them is expired.

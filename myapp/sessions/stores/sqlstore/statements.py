@@ -33,10 +33,9 @@ def to_epoch(value: datetime) -> float:
     return value.timestamp()
 
 
-def record_from_row(row: Sequence[Any], authenticator: RecordAuthenticator) -> SessionRecord | None:
-    """A record from a row of ``SqlStatements.record_columns``; None (said in the log)
-    when its authenticator fails, or is NULL (a row written before the column existed,
-    or one whose authenticator someone removed)."""
+def unverified_record(row: Sequence[Any]) -> tuple[SessionRecord, str | None]:
+    """The record in a row of ``SqlStatements.record_columns`` and its stored
+    authenticator, not yet checked."""
     key, data, created, last_active, expires, user_id, user_agent, version, mac = row
     record = SessionRecord(
         key=key,
@@ -48,11 +47,19 @@ def record_from_row(row: Sequence[Any], authenticator: RecordAuthenticator) -> S
         user_agent=user_agent,
         version=version,
     )
+    return record, mac
+
+
+def record_from_row(row: Sequence[Any], authenticator: RecordAuthenticator) -> SessionRecord | None:
+    """A record from a row of ``SqlStatements.record_columns``; None (said in the log)
+    when its authenticator fails, or is NULL (a row written before the column existed,
+    or one whose authenticator someone removed)."""
+    record, mac = unverified_record(row)
     if mac is None:
         authenticator.refused("it has no authenticator")
         return None
     try:
-        canonical = canonical_data(data)
+        canonical = canonical_data(record.data)
     except ValueError:
         authenticator.refused("its data is not JSON")
         return None
