@@ -176,6 +176,17 @@ def targets(report: dict) -> list[Target]:
                 f"round trips/req {redis_read['redis_round_trips']:.2f}, {shown}",
             )
         )
+    redis_write, psr_write = cell("ours-redis", "write"), cell("psr", "write")
+    if redis_write and psr_write:
+        ratio, shown = _both(redis_write, psr_write, "psr")
+        out.append(
+            Target(
+                "write, redis: 2 round trips, >= 1.2x psr",
+                _near(redis_write["redis_round_trips"], 2) and ratio >= 1.2,
+                f"round trips/req {redis_write['redis_round_trips']:.2f}, {shown}; "
+                f"CPU/req {redis_write['cpu_us']:.0f} us vs psr's {psr_write['cpu_us']:.0f} us",
+            )
+        )
     pg_write, naive_write = cell("ours-sql-pg", "write"), cell("naive-db", "write")
     if pg_write and naive_write:
         sql = pg_write["sql"]

@@ -16,6 +16,7 @@ from myapp.sessions.stores.sqlstore.statements import to_datetime
 from myapp.sessions.table import EXPIRY_BUCKET_SECONDS, expiry_bucket
 from myapp.sessions.tablehealth import read_table_health
 from tests.support.databases import migrated_database
+from tests.support.records import authenticator
 
 B = EXPIRY_BUCKET_SECONDS
 SESSIONS = 200
@@ -30,7 +31,7 @@ def engine(request, postgres_url: str, sqlite_url: str) -> Iterator[sa.Engine]:
 
 @pytest.fixture
 def store(engine: sa.Engine) -> Iterator[SqlStore]:
-    store = SqlStore(engine)
+    store = SqlStore(engine, authenticator=authenticator("sql"))
     yield store
     store.close()
 
@@ -72,13 +73,13 @@ def test_a_session_expired_inside_the_current_bucket_is_refused_but_kept(store, 
     purge leaves it for the next one (it deletes whole buckets)."""
     boundary = (time.time() // B + 1) * B  # the end of the current hour
     record = session(boundary - 5)
-    store.save(record, None)
+    record = record.with_changes(version=store.save(record, None))
     assert bucket_of(engine, record.key) == boundary
     just_after = boundary - 4.999
     assert store.load(record.key, boundary - 5.001) is not None
     assert store.load(record.key, boundary - 5) is None  # expires_at <= now: expired
     assert store.load(record.key, just_after) is None
-    assert not store.touch(record.key, just_after, just_after + 600, just_after)
+    assert not store.touch(record, just_after, just_after + 600, just_after)
     assert purge_all(store, just_after) == 0
     assert purge_all(store, boundary - 0.001) == 0
     assert purge_all(store, boundary) == 1
@@ -101,9 +102,9 @@ def test_a_write_that_crosses_a_boundary_moves_the_bucket(store, engine):
     record = session(boundary - 1, last_active=boundary - 601)
     version = store.save(record, None)
     later = record.with_changes(last_active=boundary - 600, expires=boundary)
-    store.save(later, version)
+    later = later.with_changes(version=store.save(later, version))
     assert bucket_of(engine, record.key) == boundary + B
-    assert store.touch(record.key, boundary - 599, boundary - 2, boundary - 599)
+    assert store.touch(later, boundary - 599, boundary - 2, boundary - 599)
     assert bucket_of(engine, record.key) == boundary  # a shorter expiry moves it back
     # Purged with the bucket it is in now, not the one it was in.
     assert purge_all(store, boundary - 1) == 0
@@ -115,7 +116,7 @@ def test_the_purge_never_deletes_a_live_session_whose_bucket_is_out_of_date(stor
     in an ended bucket but still live, and the purge checks the exact expiry."""
     now = time.time()
     record = session(now + 3 * B, last_active=now)
-    store.save(record, None)
+    record = record.with_changes(version=store.save(record, None))
     with engine.begin() as conn:
         conn.execute(
             sa.text("UPDATE user_sessions SET expires_bucket = :stale WHERE id = :key"),
@@ -124,7 +125,7 @@ def test_the_purge_never_deletes_a_live_session_whose_bucket_is_out_of_date(stor
     assert purge_all(store, now) == 0
     assert store.load(record.key, now) is not None
     # The next write of this release puts the bucket right again.
-    assert store.touch(record.key, now, now + 3 * B, now)
+    assert store.touch(record, now, now + 3 * B, now)
     assert bucket_of(engine, record.key) == expiry_bucket(now + 3 * B)
 
 
@@ -142,8 +143,9 @@ def test_rows_an_older_release_inserted_without_a_bucket_are_purged_when_expired
                 {"key": key, "t": to_datetime(now - 600), "expires": to_datetime(expires)},
             )
     assert store.load(expired, now) is None
+    assert store.load(live, now) is None  # no authenticator yet: never served unsigned
+    assert store.sign_unsigned(now, batch_size=10) == 1  # the live one, as at an upgrade
     assert purge_all(store, now) == 1
-    assert store.load(live, now) is not None
     record = store.load(live, now)
     assert record is not None
     store.save(record.with_changes(data='{"n": 2}', last_active=now), record.version)
@@ -158,24 +160,25 @@ def test_writes_inside_one_bucket_are_heap_only() -> None:
 
 def _writes_inside_one_bucket_are_heap_only(url: str) -> None:
     engine = sa.create_engine(url)
-    store = SqlStore(engine)
+    store = SqlStore(engine, authenticator=authenticator("sql"))
     now = time.time()
     start = (now // B) * B + 60  # early in the hour: 30 writes a second apart stay in it
     keys = []
     for _ in range(SESSIONS):
         record = session(start + B + 120, last_active=start)
-        keys.append((record, store.save(record, None)))
+        keys.append(record.with_changes(version=store.save(record, None)))
     before = _updates(engine)
     for round_ in range(1, 31):
         moment = start + round_
-        for i, (record, version) in enumerate(keys):
+        for i, record in enumerate(keys):
             if round_ % 5:
                 changed = record.with_changes(
                     data=f'{{"n": {round_}}}', last_active=moment, expires=moment + B + 120
                 )
-                keys[i] = (record, store.save(changed, version))
+                keys[i] = changed.with_changes(version=store.save(changed, record.version))
             else:
-                store.touch(record.key, moment, moment + B + 120, moment)
+                assert store.touch(record, moment, moment + B + 120, moment)
+                keys[i] = record.with_changes(last_active=moment, expires=moment + B + 120)
     store.close()  # its backends exit, which flushes their statistics
     after = _wait_for_updates(engine, before[0] + SESSIONS * 30)
     engine.dispose()
@@ -210,7 +213,7 @@ def _wait_for_updates(engine: sa.Engine, expected: int) -> tuple[int, int]:
 def test_the_table_health_reading_counts_this_tables_writes() -> None:
     with migrated_database("myapp_health") as url:
         engine = sa.create_engine(url)
-        store = SqlStore(engine)
+        store = SqlStore(engine, authenticator=authenticator("sql"))
         now = time.time()
         record = session(now + 600, last_active=now)
         version = store.save(record, None)

@@ -66,3 +66,30 @@ def test_a_write_no_replica_confirmed_is_refused_and_reads_go_on(
     other = TestApp(replicated.router, extra_environ=LOOPBACK)
     assert other.get("/_t/read").json["new"] is True
     assert other.get("/_t/write?value=o", status="*").status_int == 503
+
+
+def test_a_write_redis_refuses_at_the_commit_point_keeps_the_old_session(
+    make_app, postgres_url, throwaway_redis
+):
+    """A write the Redis server refuses at the commit point (out of memory: reads still
+    answer) answers 503 and stores nothing, and the next requests of the same client
+    and of another succeed."""
+    handle = redis_app(make_app, postgres_url, throwaway_redis)
+    handle.app.get("/_t/write?value=before")
+    server = redis.Redis(port=throwaway_redis.port)
+    server.config_set("maxmemory-policy", "noeviction")
+    server.config_set("maxmemory", "1")  # every write command is refused, reads go on
+    try:
+        refused = handle.app.get("/_t/write?value=after", status="*")
+        assert refused.status_int == 503
+        assert "Set-Cookie" not in refused.headers
+        # The same client, on the same app and connection pool: its old session stands.
+        assert handle.app.get("/_t/read").json["value"] == "before"
+        other = TestApp(handle.router, extra_environ=LOOPBACK)
+        assert other.get("/_t/read").json == {"value": None, "new": True}
+    finally:
+        server.config_set("maxmemory", "0")
+    assert handle.app.get("/_t/write?value=after").json["value"] == "after"
+    assert handle.app.get("/_t/read").json["value"] == "after"
+    other.get("/_t/write?value=o")
+    assert other.get("/_t/read").json["value"] == "o"

@@ -31,9 +31,10 @@ if TYPE_CHECKING:
 # cluster-level failures such as a lost slot map: they are store failures too.
 REDIS_ERRORS = (redis.RedisError, RedisClusterException)
 
-# KEYS: session key, then the user index key, "" or nothing (a Cluster passes only the
-# session key: the index is in another slot). ARGV: expected version ("" = new),
-# new value, ttl ms, user index ttl ms. Returns 1 stored, 0 gone, -1 changed.
+# KEYS: session key, then the user index key when the session has a user (not on a
+# Cluster: the index is in another slot). ARGV: expected version ("" = new), new
+# value, ttl ms, then the user index's ttl ms with the index key. Returns 1 stored,
+# 0 gone, -1 changed.
 _SAVE = """
 local current = redis.call('GET', KEYS[1])
 if ARGV[1] == '' then
@@ -205,27 +206,25 @@ class RedisStore(SelfBoundStore):
 
     def save(self, record: SessionRecord, expected_version: int | None) -> int:
         new_version = 1 if expected_version is None else expected_version + 1
+        key = self._key(record.key)
+        args: list[object] = [
+            "" if expected_version is None else expected_version,
+            encode(record, new_version, self.authenticator),
+            _ms(record.expires - record.last_active),
+        ]
+        # Without a user there is no index to keep: the script gets one key, three args.
         user_key = self.user_prefix + record.user_id if record.user_id else ""
-        keys = [self._key(record.key), user_key]
-        if self._cluster:
-            # Every key of a script must hash to one slot: the index is added below.
-            keys, cluster_index = keys[:1], user_key
-        result = self._call(
-            "save",
-            self._run,
-            self._save,
-            keys,
-            [
-                "" if expected_version is None else str(expected_version),
-                encode(record, new_version, self.authenticator),
-                _ms(record.expires - record.last_active),
-                _ms(self.max_lifetime),
-            ],
-        )
+        if user_key and not self._cluster:
+            # Every key of a script must hash to one slot: a Cluster's index is added below.
+            keys = [key, user_key]
+            args.append(_ms(self.max_lifetime))
+        else:
+            keys = [key]
+        result = self._call("save", self._run, self._save, keys, args)
         if result == 1:
-            if self._cluster and cluster_index:
-                self._call("SADD", self.client.sadd, cluster_index, self._key(record.key))
-                self._call("PEXPIRE", self.client.pexpire, cluster_index, _ms(self.max_lifetime))
+            if self._cluster and user_key:
+                self._call("SADD", self.client.sadd, user_key, key)
+                self._call("PEXPIRE", self.client.pexpire, user_key, _ms(self.max_lifetime))
             return new_version
         raise StaleSession(self.name, gone=result == 0)
 
