@@ -22,13 +22,17 @@ WRITE_STATUS = 303
 
 
 def production_settings(url: str, redis_prefix: str, **extra: str) -> dict[str, str]:
-    """production.ini's app settings, on ``url``, with test secrets and views."""
+    """production.ini's app settings, on ``url``, with test secrets and views.
+
+    Without its public origin: the shoppers talk to the app directly over plain HTTP,
+    not through the TLS proxy that origin names."""
     parser = configparser.ConfigParser(interpolation=None)
     parser.read(REPO / "production.ini")
     settings = {
         key: value
         for key, value in parser["app:main"].items()
-        if key not in ("use", "session.secret_env", "session.operator_token_env")
+        if key
+        not in ("use", "session.secret_env", "session.operator_token_env", "myapp.public_origin")
     }
     settings.update(
         {
