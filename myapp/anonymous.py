@@ -53,7 +53,7 @@ class NewSessionAllowance:
             return
         throttle = get_throttle(request.registry)
         address = client_address(request.remote_addr)
-        key = throttle._key("new-session", address)
+        key = throttle.counter_key("new-session", address)
         now = throttle.clock()
 
         def take(counters: AttemptCounters) -> tuple[int | None, float]:
@@ -63,9 +63,9 @@ class NewSessionAllowance:
             return count, counters.blocked_for([key], now) or self.limit.first_delay
 
         try:
-            _, wait = throttle._use(take)  # type: ignore[misc]
+            _, wait = throttle.count_with(take)  # type: ignore[misc]
         except ThrottleUnavailable:
-            return  # said by _use; the shop goes on through a store outage (see above)
+            return  # said by count_with; the shop goes on through a store outage (see above)
         if wait > 0:
             log.log(
                 logging.INFO if self._warned else logging.WARNING,

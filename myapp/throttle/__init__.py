@@ -126,19 +126,23 @@ class SigninThrottle:
         self.account_limit = limit(settings.signin_account_wide_free_failures)
         self.address_limit = limit(settings.signin_address_free_failures)
 
-    def _key(self, kind: str, value: str) -> str:
+    def counter_key(self, kind: str, value: str) -> str:
+        """The counters' key for ``value`` of ``kind``: an HMAC, so names and addresses
+        are not readable (or recoverable) from the store."""
         message = f"{kind}:{value}".encode("utf-8", "replace")
         return hmac.new(self.secret, message, "sha256").hexdigest()
 
     def _limits(self, username: str, address: str) -> list[tuple[str, Limit]]:
         account = normalise_username(username)[:256]
         return [
-            (self._key("account-address", f"{account}\x00{address}"), self.pair_limit),
-            (self._key("account", account), self.account_limit),
-            (self._key("address", address), self.address_limit),
+            (self.counter_key("account-address", f"{account}\x00{address}"), self.pair_limit),
+            (self.counter_key("account", account), self.account_limit),
+            (self.counter_key("address", address), self.address_limit),
         ]
 
-    def _use(self, fn: Callable[[AttemptCounters], object]) -> object:
+    def count_with(self, fn: Callable[[AttemptCounters], object]) -> object:
+        """Run ``fn`` on the counters; ThrottleUnavailable (said in the log) when the
+        store cannot count."""
         counters = self.counters()
         try:
             return fn(counters)
@@ -172,7 +176,7 @@ class SigninThrottle:
                 taken.append((key, got, limit))
             return Attempt(wait=0.0, taken=tuple(taken))
 
-        return self._use(count)  # type: ignore[return-value]
+        return self.count_with(count)  # type: ignore[return-value]
 
     def failed(self, attempt: Attempt) -> float:
         """The attempt failed (it is already counted); how long the next must wait."""
@@ -194,9 +198,9 @@ class SigninThrottle:
             for key, _, _ in others:
                 counters.give_back(key)
 
-        # Said by _use; a signed-in visitor is not refused for it.
+        # Said by count_with; a signed-in visitor is not refused for it.
         with contextlib.suppress(ThrottleUnavailable):
-            self._use(forget)
+            self.count_with(forget)
 
     def succeeded_after(self, request: Request, attempt: Attempt) -> None:
         """:meth:`succeeded` once the request's transaction has committed."""
