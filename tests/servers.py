@@ -336,6 +336,24 @@ class ThrowawayPostgres(ThrowawayServer):
             return {}
         return {"user": self._owner.pw_uid, "group": self._owner.pw_gid, "extra_groups": []}
 
+    def run_tool(
+        self, command: list[str], *, timeout: float = 60, error: type[Exception] = ServerStartError
+    ) -> None:
+        """Run a PostgreSQL program as the data directory's owner; ``error`` with its
+        output when it fails."""
+        result = subprocess.run(
+            command,
+            cwd=self.dir,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+            **self._as_owner(),
+        )
+        if result.returncode != 0:
+            name = Path(command[0]).name
+            raise error(f"{name} failed:\n{result.stdout}{result.stderr}")
+
     def _prepare(self) -> None:
         if self.data_dir.exists():
             return
@@ -349,17 +367,7 @@ class ThrowawayPostgres(ThrowawayServer):
             "--no-sync",
             "--no-instructions",
         ]
-        result = subprocess.run(
-            initdb,
-            cwd=self.dir,
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-            **self._as_owner(),
-        )
-        if result.returncode != 0:
-            raise ServerStartError(f"initdb failed:\n{result.stdout}{result.stderr}")
+        self.run_tool(initdb)
         settings = {
             "listen_addresses": "'127.0.0.1'",
             "unix_socket_directories": f"'{self.dir}'",

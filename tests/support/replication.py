@@ -7,12 +7,11 @@ and with ``synchronous=True`` the primary waits for the standby
 
 from __future__ import annotations
 
-import subprocess
 import time
 
 import psycopg
 
-from tests.servers import ServerStartError, ThrowawayPostgres
+from tests.servers import ThrowawayPostgres
 
 PROMOTE_TIMEOUT = 30
 
@@ -40,17 +39,7 @@ class ThrowawayStandby(ThrowawayPostgres):
             "--checkpoint=fast",
             "--no-sync",
         ]
-        result = subprocess.run(
-            command,
-            cwd=self.dir,
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-            **self._as_owner(),
-        )
-        if result.returncode != 0:
-            raise ServerStartError(f"pg_basebackup failed:\n{result.stdout}{result.stderr}")
+        self.run_tool(command)
         # The copied postgresql.conf names the primary's socket directory, and its
         # synchronous standby: promoted, this server has none, and would wait for one
         # on every commit.
@@ -73,17 +62,11 @@ class ThrowawayStandby(ThrowawayPostgres):
 
     def promote(self) -> None:
         """``pg_ctl promote --wait``: returns once the server accepts writes."""
-        result = subprocess.run(
+        self.run_tool(
             [str(self.bindir / "pg_ctl"), "promote", "--wait", f"--pgdata={self.data_dir}"],
-            cwd=self.dir,
-            capture_output=True,
-            text=True,
             timeout=PROMOTE_TIMEOUT,
-            check=False,
-            **self._as_owner(),
+            error=RuntimeError,
         )
-        if result.returncode != 0:
-            raise RuntimeError(f"pg_ctl promote failed:\n{result.stdout}{result.stderr}")
 
     def replay_lsn(self) -> str:
         with psycopg.connect(self.dsn(), autocommit=True, connect_timeout=5) as conn:
