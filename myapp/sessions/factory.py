@@ -73,8 +73,6 @@ class SessionFactory:
 
     def __call__(self, request: Request) -> Session:
         self.chain.ensure_probing()
-        # The answer depends on the cookie now: a shared cache must not give it to others.
-        request.add_response_callback(vary_on_cookie)
         return RequestSession(self, request).session
 
     # -- helpers shared with RequestSession ------------------------------
@@ -314,6 +312,10 @@ class RequestSession(FailoverLoad):
         return Writes(self, txn)
 
     def _cookie(self, request: Request, response: Response) -> None:
+        # The answer depends on the cookie now: a shared cache must not give it to others.
+        # (Said here, in the one callback every loaded session has, rather than in a
+        # second callback of its own: a read costs one callback less.)
+        vary_on_cookie(response)
         if not self.committed:
             return
         if self.flash_out is not None:
@@ -327,11 +329,16 @@ class RequestSession(FailoverLoad):
             cookie.delete(request, response)
 
 
-def vary_on_cookie(request: Request, response: Response) -> None:
+def vary_on_cookie(response: Response) -> None:
     """Add ``Vary: Cookie`` to a response of a request that read its session."""
-    vary = tuple(response.vary or ())
-    if "cookie" not in (value.lower() for value in vary) and "*" not in vary:
-        response.vary = (*vary, "Cookie")
+    headers = response.headers
+    current = headers.get("Vary")
+    if not current:
+        headers["Vary"] = "Cookie"  # the common case: nothing to merge with
+        return
+    vary = [value.strip() for value in current.split(",")]
+    if "*" not in vary and "cookie" not in (value.lower() for value in vary):
+        headers["Vary"] = f"{current}, Cookie"
 
 
 def _user_agent(request: Request) -> str | None:

@@ -20,7 +20,7 @@ from ...redact import redact
 from ..authenticator import RecordAuthenticator
 from ..base import SelfBoundStore, SessionRecord
 from . import urls
-from .record import decode, encode, expires_of, times_and_mac, user_id_of
+from .record import decode, encode, expires_of, user_id_of
 
 if TYPE_CHECKING:
     from pyramid.registry import Registry
@@ -51,15 +51,14 @@ end
 return 1
 """
 
-# KEYS: session key. ARGV: version, 'last_active,expires,"mac"', ttl ms. Returns 1
-# touched, 0 gone, -1 changed since it was read (a touch re-signs the record: it may
-# only land on the version it was signed for).
+# KEYS: session key. ARGV: version, the record re-signed with its new times, ttl ms.
+# Returns 1 touched, 0 gone, -1 changed since it was read (the new value was signed for
+# that version: it may only replace it).
 _TOUCH = """
 local current = redis.call('GET', KEYS[1])
 if not current then return 0 end
-local version, rest = string.match(current, '^%[(%d+),[^,]*,[^,]*,[^,]*(,.*)$')
-if version ~= ARGV[1] then return -1 end
-redis.call('SET', KEYS[1], '[' .. version .. ',' .. ARGV[2] .. rest, 'PX', ARGV[3])
+if string.match(current, '^%[(%d+),') ~= ARGV[1] then return -1 end
+redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
 return 1
 """
 
@@ -230,13 +229,13 @@ class RedisStore(SelfBoundStore):
 
     def touch(self, record: SessionRecord, last_active: float, expires: float, now: float) -> bool:
         moved = record.with_changes(last_active=last_active, expires=expires)
-        fields = times_and_mac(last_active, expires, self.authenticator.sign(moved, record.version))
+        value = encode(moved, record.version, self.authenticator)
         result = self._call(
             "touch",
             self._run,
             self._touch,
             [self._key(record.key)],
-            [record.version, fields, _ms(expires - now)],
+            [record.version, value, _ms(expires - now)],
             replicated=False,  # a lost touch only leaves the older expiry
         )
         # Changed since it was read (-1): a newer save moved its expiry already.
