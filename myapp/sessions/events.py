@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 
 class SessionObserver:
     """Receives one call per event. The base class ignores everything.
@@ -34,13 +36,17 @@ class ObserverGroup(SessionObserver):
     def add(self, observer: SessionObserver) -> None:
         self.observers.append(observer)
 
-    def __getattribute__(self, name: str):
-        if name.startswith("_") or name in ("observers", "add"):
-            return object.__getattribute__(self, name)
-        observers = object.__getattribute__(self, "observers")
 
-        def fan_out(*args: object) -> None:
-            for observer in observers:
-                getattr(observer, name)(*args)
+def _fan_out(name: str) -> Callable[..., None]:
+    def method(self: ObserverGroup, *args: object) -> None:
+        for observer in self.observers:
+            getattr(observer, name)(*args)
 
-        return fan_out
+    method.__name__ = method.__qualname__ = name
+    return method
+
+
+# One fan-out method per event, made once here rather than on every call.
+for _name in [name for name in vars(SessionObserver) if not name.startswith("_")]:
+    setattr(ObserverGroup, _name, _fan_out(_name))
+del _name
