@@ -44,11 +44,16 @@ def _int_or_float(text: str) -> int | float:
     return float(text) if len(text.lstrip("-")) > 16 else int(text)
 
 
+# Built once: json.loads and json.dumps with arguments build a new decoder or encoder
+# on every call.
+_canonical_decode = json.JSONDecoder(parse_int=_int_or_float).decode
+_canonical_encode = json.JSONEncoder(sort_keys=True, separators=(",", ":"), allow_nan=False).encode
+
+
 def canonical_data(text: str) -> str:
     """JSON text in one form whatever the store did to it (``jsonb`` reorders keys,
     adds spaces and writes numbers its own way); ValueError if it is not JSON."""
-    value = json.loads(text, parse_int=_int_or_float)
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), allow_nan=False)
+    return _canonical_encode(_canonical_decode(text))
 
 
 class NoSecretToSign(RuntimeError):
