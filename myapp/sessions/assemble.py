@@ -16,6 +16,7 @@ from pyramid.registry import Registry
 from .chain import StoreChain, build_chain
 from .events import ObserverGroup, SessionObserver
 from .exceptions import StoreError
+from .interfaces import IUserSessionsTable
 from .options import SessionOptions
 from .redact import redact
 from .stores import BUILDERS
@@ -77,7 +78,7 @@ def build_store_chain(
 def _build_store(name: str, options: SessionOptions, registry: Registry) -> SessionStore:
     try:
         store = build_store(name, options, registry)
-        if name == "sql" and options.cache == "redis":
+        if options.cache == "redis" and IUserSessionsTable.providedBy(store):
             from .stores.cachedstore import wrap
 
             store = wrap(store, options)  # type: ignore[arg-type]  # Redis answers reads

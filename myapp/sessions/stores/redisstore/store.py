@@ -14,8 +14,10 @@ import redis
 from redis.cluster import RedisCluster
 from redis.commands.core import Script
 from redis.exceptions import NoScriptError, RedisClusterException
+from zope.interface import implementer
 
 from ...exceptions import StaleSession, StoreError, StoreNotReady
+from ...interfaces import IStoreStatistics, IUserSessions
 from ...redact import redact
 from ..authenticator import RecordAuthenticator
 from ..base import SelfBoundStore, SessionRecord
@@ -92,6 +94,8 @@ def _ms(seconds: float) -> int:
     return max(1, math.ceil(seconds * 1000))
 
 
+# Not IPurgeable: Redis expires session keys itself.
+@implementer(IUserSessions, IStoreStatistics)
 class RedisStore(SelfBoundStore):
     name = "redis"
     shared = True
@@ -294,10 +298,6 @@ class RedisStore(SelfBoundStore):
         if stale:
             self._call("SREM", self.client.srem, index, *stale)
         return sorted(records, key=lambda r: r.created)
-
-    def purge_expired(self, now: float, batch_size: int) -> int:
-        # Redis expires session keys itself; nothing is left to purge.
-        return 0
 
     def count(self, now: float) -> tuple[int, int]:
         # Only session keys: the prefix and a storage key (64 hex digits). The user

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import zope.sqlalchemy
 from pyramid_tm import is_tm_active
@@ -30,34 +30,11 @@ from .transaction import SessionTransaction, expects_writes
 if TYPE_CHECKING:
     from pyramid.request import Request
     from sqlalchemy.orm import Session as DBSession
-    from sqlalchemy.pool import PoolProxiedConnection
 
-    from ..authenticator import RecordAuthenticator
-    from .driver import CompiledStatements
-    from .held import HeldConnections
-    from .statements import SqlStatements
+    from .store import SqlStore
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-
-
-class ParentStore(Protocol):
-    """What the request-bound form uses of the store it is bound from (``SqlStore``)."""
-
-    statements: SqlStatements
-    authenticator: RecordAuthenticator
-    session_transactions: bool
-    _held: HeldConnections | None
-    _statements: CompiledStatements | None
-
-    def bind(self, request: Request) -> RequestSqlStore: ...
-    def check(self) -> None: ...
-    def health(self) -> dict[str, object]: ...
-    def _read(self, fn: Callable[[Connection], T]) -> T: ...
-    def _write(self, fn: Callable[[Connection], T]) -> T: ...
-    def _guarded(self, conn: Connection, fn: Callable[[Connection], T], *, commit: bool) -> T: ...
-    def _acquire_held(self) -> PoolProxiedConnection: ...
-    def _guard_driver(self, pooled: PoolProxiedConnection, run: Callable[[], Any]) -> Any: ...
 
 
 @implementer(IRequestBoundStore)
@@ -69,7 +46,7 @@ class RequestSqlStore(SqlOperations, SessionStore):
 
     answered_from_cache = False
 
-    def __init__(self, parent: ParentStore, request: Request, *, session_transaction: bool) -> None:
+    def __init__(self, parent: SqlStore, request: Request, *, session_transaction: bool) -> None:
         self.parent = parent
         self.request = request
         self.statements = parent.statements
@@ -87,9 +64,6 @@ class RequestSqlStore(SqlOperations, SessionStore):
 
     def check(self) -> None:
         self.parent.check()
-
-    def health(self) -> dict[str, object]:
-        return self.parent.health()
 
     def close(self) -> None:
         """End this request's session transaction, if any; the parent keeps its pool."""

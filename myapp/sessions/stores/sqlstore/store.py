@@ -32,13 +32,14 @@ from .driver import DriverConnection, kept_cursor
 from .guard import driver_fileno, fileno_of, guard_pre_ping, short_cause, store_error
 from .held import HeldConnections
 from .operations import SqlOperations
-from .request import RequestSqlStore
 from .schema import schema_problem
 from .statements import SqlStatements
 
 if TYPE_CHECKING:
     from pyramid.registry import Registry
     from pyramid.request import Request
+
+    from ...interfaces import IRequestBoundStore
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -171,7 +172,7 @@ class SqlStore(SqlOperations, SessionStore):
             raise StoreError("sql", "read_only", READ_ONLY_CAUSE)
         return result
 
-    def bind(self, request: Request, *, session_transaction: bool = True) -> RequestSqlStore:
+    def bind(self, request: Request, *, session_transaction: bool = True) -> IRequestBoundStore:
         """This store, running its statements in ``request``'s transactions (the same
         object for every call in one request: it holds the request's state).
 
@@ -181,6 +182,9 @@ class SqlStore(SqlOperations, SessionStore):
         bound = request.environ.get(_BOUND_KEY)
         # pyramid_retry reuses the environ for a new request: bound to that one anew.
         if bound is None or bound.parent is not self or bound.request is not request:
+            # Imported here: the request-bound form is typed to this store (no circle).
+            from .request import RequestSqlStore
+
             bound = RequestSqlStore(self, request, session_transaction=session_transaction)
             request.environ[_BOUND_KEY] = bound
         return bound
