@@ -31,14 +31,14 @@ from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 from myapp.accounts import find_user
 from myapp.models import users
 from myapp.sessions.chain import StoreState
-from myapp.sessions.exceptions import StoreError
+from myapp.sessions.exceptions import StoreError, error_summary
 from myapp.sessions.interfaces import (
     IPurgeable,
     IStoreStatistics,
     IUserSessions,
     IUserSessionsTable,
 )
-from myapp.sessions.purge import PURGE_LOCK_ID, Purger, error_summary
+from myapp.sessions.purge import PURGE_LOCK_ID, Purger
 from myapp.sessions.redact import RedactingWriter, redact
 from myapp.sessions.stores.base import SessionStore
 from myapp.sessions.tablehealth import read_table_health

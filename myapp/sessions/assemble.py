@@ -15,7 +15,7 @@ from pyramid.registry import Registry
 
 from .chain import StoreChain, build_chain
 from .events import ObserverGroup, SessionObserver
-from .exceptions import StoreError
+from .exceptions import BUILD_ERRORS
 from .interfaces import IUserSessionsTable
 from .options import SessionOptions
 from .redact import redact
@@ -82,7 +82,7 @@ def _build_store(name: str, options: SessionOptions, registry: Registry) -> Sess
             from .stores.cachedstore import wrap
 
             store = wrap(store, options)  # type: ignore[arg-type]  # Redis answers reads
-    except (StoreError, ValueError, ImportError, OSError) as exc:
+    except BUILD_ERRORS as exc:
         # Messages of drivers and URL parsers may quote a URL with its password; the
         # original exception is not chained, so no traceback shows it either.
         raise ValueError(redact(str(exc))) from None

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 from .breaker import Breaker
 from .events import SessionObserver
-from .exceptions import NoStoreReady, StoreError, StoreNotReady
+from .exceptions import BUILD_ERRORS, NoStoreReady, StoreError, StoreNotReady
 from .options import SessionOptions
 from .recovery import Recovery
 from .state import StoreState
@@ -265,7 +265,7 @@ def build_chain(
     for name in names:
         try:
             states.append(StoreState(name, build(name)))
-        except (StoreError, ValueError, ImportError, OSError) as exc:
+        except BUILD_ERRORS as exc:
             states.append(
                 StoreState(name, None, cause=f"cannot be built: {exc}", fix="check its settings")
             )

@@ -14,15 +14,17 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from .csrf import SESSION_TOKEN_KEY
 from .exceptions import (
     SessionStoreFailover,
     SessionStoreUnavailable,
     SessionTemporarilyUnavailable,
     StoreError,
 )
-from .session import Session
+from .session import FLASH_PREFIX, Session
 from .stores import base
 from .stores.base import SessionRecord, SessionStore
+from .veto import expects_writes
 
 if TYPE_CHECKING:
     from pyramid.request import Request
@@ -38,12 +40,6 @@ log = logging.getLogger(__name__)
 AVOID_KEY = "myapp.sessions.avoid"
 #: environ key: True when the request's session is temporarily unavailable.
 UNAVAILABLE_KEY = "myapp.sessions.unavailable"
-#: Methods that only read: they may be served without their session.
-SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
-#: Keys a page may put in a session it cannot store (its form's CSRF token, a flash
-#: message being shown): dropped when the session is temporarily unavailable.
-CSRF_KEY = "_csrft_"  # pyramid.csrf.SessionCSRFStoragePolicy's default
-FLASH_PREFIX = "_f_"
 UNAVAILABLE_LOG_SECONDS = 60
 
 
@@ -114,7 +110,8 @@ class FailoverLoad:
         self.observer.session_unavailable(self.store.name)
         where = ", ".join(repr(name) for name in stores)
         self.unavailable_notice.say(self.store.name, where)
-        if self.request.method not in SAFE_METHODS:
+        # Only a request that reads may be served without its session.
+        if expects_writes(self.request.method):
             raise SessionTemporarilyUnavailable(
                 stores[0], "unavailable", f"the session may be in {where}, which is failing"
             )
@@ -216,7 +213,11 @@ class FailoverLoad:
         is refused instead (503, nothing committed).
         """
         session = self.session
-        incidental = all(key == CSRF_KEY or key.startswith(FLASH_PREFIX) for key in session)
+        # What a page may put in a session it cannot store: its form's CSRF token, a
+        # flash message being shown.
+        incidental = all(
+            key == SESSION_TOKEN_KEY or key.startswith(FLASH_PREFIX) for key in session
+        )
         if incidental and not (session.invalidated or session.rotated or session.user_id):
             return
         raise SessionTemporarilyUnavailable(

@@ -24,7 +24,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from .assemble import get_chain, get_observer, get_options
 from .database import ENGINE_KEY
 from .events import SessionObserver
-from .exceptions import PurgeLocked, StoreError
+from .exceptions import PurgeLocked, StoreError, error_summary
 from .interfaces import IPurgeable, IUserSessionsTable
 from .stores.base import SessionStore
 
@@ -188,12 +188,6 @@ class Purger:
                     result.seconds,
                 )
         return results
-
-
-def error_summary(exc: BaseException) -> str:
-    """The first line of a driver error: no parameters, no stack, fit for a log line."""
-    lines = str(getattr(exc, "orig", None) or exc).strip().splitlines()
-    return lines[0] if lines else type(exc).__name__
 
 
 class PurgeThread(threading.Thread):

@@ -330,7 +330,7 @@ def build(options: SessionOptions, registry: Registry) -> RedisStore:
     try:
         client = make_client(options.redis_url, options.store_timeout)
     except REDIS_ERRORS as exc:  # a Cluster client connects on construction
-        cause = f"cannot reach {_redact(options.redis_url)}: {exc}"
+        cause = f"cannot reach {redact(options.redis_url)}: {exc}"
         raise StoreError("redis", "connection", cause) from exc
     return RedisStore(
         client,
@@ -339,13 +339,5 @@ def build(options: SessionOptions, registry: Registry) -> RedisStore:
         min_replicas=options.redis_min_replicas,
         replica_timeout=options.redis_replica_timeout,
         authenticator=RecordAuthenticator(options.secret_bytes, "redis"),
-        url_for_messages=_redact(options.redis_url),
+        url_for_messages=redact(options.redis_url),
     )
-
-
-def _redact(url: str) -> str:
-    """The URL without its password (in the userinfo or the query), for log lines."""
-    scheme, sep, rest = url.partition("://")
-    if "@" in rest:
-        rest = "***@" + rest.split("@", 1)[1]
-    return redact(scheme + sep + rest)

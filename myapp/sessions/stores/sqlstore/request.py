@@ -21,11 +21,13 @@ from sqlalchemy.exc import SQLAlchemyError
 from zope.interface import implementer
 
 from ...database import existing_dbsession
+from ...exceptions import error_summary
 from ...interfaces import IRequestBoundStore
+from ...veto import expects_writes
 from ..base import SessionStore
-from .guard import short_cause, store_error
+from .guard import store_error
 from .operations import SqlOperations
-from .transaction import SessionTransaction, expects_writes
+from .transaction import SessionTransaction
 
 if TYPE_CHECKING:
     from pyramid.request import Request
@@ -83,7 +85,7 @@ class RequestSqlStore(SqlOperations, SessionStore):
         try:
             dbsession.rollback()
         except SQLAlchemyError as exc:
-            log.info("rolling back after a failed session save failed too: %s", short_cause(exc))
+            log.info("rolling back after a failed session save failed too: %s", error_summary(exc))
 
     def in_request_transaction(self) -> bool:
         dbsession = existing_dbsession(self.request)

@@ -23,13 +23,13 @@ from ...database import (
     get_engine,
 )
 from ...deadline import WATCHDOG, Deadline, Watchdog
-from ...exceptions import StoreError, StoreNotReady
+from ...exceptions import StoreError, StoreNotReady, error_summary
 from ...options import SessionOptions
 from ...primary import answered_read_only, note_failure
 from ..authenticator import RecordAuthenticator
 from ..base import SessionStore
 from .driver import DriverConnection, kept_cursor
-from .guard import driver_fileno, fileno_of, guard_pre_ping, short_cause, store_error
+from .guard import driver_fileno, fileno_of, guard_pre_ping, store_error
 from .held import HeldConnections
 from .operations import SqlOperations
 from .schema import schema_problem
@@ -198,7 +198,7 @@ class SqlStore(SqlOperations, SessionStore):
                 with guard as deadline:
                     problem = schema_problem(conn, self.statements.is_postgres)
         except SQLAlchemyError as exc:
-            cause = short_cause(exc)
+            cause = error_summary(exc)
             if deadline is not None and deadline.fired:
                 cause = f"no answer within {self.check_timeout:g}s (frozen or overloaded?)"
             raise StoreNotReady(
