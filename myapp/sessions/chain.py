@@ -264,7 +264,10 @@ def build_chain(
     states = []
     for name in names:
         try:
-            states.append(StoreState(name, build(name)))
+            store = build(name)
+            # Named as the store names itself (a store of the app's own is configured
+            # by its dotted path).
+            states.append(StoreState(store.name or name, store))
         except BUILD_ERRORS as exc:
             states.append(
                 StoreState(name, None, cause=f"cannot be built: {exc}", fix="check its settings")

@@ -1,6 +1,10 @@
 """One contract, every store in the form it is used: sql (PostgreSQL, SQLite, through
-PgBouncer), redis, memory, sql behind the Redis read cache, and the SQL store bound to a
-request whose database transaction is open."""
+PgBouncer), redis, memory, sql behind the Redis read cache, the SQL store bound to a
+request whose database transaction is open, and a store written outside the package
+(``tests.support.outsidestore``), built as the app builds it from its dotted name.
+
+Every store keeps the core (``ISessionStore``); each optional capability is checked
+through its interface on the stores that declare it, and skipped on the others."""
 
 from __future__ import annotations
 
@@ -11,9 +15,11 @@ import time
 import pytest
 import sqlalchemy as sa
 import transaction
+from pyramid.registry import Registry
 from pyramid.request import Request
 from zope.interface.verify import verifyObject
 
+from myapp.sessions.assemble import build_store
 from myapp.sessions.database import get_dbsession_factory, get_engine, get_tm_dbsession
 from myapp.sessions.exceptions import StaleSession, StoreNotReady
 from myapp.sessions.interfaces import (
@@ -25,12 +31,14 @@ from myapp.sessions.interfaces import (
     IUserSessions,
     IUserSessionsTable,
 )
+from myapp.sessions.options import SessionOptions
 from myapp.sessions.stores.base import SessionRecord
 from myapp.sessions.stores.cachedstore import CachedStore, RedisCache
 from myapp.sessions.stores.memorystore import MemoryStore
 from myapp.sessions.stores.redisstore import RedisStore, make_client
 from myapp.sessions.stores.sqlstore import SqlStore
 from myapp.sessions.table import EXPIRY_BUCKET_SECONDS
+from tests.conftest import SECRET
 from tests.support.records import authenticator
 
 STORES = (
@@ -41,7 +49,9 @@ STORES = (
     "memory",
     pytest.param("sql-cached", marks=[pytest.mark.postgres, pytest.mark.redis]),
     pytest.param("sql-request", marks=pytest.mark.postgres),
+    "outside",
 )
+OUTSIDE_STORE = "tests.support.outsidestore:DictStore"
 
 
 CAPABILITIES = (IUserSessions, IPurgeable, IStoreStatistics, IReadCache, IUserSessionsTable)
@@ -101,6 +111,11 @@ def store(request, postgres_url, sqlite_url, redis_prefix):
             max_lifetime=3600,
             authenticator=authenticator("redis"),
         )
+    elif kind == "outside":
+        options = SessionOptions.from_settings(
+            {"session.backends": OUTSIDE_STORE, "session.secret": SECRET}
+        )
+        built = build_store(options.backends[0], options, Registry())
     else:
         built = MemoryStore(max_entries=1000)
     verifyObject(ISessionStore, built)
