@@ -83,7 +83,8 @@ def _table(rows: list[list[str]], out: TextIO) -> None:
 def check(env: ScriptEnvironment, args: argparse.Namespace, out: TextIO) -> int:
     """Initialise every store as start-up does; non-zero when the first one is not ready."""
     states = _check_all(env)
-    out.write(f"Session stores in {env.ini} (session.backends = {' '.join(env.chain.names)}):\n\n")
+    configured = " ".join(env.options.backends)
+    out.write(f"Session stores in {env.ini} (session.backends = {configured}):\n\n")
     rows = [["store", "ready", "check", "why / fix"]]
     for state in states:
         note = "" if state.ready else f"{state.cause}; fix: {state.fix}"
