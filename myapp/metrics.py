@@ -23,8 +23,8 @@ from sqlalchemy.exc import SQLAlchemyError
 from myapp.sessions import add_observer
 from myapp.sessions.database import ENGINE_KEY
 from myapp.sessions.events import SessionObserver
-from myapp.sessions.operator import operator_access, refused
-from myapp.sessions.purge import error_summary
+from myapp.sessions.exceptions import error_summary
+from myapp.sessions.operatoraccess import operator_access, refused
 from myapp.sessions.tablehealth import read_table_health
 
 log = logging.getLogger(__name__)

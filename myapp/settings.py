@@ -50,6 +50,10 @@ class SiteSettings:
     anonymous_sessions_window: float = 3600.0
     #: Counters are forgotten after this long without a failure.
     signin_forget_after: float = 3600.0
+    #: Where sign-in attempts are counted: None, in the store serving sessions; or always
+    #: in one of the throttle's own (``sql``, ``redis``, ``memory``), for a session store
+    #: it has no counters for.
+    signin_counters: str | None = None
 
     @classmethod
     def from_settings(cls, settings: Mapping[str, object]) -> SiteSettings:
@@ -91,6 +95,7 @@ class SiteSettings:
             signin_forget_after=read.number(
                 "signin.forget_after", cls.signin_forget_after, minimum=1.0
             ),
+            signin_counters=read.text("signin.counters", None),
         )
 
     @property

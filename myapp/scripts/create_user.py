@@ -18,7 +18,7 @@ from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
 from myapp.accounts import UserExists, create_user, find_user, normalise_username
 from myapp.sessions.database import get_engine
-from myapp.sessions.purge import error_summary
+from myapp.sessions.exceptions import error_summary
 from myapp.sessions.redact import install_log_redaction, redact
 
 EXIT_OK, EXIT_FAILED = 0, 1

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from typing import TextIO
 
+from myapp.sessions.interfaces import IStoreStatistics
 from myapp.sessions.purge import StorePurge
 from myapp.sessions.stores.base import SessionStore
 
@@ -23,7 +24,7 @@ class PurgeProgress:
         self._drawn = False
 
     def start(self, store: SessionStore, now: float) -> None:
-        self.expected = store.count(now)[1]
+        self.expected = store.count(now)[1] if IStoreStatistics.providedBy(store) else 0
         self._end_bar()
         self.stream.write(f"{store.name}: {self.expected:,} expired sessions to delete\n")
         self.stream.flush()

@@ -31,12 +31,16 @@ from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 from myapp.accounts import find_user
 from myapp.models import users
 from myapp.sessions.chain import StoreState
-from myapp.sessions.exceptions import StoreError
-from myapp.sessions.purge import PURGE_LOCK_ID, Purger, error_summary
+from myapp.sessions.exceptions import StoreError, error_summary
+from myapp.sessions.interfaces import (
+    IPurgeable,
+    IStoreStatistics,
+    IUserSessions,
+    IUserSessionsTable,
+)
+from myapp.sessions.purge import PURGE_LOCK_ID, Purger
 from myapp.sessions.redact import RedactingWriter, redact
 from myapp.sessions.stores.base import SessionStore
-from myapp.sessions.stores.cachedstore import CachedStore
-from myapp.sessions.stores.sqlstore.operations import SqlOperations
 from myapp.sessions.tablehealth import read_table_health
 
 from .environment import ScriptEnvironment, load_environment
@@ -79,7 +83,8 @@ def _table(rows: list[list[str]], out: TextIO) -> None:
 def check(env: ScriptEnvironment, args: argparse.Namespace, out: TextIO) -> int:
     """Initialise every store as start-up does; non-zero when the first one is not ready."""
     states = _check_all(env)
-    out.write(f"Session stores in {env.ini} (session.backends = {' '.join(env.chain.names)}):\n\n")
+    configured = " ".join(env.options.backends)
+    out.write(f"Session stores in {env.ini} (session.backends = {configured}):\n\n")
     rows = [["store", "ready", "check", "why / fix"]]
     for state in states:
         note = "" if state.ready else f"{state.cause}; fix: {state.fix}"
@@ -190,6 +195,9 @@ def stats(env: ScriptEnvironment, args: argparse.Namespace, out: TextIO) -> int:
             rows.append([state.name, "-", "-", f"not ready: {state.cause}"])
             status = EXIT_FAILED
             continue
+        if not IStoreStatistics.providedBy(store):
+            rows.append([state.name, "-", "-", "keeps no counts"])
+            continue
         try:
             live, expired = store.count(now)
             tops.append((state.name, store.top_users(now, args.top)))
@@ -197,10 +205,10 @@ def stats(env: ScriptEnvironment, args: argparse.Namespace, out: TextIO) -> int:
             rows.append([state.name, "-", "-", f"failed: {error_summary(exc)}"])
             status = EXIT_FAILED
             continue
-        note = "Redis expires sessions itself" if state.name == "redis" else ""
+        note = "" if IPurgeable.providedBy(store) else "expires sessions itself"
         rows.append([state.name, str(live), str(expired), note])
     _table(rows, out)
-    if "sql" in env.chain.names:
+    if any(IUserSessionsTable.providedBy(state.store) for state in env.chain.states):
         _table_health(env, out)
     names = _user_names(env, {uid for _, top in tops for uid, _ in top}, out)
     for store_name, top in tops:
@@ -243,6 +251,9 @@ def end_user(env: ScriptEnvironment, args: argparse.Namespace, out: TextIO) -> i
             out.write(f"{state.name}: NOT reached ({state.cause}); fix: {state.fix}\n")
             status = EXIT_FAILED
             continue
+        if not IUserSessions.providedBy(store):
+            out.write(f"{state.name}: skipped, it cannot find a user's sessions\n")
+            continue
         try:
             ended = store.delete_user(str(user.id))
         except StoreError as exc:
@@ -256,19 +267,13 @@ def end_user(env: ScriptEnvironment, args: argparse.Namespace, out: TextIO) -> i
 # -- sign-unsigned --------------------------------------------------------------
 
 
-def _sql_operations(store: SessionStore) -> SqlOperations | None:
-    """The SQL store itself, or the one behind the read cache."""
-    primary = store.primary if isinstance(store, CachedStore) else store
-    return primary if isinstance(primary, SqlOperations) else None
-
-
 def sign_unsigned(env: ScriptEnvironment, args: argparse.Namespace, out: TextIO) -> int:
     """Sign the user_sessions rows stored before rows carried an authenticator."""
     batch_size = args.batch_size or env.options.purge_batch_size
     status = EXIT_OK
     for state in _check_all(env):
-        sql = None if state.store is None else _sql_operations(state.store)
-        if sql is None:
+        sql = state.store
+        if not IUserSessionsTable.providedBy(sql):
             if state.store is not None:
                 out.write(f"{state.name}: nothing to sign (only user_sessions rows are)\n")
             continue

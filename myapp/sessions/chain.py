@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 from .breaker import Breaker
 from .events import SessionObserver
-from .exceptions import NoStoreReady, StoreError, StoreNotReady
+from .exceptions import BUILD_ERRORS, NoStoreReady, StoreError, StoreNotReady
 from .options import SessionOptions
 from .recovery import Recovery
 from .state import StoreState
@@ -264,8 +264,11 @@ def build_chain(
     states = []
     for name in names:
         try:
-            states.append(StoreState(name, build(name)))
-        except (StoreError, ValueError, ImportError, OSError) as exc:
+            store = build(name)
+            # Named as the store names itself (a store of the app's own is configured
+            # by its dotted path).
+            states.append(StoreState(store.name or name, store))
+        except BUILD_ERRORS as exc:
             states.append(
                 StoreState(name, None, cause=f"cannot be built: {exc}", fix="check its settings")
             )

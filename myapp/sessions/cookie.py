@@ -18,6 +18,27 @@ if TYPE_CHECKING:
     from .options import SessionOptions
 
 
+def set_cookie(
+    response: Response, options: SessionOptions, name: str, value: str, max_age: int | None = None
+) -> None:
+    """Set one of the package's cookies (the session's, the CSRF token's, the flash
+    messages'), each with the attributes the options give them all; HttpOnly always."""
+    response.set_cookie(
+        name,
+        value,
+        max_age=max_age,
+        path=options.cookie_path,
+        domain=options.cookie_domain,
+        secure=options.cookie_secure,
+        httponly=True,
+        samesite=options.cookie_samesite,
+    )
+
+
+def delete_cookie(response: Response, options: SessionOptions, name: str) -> None:
+    response.delete_cookie(name, path=options.cookie_path, domain=options.cookie_domain)
+
+
 class SessionCookie:
     """One app's session cookie, as its options describe it."""
 
@@ -43,21 +64,10 @@ class SessionCookie:
             max_age: int | None = max(1, int(created + options.max_lifetime - now))
         else:
             max_age = options.cookie_max_age or None  # 0: ends with the browser session
-        response.set_cookie(
-            options.cookie_name,
-            self.signer.dumps(token),
-            max_age=max_age,
-            path=options.cookie_path,
-            domain=options.cookie_domain,
-            secure=options.cookie_secure,
-            httponly=True,
-            samesite=options.cookie_samesite,
-        )
+        set_cookie(response, options, options.cookie_name, self.signer.dumps(token), max_age)
 
     def delete(self, request: Request, response: Response) -> None:
         """Tell the browser to forget the cookie, if it sent one."""
         options = self.options
         if options.cookie_name in request.cookies:
-            response.delete_cookie(
-                options.cookie_name, path=options.cookie_path, domain=options.cookie_domain
-            )
+            delete_cookie(response, options, options.cookie_name)

@@ -13,10 +13,10 @@ import secrets
 from pyramid.csrf import SessionCSRFStoragePolicy
 from pyramid.interfaces import ICSRFStoragePolicy
 from pyramid.request import Request
-from pyramid.response import Response
 from pyramid.util import strings_differ
 from zope.interface import implementer
 
+from .cookie import set_cookie
 from .flashcookie import flash_only
 from .options import SessionOptions
 
@@ -63,20 +63,10 @@ class SessionOrCookieCSRFStoragePolicy:
     def _new_cookie_token(self, request: Request) -> str:
         token = secrets.token_urlsafe(TOKEN_BYTES)
         request.environ[_ENVIRON_KEY] = token
-        options = self.options
-
-        def set_cookie(request: Request, response: Response) -> None:
-            response.set_cookie(
-                self.cookie_name,
-                token,
-                path=options.cookie_path,
-                domain=options.cookie_domain,
-                secure=options.cookie_secure,
-                httponly=True,
-                samesite=options.cookie_samesite,
-            )
-
-        request.add_response_callback(set_cookie)
+        options, name = self.options, self.cookie_name
+        request.add_response_callback(
+            lambda request, response: set_cookie(response, options, name, token)
+        )
         return token
 
     # -- ICSRFStoragePolicy ------------------------------------------------------

@@ -17,6 +17,7 @@ from pyramid.request import Request
 
 from .assemble import get_chain
 from .exceptions import SessionStoreUnavailable, StoreError
+from .interfaces import IUserSessions
 from .stores.base import SessionRecord, SessionStore
 
 log = logging.getLogger(__name__)
@@ -102,7 +103,11 @@ def end_user_everywhere(request: Request, user_id: str, *, except_key: str | Non
     return _each(
         request,
         "ending a user's sessions",
-        lambda store: store.delete_user(user_id, except_key=except_key),
+        lambda store: (
+            store.delete_user(user_id, except_key=except_key)
+            if IUserSessions.providedBy(store)
+            else 0
+        ),
     )
 
 
@@ -112,6 +117,8 @@ def list_user_everywhere(request: Request, user_id: str) -> list[SessionRecord]:
     records: dict[str, SessionRecord] = {}
 
     def collect(store: SessionStore) -> int:
+        if not IUserSessions.providedBy(store):
+            return 0
         for record in store.list_user(user_id, now):
             records.setdefault(record.key, record)
         return 0

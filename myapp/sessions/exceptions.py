@@ -79,3 +79,14 @@ class NoStoreReady(ConfigurationError):
 
 class PurgeLocked(Exception):
     """Another process holds the purge lock: it is purging right now."""
+
+
+def error_summary(exc: BaseException) -> str:
+    """The first line of a driver error: no parameters, no stack, fit for a log line."""
+    lines = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__
+
+
+#: What building a store may raise (a bad setting, a missing driver, an unreachable
+#: host while resolving it): the store is then recorded as not ready, never a crash.
+BUILD_ERRORS: tuple[type[Exception], ...] = (StoreError, ValueError, ImportError, OSError)

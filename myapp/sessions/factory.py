@@ -10,6 +10,7 @@ each write runs (the request's transaction, or queued until it votes) is ``write
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from collections.abc import Callable
@@ -34,6 +35,7 @@ from .interfaces import INewSessionAdmission, IRequestBoundStore
 from .lazytm import LazyTransactionManager
 from .serializer import dumps_checked, loads
 from .session import Session
+from .stores import base
 from .stores.base import SessionRecord, SessionStore
 from .writes import Writes, quietly
 
@@ -100,7 +102,10 @@ class RequestSession(FailoverLoad):
         self.factory = factory
         self.request = request
         self.options = factory.options
-        chain = factory.chain
+        self.chain = chain = factory.chain
+        self.observer = factory.observer
+        self.unavailable_notice = factory.unavailable_notice
+        self.timed = factory.timed
         self.avoid: frozenset[str] = frozenset(request.environ.get(AVOID_KEY, ()))
         index = chain.serving_index(self.avoid) if self.options.runtime_failover else None
         self.index: int = chain.active_index if index is None else index
@@ -289,7 +294,8 @@ class RequestSession(FailoverLoad):
         """
         moved_from, moved = self.moved_from, self.moved_record
         if moved_from is not None and moved is not None:
-            transaction().addAfterCommitHook(lambda ok: ok and quietly(moved_from.release, moved))
+            release = functools.partial(base.release, moved_from)
+            transaction().addAfterCommitHook(lambda ok: ok and quietly(release, moved))
 
     def conflict(self, exc: StaleSession) -> None:
         """A save was refused. A session ended meanwhile stays ended; a newer one wins."""
@@ -297,7 +303,8 @@ class RequestSession(FailoverLoad):
         if exc.gone:
             log.info("refused a late write to a session that has ended (%s store)", exc.store)
             if self.moved_from is not None and self.moved_record is not None:
-                quietly(self.moved_from.release, self.moved_record)  # never read through again
+                # Never read through again.
+                quietly(functools.partial(base.release, self.moved_from), self.moved_record)
             self.token = None
             self.issue_cookie, self.delete_cookie = False, True
             return
@@ -309,7 +316,14 @@ class RequestSession(FailoverLoad):
 
     def _writer(self, txn: object) -> Writes:
         self.wrote = True
-        return Writes(self, txn)
+        return Writes(
+            self._bound_store(),
+            self.store,
+            txn,
+            timed=self.timed,
+            on_stale=self.conflict,
+            on_error=self.store_failed,
+        )
 
     def _cookie(self, request: Request, response: Response) -> None:
         # The answer depends on the cookie now: a shared cache must not give it to others.

@@ -12,16 +12,19 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING
 
+from .csrf import SESSION_TOKEN_KEY
 from .exceptions import (
     SessionStoreFailover,
     SessionStoreUnavailable,
     SessionTemporarilyUnavailable,
     StoreError,
 )
-from .session import Session
+from .session import FLASH_PREFIX, Session
+from .stores import base
 from .stores.base import SessionRecord, SessionStore
+from .veto import expects_writes
 
 if TYPE_CHECKING:
     from pyramid.request import Request
@@ -37,12 +40,6 @@ log = logging.getLogger(__name__)
 AVOID_KEY = "myapp.sessions.avoid"
 #: environ key: True when the request's session is temporarily unavailable.
 UNAVAILABLE_KEY = "myapp.sessions.unavailable"
-#: Methods that only read: they may be served without their session.
-SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
-#: Keys a page may put in a session it cannot store (its form's CSRF token, a flash
-#: message being shown): dropped when the session is temporarily unavailable.
-CSRF_KEY = "_csrft_"  # pyramid.csrf.SessionCSRFStoragePolicy's default
-FLASH_PREFIX = "_f_"
 UNAVAILABLE_LOG_SECONDS = 60
 
 
@@ -77,20 +74,14 @@ class UnavailableNotice:
         )
 
 
-class FactoryParts(Protocol):
-    """What failover uses of the session factory."""
-
-    chain: StoreChain
-    observer: SessionObserver
-    unavailable_notice: UnavailableNotice
-
-    def timed(self, store: SessionStore, operation: str, fn: Callable[[], object]) -> object: ...
-
-
 class FailoverLoad:
     """The loading half of a request's session (``factory.RequestSession``) when stores fail."""
 
-    factory: FactoryParts
+    # The factory's collaborators, as ``RequestSession`` takes them from it.
+    chain: StoreChain
+    observer: SessionObserver
+    unavailable_notice: UnavailableNotice
+    timed: Callable[[SessionStore, str, Callable[[], object]], object]
     request: Request
     options: SessionOptions
     store: SessionStore
@@ -116,10 +107,11 @@ class FailoverLoad:
         """
         self.unavailable = True
         self.request.environ[UNAVAILABLE_KEY] = True
-        self.factory.observer.session_unavailable(self.store.name)
+        self.observer.session_unavailable(self.store.name)
         where = ", ".join(repr(name) for name in stores)
-        self.factory.unavailable_notice.say(self.store.name, where)
-        if self.request.method not in SAFE_METHODS:
+        self.unavailable_notice.say(self.store.name, where)
+        # Only a request that reads may be served without its session.
+        if expects_writes(self.request.method):
             raise SessionTemporarilyUnavailable(
                 stores[0], "unavailable", f"the session may be in {where}, which is failing"
             )
@@ -127,13 +119,13 @@ class FailoverLoad:
 
     def _load_serving(self, key: str) -> SessionRecord | None:
         """Load from the serving store; with runtime failover, from the next one on failure."""
-        factory, chain = self.factory, self.factory.chain
+        chain = self.chain
         while True:
             bound = self._bound_store()
             try:
                 if chain.breaker_open(self.index):
                     return self._load_refused(key)
-                record = factory.timed(self.store, "load", lambda: bound.load(key, self.now))  # noqa: B023
+                record = self.timed(self.store, "load", lambda: bound.load(key, self.now))  # noqa: B023
             except SessionStoreUnavailable as exc:
                 if exc.kind != "breaker_open":
                     chain.failed(self.index, str(exc), timeout=exc.kind == "timeout")
@@ -151,17 +143,17 @@ class FailoverLoad:
 
     def _load_refused(self, key: str) -> SessionRecord | None:
         """The serving store's breaker is open: its offline copy (a cache's) or a refusal."""
-        record = self.store.load_offline(key, self.now)
+        record = base.load_offline(self.store, key, self.now)
         if record is not None:
             self.offline = True
             return record
-        exc = self.factory.chain.refusal(self.index)
-        self.factory.observer.store_error(self.store.name, exc.kind)
+        exc = self.chain.refusal(self.index)
+        self.observer.store_error(self.store.name, exc.kind)
         raise SessionStoreUnavailable(self.store.name, exc.kind, str(exc))
 
     def _switch_to(self, index: int) -> None:
         """Serve the rest of this request from the store at ``index``."""
-        chain = self.factory.chain
+        chain = self.chain
         self.index = index
         self.store = chain.store_at(index)
         chain.note_served(index)
@@ -172,14 +164,18 @@ class FailoverLoad:
         A failing store is read offline (its cache's copy), so a session cached in
         front of a dead database stays usable while it moves to the serving store.
         """
-        chain = self.factory.chain
+        chain = self.chain
         for older, offline in chain.read_through_stores(self.index, self.avoid, self.failed):
             try:
-                record = older.load_offline(key, self.now) if offline else older.load(key, self.now)
+                record = (
+                    base.load_offline(older, key, self.now)
+                    if offline
+                    else older.load(key, self.now)
+                )
             except StoreError as exc:
                 log.info("read-through from %r fell back to its offline copy: %s", older.name, exc)
                 offline = True
-                record = older.load_offline(key, self.now)
+                record = base.load_offline(older, key, self.now)
             if record is None and offline:
                 self.unasked.add(older.name)  # its server may hold it
             if record is not None:
@@ -192,13 +188,13 @@ class FailoverLoad:
         if isinstance(exc, SessionStoreFailover | SessionTemporarilyUnavailable):
             return exc
         if not isinstance(exc, SessionStoreUnavailable):
-            self.factory.observer.store_error(self.store.name, exc.kind)
+            self.observer.store_error(self.store.name, exc.kind)
             log.error("session store %r failed during commit: %s", self.store.name, exc)
         if exc.kind == "replication":
             # The store answers and reads go on; only this write missed its replicas
             # (session.redis_min_replicas): refused, no breaker opened, no failover.
             return SessionStoreUnavailable(self.store.name, exc.kind, str(exc))
-        chain = self.factory.chain
+        chain = self.chain
         if exc.kind != "breaker_open":
             chain.failed(self.index, str(exc), timeout=exc.kind == "timeout")
         if not self.options.runtime_failover:
@@ -217,7 +213,11 @@ class FailoverLoad:
         is refused instead (503, nothing committed).
         """
         session = self.session
-        incidental = all(key == CSRF_KEY or key.startswith(FLASH_PREFIX) for key in session)
+        # What a page may put in a session it cannot store: its form's CSRF token, a
+        # flash message being shown.
+        incidental = all(
+            key == SESSION_TOKEN_KEY or key.startswith(FLASH_PREFIX) for key in session
+        )
         if incidental and not (session.invalidated or session.rotated or session.user_id):
             return
         raise SessionTemporarilyUnavailable(

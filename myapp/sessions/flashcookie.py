@@ -20,13 +20,15 @@ import json
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from .cookie import delete_cookie, set_cookie
+from .session import FLASH_PREFIX
+
 if TYPE_CHECKING:
     from pyramid.request import Request
     from pyramid.response import Response
 
     from .options import SessionOptions
 
-FLASH_PREFIX = "_f_"
 #: The cookie outlives its redirect by a wide margin, and no more.
 MAX_AGE = 600
 #: Browsers keep about 4 KB per cookie, name and attributes included.
@@ -91,18 +93,7 @@ class FlashCookie:
         return queues
 
     def set(self, response: Response, value: str) -> None:
-        options = self.options
-        response.set_cookie(
-            self.name,
-            value,
-            max_age=MAX_AGE,
-            path=options.cookie_path,
-            domain=options.cookie_domain,
-            secure=options.cookie_secure,
-            httponly=True,
-            samesite=options.cookie_samesite,
-        )
+        set_cookie(response, self.options, self.name, value, MAX_AGE)
 
     def delete(self, response: Response) -> None:
-        options = self.options
-        response.delete_cookie(self.name, path=options.cookie_path, domain=options.cookie_domain)
+        delete_cookie(response, self.options, self.name)

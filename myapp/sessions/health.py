@@ -8,7 +8,7 @@ from pyramid.request import Request
 from pyramid.response import Response
 
 from .assemble import get_chain
-from .operator import health_for
+from .operatoraccess import health_for
 
 log = logging.getLogger(__name__)
 

@@ -4,8 +4,12 @@ A store (:class:`ISessionStore`) is a handful of I/O methods on
 :class:`~myapp.sessions.stores.base.SessionRecord` values; everything shared (expiry,
 ids, dirty tracking, cookies) lives above it. A request uses a store through its
 request-bound form (:class:`IRequestBoundStore`), which every store provides: stores
-that keep no request state are their own bound form, so callers never probe for
-capabilities.
+that keep no request state are their own bound form.
+
+What only some stores can do is an interface of its own (:class:`IUserSessions`,
+:class:`IPurgeable`, :class:`IStoreStatistics`, :class:`IReadCache`,
+:class:`IUserSessionsTable`), declared with ``@implementer`` by the stores that have it
+and asked for with ``providedBy``: never by a store's name or type.
 """
 
 from __future__ import annotations
@@ -14,10 +18,13 @@ from zope.interface import Attribute, Interface
 
 
 class ISessionStore(Interface):
-    """Where session records live. Stores do I/O only; expiry rules live above them.
+    """Where session records live: the core every store keeps. Stores do I/O only;
+    expiry rules live above them.
 
     Every method may raise :class:`~myapp.sessions.exceptions.StoreError` when the
-    store fails. Times are seconds since the epoch (UTC).
+    store fails. Times are seconds since the epoch (UTC). A record is *live* at ``now``
+    while ``now < record.expires``; a store never returns, revives or counts as live a
+    record that is not.
     """
 
     name = Attribute("The backend name used in ``session.backends`` (``sql``, ``redis``...).")
@@ -35,7 +42,9 @@ class ISessionStore(Interface):
         ``expected_version`` None inserts a new session (refused with ``StaleSession``,
         ``gone=False``, when the key exists). Otherwise the stored version must still
         equal it and the session must still be live, or ``StaleSession`` is raised
-        (``gone`` telling "ended" from "changed") and nothing is written.
+        and nothing is written: ``gone=True`` when the session is no longer stored or no
+        longer live (ended, expired: the caller starts afresh), ``gone=False`` when it is
+        stored and live but another write changed it since it was read.
         """
 
     def touch(record, last_active: float, expires: float, now: float) -> bool:
@@ -49,34 +58,6 @@ class ISessionStore(Interface):
 
     def delete(key: str) -> None:
         """Forget one session (no error when it is already gone)."""
-
-    def delete_user(user_id: str, *, except_key: str | None = None) -> int:
-        """End every session of ``user_id`` (but ``except_key``); return how many."""
-
-    def list_user(user_id: str, now: float) -> list:
-        """The live sessions of ``user_id``, oldest first."""
-
-    def purge_expired(now: float, batch_size: int) -> int:
-        """Delete up to ``batch_size`` sessions expired at ``now``; return how many went."""
-
-    def count(now: float) -> tuple[int, int]:
-        """How many sessions are (live, expired): for operators, not the hot path."""
-
-    def top_users(now: float, limit: int) -> list[tuple[str, int]]:
-        """Up to ``limit`` (user id, live sessions) pairs, most first, then by user id:
-        for operators, not the hot path."""
-
-    def load_offline(key: str, now: float):
-        """What the store can answer while its server is down (a cache's copy), or None."""
-
-    def adopt(record) -> int:
-        """Store a session read through from another store (after a switch of stores)."""
-
-    def release(record) -> None:
-        """The session now lives in another store (or ended there): forget it here."""
-
-    def health() -> dict:
-        """Extra state for ``/healthz`` (a cache's breaker); read from memory, no I/O."""
 
     def close() -> None:
         """Release connections; the store is not used afterwards."""
@@ -116,6 +97,68 @@ class IRequestBoundStore(ISessionStore):
     def abandon() -> None:
         """Roll back the request's database work now: a save that failed while the
         request's transaction was committing must not keep its row locks."""
+
+
+class IUserSessions(Interface):
+    """A store that knows which sessions belong to a user (``record.user_id``)."""
+
+    def delete_user(user_id: str, *, except_key: str | None = None) -> int:
+        """End every session of ``user_id`` (but ``except_key``); return how many."""
+
+    def list_user(user_id: str, now: float) -> list:
+        """The live sessions of ``user_id``, oldest first."""
+
+
+class IPurgeable(Interface):
+    """A store whose expired records stay until they are purged. A store that does not
+    provide it expires its records by itself (Redis): there is nothing to purge."""
+
+    def purge_expired(now: float, batch_size: int) -> int:
+        """Delete up to ``batch_size`` sessions expired at ``now``; return how many went
+        (0 once none is left). Each call is short: callers repeat it."""
+
+
+class IStoreStatistics(Interface):
+    """Counts for operators (``myapp-sessions stats``), never used on the hot path."""
+
+    def count(now: float) -> tuple[int, int]:
+        """How many sessions are (live, expired)."""
+
+    def top_users(now: float, limit: int) -> list[tuple[str, int]]:
+        """Up to ``limit`` (user id, live sessions) pairs, most first, then by user id."""
+
+
+class IReadCache(Interface):
+    """A store with a read cache in front of its server (``session.cache``): it can
+    answer some reads while the server is down, and takes part in moving sessions
+    between stores after a switch.
+
+    Without it, the chain uses the core: nothing offline, ``save(record, None)`` to
+    adopt, ``delete(record.key)`` to release, no extra health.
+    """
+
+    def load_offline(key: str, now: float):
+        """What the store can answer while its server is down (the cache's copy), or None."""
+
+    def adopt(record) -> int:
+        """Store a session read through from another store (after a switch of stores)."""
+
+    def release(record) -> None:
+        """The session now lives in another store (or ended there): forget it here."""
+
+    def health() -> dict:
+        """The cache's state for ``/healthz`` (its breaker); read from memory, no I/O."""
+
+
+class IUserSessionsTable(Interface):
+    """A store whose records are the ``user_sessions`` rows of the site's database
+    (``sqlalchemy.url``): purges of it take the fleet-wide advisory lock in that
+    database, operators see the table's health, and rows stored before rows carried an
+    authenticator can be signed."""
+
+    def sign_unsigned(now: float, batch_size: int) -> int:
+        """Sign the live rows stored without an authenticator, ``batch_size`` per
+        transaction; return how many were signed."""
 
 
 class INewSessionAdmission(Interface):

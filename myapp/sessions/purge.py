@@ -24,7 +24,8 @@ from sqlalchemy.exc import SQLAlchemyError
 from .assemble import get_chain, get_observer, get_options
 from .database import ENGINE_KEY
 from .events import SessionObserver
-from .exceptions import PurgeLocked, StoreError
+from .exceptions import PurgeLocked, StoreError, error_summary
+from .interfaces import IPurgeable, IUserSessionsTable
 from .stores.base import SessionStore
 
 log = logging.getLogger(__name__)
@@ -63,11 +64,13 @@ def purge_store(
     """Delete sessions expired at ``now``, ``batch_size`` at a time, until none is left.
 
     Each batch is its own short transaction (the store's ``purge_expired``), so rows
-    are never locked for longer than one batch. Raises StoreError.
+    are never locked for longer than one batch. A store that is not
+    :class:`~myapp.sessions.interfaces.IPurgeable` expires its records itself: done at
+    once. Raises StoreError.
     """
     result = result or StorePurge(store.name)
     started = time.perf_counter()
-    while not (should_stop and should_stop()):
+    while IPurgeable.providedBy(store) and not (should_stop and should_stop()):
         batch_started = time.perf_counter()
         deleted = store.purge_expired(now, batch_size)
         result.longest_batch = max(result.longest_batch, time.perf_counter() - batch_started)
@@ -130,8 +133,8 @@ class Purger:
         self.clock = clock
 
     def _lock_for(self, store: SessionStore) -> contextlib.AbstractContextManager[None]:
-        # Only the SQL store lives in the database the lock is taken in.
-        if store.name == "sql" and self.lock_engine is not None:
+        # Only the user_sessions table lives in the database the lock is taken in.
+        if IUserSessionsTable.providedBy(store) and self.lock_engine is not None:
             return advisory_lock(self.lock_engine)
         return contextlib.nullcontext()
 
@@ -185,12 +188,6 @@ class Purger:
                     result.seconds,
                 )
         return results
-
-
-def error_summary(exc: BaseException) -> str:
-    """The first line of a driver error: no parameters, no stack, fit for a log line."""
-    lines = str(getattr(exc, "orig", None) or exc).strip().splitlines()
-    return lines[0] if lines else type(exc).__name__
 
 
 class PurgeThread(threading.Thread):

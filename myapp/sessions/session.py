@@ -11,6 +11,8 @@ from zope.interface import implementer
 from .serializer import check_value
 
 _MISSING = object()
+#: The keys of flash message queues start with it (Pyramid's own sessions name them so).
+FLASH_PREFIX = "_f_"
 
 
 @implementer(ISession)
@@ -53,20 +55,20 @@ class Session(dict):
         self.user_id = None
 
     def flash(self, msg: Any, queue: str = "", allow_duplicate: bool = True) -> None:
-        storage = self.setdefault("_f_" + queue, [])
-        check_value("_f_" + queue, msg)
+        storage = self.setdefault(FLASH_PREFIX + queue, [])
+        check_value(FLASH_PREFIX + queue, msg)
         if allow_duplicate or msg not in storage:
             storage.append(msg)
             self.explicitly_changed = True
 
     def pop_flash(self, queue: str = "") -> list[Any]:
-        messages = super().pop("_f_" + queue, [])
+        messages = super().pop(FLASH_PREFIX + queue, [])
         if messages:
             self.explicitly_changed = True
         return messages
 
     def peek_flash(self, queue: str = "") -> list[Any]:
-        return list(self.get("_f_" + queue, []))
+        return list(self.get(FLASH_PREFIX + queue, []))
 
     # -- beyond ISession --------------------------------------------------
     def rotate(self) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .breaker import Breaker
-from .stores.base import SessionStore
+from .stores.base import SessionStore, health
 
 
 @dataclass(slots=True)
@@ -34,5 +34,5 @@ class StoreState:
             ),
             "shared": None if self.store is None else self.store.shared,
             **breaker.as_dict(),
-            **({} if self.store is None else self.store.health()),
+            **({} if self.store is None else health(self.store)),
         }

@@ -19,6 +19,7 @@ from transaction.interfaces import IDataManager
 from zope.interface import implementer
 
 from .exceptions import StaleSession, StoreError
+from .stores import base
 from .stores.base import SessionRecord, SessionStore
 
 if TYPE_CHECKING:
@@ -69,7 +70,7 @@ class DeferredWrites:
         """Store a session read through from another store; undone by deleting it here."""
 
         def run() -> Undo | None:
-            self.store.adopt(record)
+            base.adopt(self.store, record)
             return lambda: self.store.delete(record.key)
 
         self._pending.append(run)

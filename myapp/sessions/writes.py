@@ -8,29 +8,18 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING
 
 from .exceptions import StaleSession, StoreError
+from .stores import base
 from .stores.base import SessionRecord, SessionStore
 from .txn import DeferredWrites
 
 if TYPE_CHECKING:
     from .exceptions import SessionStoreUnavailable
-    from .failover import FactoryParts
     from .interfaces import IRequestBoundStore
 
 log = logging.getLogger(__name__)
-
-
-class Owner(Protocol):
-    """What the writes use of the request's session (``factory.RequestSession``)."""
-
-    factory: FactoryParts
-    store: SessionStore
-
-    def _bound_store(self) -> IRequestBoundStore: ...
-    def conflict(self, exc: StaleSession) -> None: ...
-    def store_failed(self, exc: StoreError) -> SessionStoreUnavailable: ...
 
 
 class Writes:
@@ -43,12 +32,21 @@ class Writes:
     statement or command of its own.
     """
 
-    def __init__(self, owner: Owner, txn: object) -> None:
-        self.owner = owner
-        self.timed = owner.factory.timed
+    def __init__(
+        self,
+        bound: IRequestBoundStore,
+        store: SessionStore,
+        txn: object,
+        *,
+        timed: Callable[[SessionStore, str, Callable[[], object]], object],
+        on_stale: Callable[[StaleSession], None],
+        on_error: Callable[[StoreError], SessionStoreUnavailable],
+    ) -> None:
+        self.store = store
+        self.timed = timed
+        self.conflict = on_stale
         self.direct: SessionStore | None = None
         self.deferred: DeferredWrites | None = None
-        bound = owner._bound_store()
         if bound.in_request_transaction():
             self.direct = bound
             return
@@ -56,11 +54,11 @@ class Writes:
         # otherwise each is a statement or command of its own, outside the request.
         in_session_txn = bound.session_transaction() is not None
         self.deferred = DeferredWrites(
-            bound if in_session_txn else owner.store,
+            bound if in_session_txn else store,
             txn,
             session_transaction=bound.session_transaction if in_session_txn else None,
-            on_stale=owner.conflict,
-            on_error=owner.store_failed,
+            on_stale=on_stale,
+            on_error=on_error,
         )
 
     def save(
@@ -71,9 +69,9 @@ class Writes:
             return
         store = self.direct
         try:
-            self.timed(self.owner.store, "save", lambda: store.save(record, expected))
+            self.timed(self.store, "save", lambda: store.save(record, expected))
         except StaleSession as exc:
-            self.owner.conflict(exc)
+            self.conflict(exc)
 
     def adopt(self, record: SessionRecord) -> None:
         """Save a session read through from another store into the serving one."""
@@ -82,25 +80,23 @@ class Writes:
             return
         store = self.direct
         try:
-            self.timed(self.owner.store, "save", lambda: store.adopt(record))
+            self.timed(self.store, "save", lambda: base.adopt(store, record))
         except StaleSession as exc:
-            self.owner.conflict(exc)
+            self.conflict(exc)
 
     def touch(self, record: SessionRecord, last_active: float, expires: float, now: float) -> None:
         if self.deferred is not None:
             self.deferred.touch(record, last_active, expires, now)
             return
         store = self.direct
-        self.timed(
-            self.owner.store, "touch", lambda: store.touch(record, last_active, expires, now)
-        )
+        self.timed(self.store, "touch", lambda: store.touch(record, last_active, expires, now))
 
     def delete(self, key: str, previous: SessionRecord | None) -> None:
         if self.deferred is not None:
             self.deferred.delete(key, previous)
             return
         store = self.direct
-        self.timed(self.owner.store, "delete", lambda: store.delete(key))
+        self.timed(self.store, "delete", lambda: store.delete(key))
 
 
 def quietly(fn: Callable[[SessionRecord], None], record: SessionRecord) -> None:

@@ -31,14 +31,12 @@ import hashlib
 import hmac
 import ipaddress
 import logging
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import redis
 from pyramid.config import Configurator
-from pyramid.exceptions import ConfigurationError
 from pyramid.registry import Registry
 from pyramid.request import Request
 from pyramid.response import Response
@@ -47,6 +45,8 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from myapp.accounts import normalise_username
 from myapp.sessions import get_chain, get_options
+from myapp.sessions.assemble import per_store
+from myapp.sessions.options import SessionOptions
 from myapp.settings import SiteSettings, get_site_settings
 
 from .base import AttemptCounters, Limit
@@ -58,7 +58,6 @@ THROTTLE_KEY = "myapp.throttle"
 STORE_ERRORS = (SQLAlchemyError, redis.RedisError, OSError)
 #: Seconds a client is asked to wait when the counters cannot be reached.
 UNAVAILABLE_RETRY_AFTER = 5
-COUNTER_STORES = ("sql", "redis", "memory")
 
 
 class ThrottleUnavailable(Exception):
@@ -207,42 +206,30 @@ class SigninThrottle:
         request.add_response_callback(lambda request, response: self.succeeded(attempt))
 
 
-class _ServingCounters:
-    """The counters of the store serving sessions now; each built on first use."""
+def _sql_counters(options: SessionOptions, registry: Registry) -> AttemptCounters:
+    from .sqlcounters import SqlCounters, throttle_engine
 
-    def __init__(self, registry: Registry) -> None:
-        self.registry = registry
-        self._built: dict[str, AttemptCounters] = {}
-        self._lock = threading.Lock()
+    engine = throttle_engine(dict(registry.settings))
+    # Disposed with the site's engine (at shutdown, and by tests).
+    event.listen(registry["dbengine"], "engine_disposed", lambda _: engine.dispose())
+    return SqlCounters(engine)
 
-    def __call__(self) -> AttemptCounters:
-        name = get_chain(self.registry).active_name
-        counters = self._built.get(name)
-        if counters is None:
-            with self._lock:
-                counters = self._built.get(name) or self._build(name)
-                self._built[name] = counters
-        return counters
 
-    def _build(self, name: str) -> AttemptCounters:
-        if name == "sql":
-            from .sqlcounters import SqlCounters, throttle_engine
+def _redis_counters(options: SessionOptions, registry: Registry) -> AttemptCounters:
+    from myapp.sessions.stores.redisstore import make_client
 
-            engine = throttle_engine(dict(self.registry.settings))
-            # Disposed with the site's engine (at shutdown, and by tests).
-            event.listen(self.registry["dbengine"], "engine_disposed", lambda _: engine.dispose())
-            return SqlCounters(engine)
-        if name == "redis":
-            from myapp.sessions.stores.redisstore import make_client
+    from .rediscounters import RedisCounters
 
-            from .rediscounters import RedisCounters
+    client = make_client(options.redis_url, options.store_timeout)
+    return RedisCounters(client, options.redis_prefix + "throttle:")
 
-            options = get_options(self.registry)
-            client = make_client(options.redis_url, options.store_timeout)
-            return RedisCounters(client, options.redis_prefix + "throttle:")
-        if name == "memory":
-            return MemoryCounters()
-        raise ThrottleUnavailable(f"no attempt counters for the store {name!r}")
+
+#: Where attempts can be counted: the name of a session store -> its counters' builder.
+COUNTERS = {
+    "sql": _sql_counters,
+    "redis": _redis_counters,
+    "memory": lambda options, registry: MemoryCounters(),
+}
 
 
 def get_throttle(registry: Registry) -> SigninThrottle:
@@ -261,17 +248,22 @@ def unavailable(exc: ThrottleUnavailable, request: Request) -> Response:
 
 
 def includeme(config: Configurator) -> None:
+    """The throttle, its counters assembled with the stores: in the store serving
+    sessions, or where ``signin.counters`` says. A store it has no counters for stops
+    start-up (naming the setting), never counts in one process instead."""
     registry = config.registry
-    options = get_options(registry)
-    unknown = [name for name in options.backends if name not in COUNTER_STORES]
-    if unknown:
-        raise ConfigurationError(
-            f"session.backends: sign-in throttling has no counters for {unknown[0]!r} "
-            f"(it counts in {', '.join(COUNTER_STORES)})"
-        )
+    site = get_site_settings(registry)
+    counters_of = per_store(
+        registry,
+        COUNTERS,
+        what="sign-in throttling",
+        setting="signin.counters" if site.signin_counters else "session.backends",
+        only=site.signin_counters,
+    )
+    chain = get_chain(registry)
     registry[THROTTLE_KEY] = SigninThrottle(
-        get_site_settings(registry),
-        _ServingCounters(registry),
-        secret=throttle_key_secret(options.secret_bytes),
+        site,
+        lambda: counters_of(chain.active_name),
+        secret=throttle_key_secret(get_options(registry).secret_bytes),
     )
     config.add_exception_view(unavailable, context=ThrottleUnavailable)

@@ -9,7 +9,7 @@ import pytest
 import sqlalchemy as sa
 
 from myapp.sessions.codec import storage_key
-from myapp.sessions.stores.sqlstore.transaction import expects_writes
+from myapp.sessions.veto import expects_writes
 from tests.support.counting import count_sql
 from tests.support.views import Boom
 

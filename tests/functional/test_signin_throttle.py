@@ -11,6 +11,7 @@ import uuid
 import argon2
 import pytest
 import sqlalchemy as sa
+from pyramid.exceptions import ConfigurationError
 from webtest import TestApp
 
 from myapp.metrics import get_metrics_registry
@@ -260,3 +261,13 @@ def test_throttle_rows_hold_keyed_hashes_only(make_app):
     with handle.engine.connect() as conn:
         keys = {row.key for row in conn.execute(sa.text("SELECT key FROM signin_throttle"))}
     assert keys and not keys & plain
+
+
+def test_unknown_counters_stop_start_up_naming_the_setting(make_app):
+    with pytest.raises(ConfigurationError, match=r"signin\.counters: sign-in throttling"):
+        make_app("memory", **{"signin.counters": "carrier-pigeon"})
+
+
+def test_counters_named_in_the_settings_count_whatever_store_serves(make_app):
+    handle = make_app("memory", **{"signin.counters": "sql", **THROTTLED})
+    assert get_throttle(handle.registry).counters().name == "sql"

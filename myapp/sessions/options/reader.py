@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from pyramid.exceptions import ConfigurationError
+from pyramid.path import DottedNameResolver
 from pyramid.settings import asbool, aslist
 
 from ..stores import BACKEND_NAMES
@@ -84,17 +85,29 @@ class SettingsReader:
         raw = self._raw(key)
         if raw is None:
             return default
-        names = tuple(name.lower() for name in aslist(raw.replace(",", " ")))
-        if not names:
+        raw_names = aslist(raw.replace(",", " "))
+        if not raw_names:
             raise ConfigurationError(f"{key}: list at least one of {', '.join(BACKEND_NAMES)}")
+        names = tuple(entry if ":" in entry else entry.lower() for entry in raw_names)
         for name in names:
-            if name not in BACKEND_NAMES:
+            if ":" in name:
+                self._importable(key, name)
+            elif name not in BACKEND_NAMES:
                 raise ConfigurationError(
-                    f"{key}: unknown backend {name!r}; choose from {', '.join(BACKEND_NAMES)}"
+                    f"{key}: unknown backend {name!r}; choose from {', '.join(BACKEND_NAMES)} "
+                    "or name a store of your own as package.module:builder"
                 )
         if len(set(names)) != len(names):
             raise ConfigurationError(f"{key}: a backend is listed twice in {raw!r}")
         return names
+
+    @staticmethod
+    def _importable(key: str, name: str) -> None:
+        """A store of the app's own (``package.module:builder``) must import at start-up."""
+        try:
+            DottedNameResolver().resolve(name)
+        except (ImportError, AttributeError, ValueError) as exc:
+            raise ConfigurationError(f"{key}: cannot import the store {name!r}: {exc}") from None
 
     def cookie_name(self, key: str, default: str) -> str:
         value = self.text(key, default) or default

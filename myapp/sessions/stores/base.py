@@ -1,7 +1,8 @@
-"""The record every store keeps, and the base classes stores build on.
+"""The record every store keeps, the base classes stores build on, and what the
+chain does with a store that has no read cache.
 
-The contract itself is stated in ``myapp.sessions.interfaces``; these classes give
-the parts most stores share (the defaults of the optional operations).
+The contract is stated once, in ``myapp.sessions.interfaces``: these classes hold
+shared code only, and a method here means what the interface says it means.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from typing import TYPE_CHECKING
 from zope.interface import implementer
 
 from ..exceptions import StaleSession, StoreError, StoreNotReady
-from ..interfaces import IRequestBoundStore, ISessionStore
+from ..interfaces import IReadCache, IRequestBoundStore, ISessionStore
 
 if TYPE_CHECKING:
     from pyramid.request import Request
@@ -53,83 +54,34 @@ class SessionRecord:
 
 @implementer(ISessionStore)
 class SessionStore(abc.ABC):
-    """The base of every store (:class:`~myapp.sessions.interfaces.ISessionStore`):
-    the I/O methods are abstract, the optional operations have their usual defaults.
-    """
+    """The base of a store (:class:`~myapp.sessions.interfaces.ISessionStore`): the
+    core I/O methods are abstract. A store declares its capabilities itself."""
 
-    #: The backend name used in ``session.backends``.
     name: str = ""
-    #: True when every process of the site sees the same records.
     shared: bool = True
 
     @abc.abstractmethod
-    def check(self) -> None:
-        """Prove the store can serve now, or raise :class:`StoreNotReady`."""
+    def check(self) -> None: ...
 
     @abc.abstractmethod
-    def load(self, key: str, now: float) -> SessionRecord | None:
-        """The live record stored under ``key``, or None (missing or expired)."""
+    def load(self, key: str, now: float) -> SessionRecord | None: ...
 
     @abc.abstractmethod
-    def save(self, record: SessionRecord, expected_version: int | None) -> int:
-        """Store ``record``; return its new version.
-
-        ``expected_version`` None inserts a new session. Otherwise the stored
-        version must still equal it and the session must still be live, or
-        :class:`StaleSession` is raised and nothing is written.
-        """
+    def save(self, record: SessionRecord, expected_version: int | None) -> int: ...
 
     @abc.abstractmethod
-    def touch(self, record: SessionRecord, last_active: float, expires: float, now: float) -> bool:
-        """Move a live session's expiry forward (``record``: as it was loaded); False
-        when it has already ended."""
+    def touch(
+        self, record: SessionRecord, last_active: float, expires: float, now: float
+    ) -> bool: ...
 
     @abc.abstractmethod
-    def delete(self, key: str) -> None:
-        """Forget one session (no error when it is already gone)."""
-
-    @abc.abstractmethod
-    def delete_user(self, user_id: str, *, except_key: str | None = None) -> int:
-        """End every session of ``user_id`` (but ``except_key``); return how many."""
-
-    @abc.abstractmethod
-    def list_user(self, user_id: str, now: float) -> list[SessionRecord]:
-        """The live sessions of ``user_id``, oldest first."""
-
-    @abc.abstractmethod
-    def purge_expired(self, now: float, batch_size: int) -> int:
-        """Delete up to ``batch_size`` expired sessions; return how many went."""
-
-    @abc.abstractmethod
-    def count(self, now: float) -> tuple[int, int]:
-        """How many sessions are (live, expired) — for operators, not the hot path."""
-
-    @abc.abstractmethod
-    def top_users(self, now: float, limit: int) -> list[tuple[str, int]]:
-        """The users with the most live sessions, most first — for operators."""
-
-    def load_offline(self, key: str, now: float) -> SessionRecord | None:
-        """What the store can answer while its server is down (a cache's copy); None here."""
-        return None
-
-    def adopt(self, record: SessionRecord) -> int:
-        """Store a session read through from another store; like a new session here."""
-        return self.save(record, None)
-
-    def release(self, record: SessionRecord) -> None:
-        """The session now lives in another store (or ended there): forget it here."""
-        self.delete(record.key)
-
-    def health(self) -> dict[str, object]:
-        """Extra state for ``/healthz`` (a cache's breaker); read from memory, no I/O."""
-        return {}
+    def delete(self, key: str) -> None: ...
 
     def close(self) -> None:  # noqa: B027 - optional for stores that hold nothing
-        """Release connections; the store is not used afterwards."""
+        pass
 
     @abc.abstractmethod
-    def bind(self, request: Request) -> IRequestBoundStore:
-        """This store as ``request`` uses it (see ``IRequestBoundStore``)."""
+    def bind(self, request: Request) -> IRequestBoundStore: ...
 
 
 @implementer(IRequestBoundStore)
@@ -152,4 +104,27 @@ class SelfBoundStore(SessionStore):
         return None
 
     def abandon(self) -> None:
-        """Nothing to roll back: queued writes are dropped with the transaction."""
+        pass  # nothing to roll back: queued writes are dropped with the transaction
+
+
+# What the chain does with any store when sessions move between stores: a store with
+# a read cache (IReadCache) has its own way; for any other the core does.
+
+
+def load_offline(store: ISessionStore, key: str, now: float) -> SessionRecord | None:
+    return store.load_offline(key, now) if IReadCache.providedBy(store) else None
+
+
+def adopt(store: ISessionStore, record: SessionRecord) -> int:
+    return store.adopt(record) if IReadCache.providedBy(store) else store.save(record, None)
+
+
+def release(store: ISessionStore, record: SessionRecord) -> None:
+    if IReadCache.providedBy(store):
+        store.release(record)
+    else:
+        store.delete(record.key)
+
+
+def health(store: ISessionStore) -> dict[str, object]:
+    return store.health() if IReadCache.providedBy(store) else {}

@@ -6,7 +6,10 @@ import threading
 from collections import OrderedDict
 from typing import TYPE_CHECKING
 
+from zope.interface import implementer
+
 from ..exceptions import StaleSession
+from ..interfaces import IPurgeable, IStoreStatistics, IUserSessions
 from .base import SelfBoundStore, SessionRecord
 
 if TYPE_CHECKING:
@@ -15,6 +18,7 @@ if TYPE_CHECKING:
     from ..options import SessionOptions
 
 
+@implementer(IUserSessions, IPurgeable, IStoreStatistics)
 class MemoryStore(SelfBoundStore):
     """Least recently used sessions are evicted beyond ``max_entries``.
 

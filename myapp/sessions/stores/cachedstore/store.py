@@ -37,20 +37,27 @@ import redis
 from zope.interface import implementer
 
 from ...exceptions import StaleSession
-from ...interfaces import IRequestBoundStore
+from ...interfaces import (
+    IPurgeable,
+    IReadCache,
+    IRequestBoundStore,
+    IStoreStatistics,
+    IUserSessions,
+    IUserSessionsTable,
+)
 from ...options import SessionOptions
 from ..base import SessionRecord, SessionStore
-from ..sqlstore.operations import SqlOperations
 from .rediscache import TOMBSTONE, RedisCache, moved_version
 
 if TYPE_CHECKING:
     from pyramid.request import Request
 
-    from ..sqlstore import SqlStore
+    from ..sqlstore import RequestSqlStore, SqlStore
 
 log = logging.getLogger(__name__)
 
 
+@implementer(IUserSessions, IPurgeable, IStoreStatistics, IReadCache, IUserSessionsTable)
 class CachedStore(SessionStore):
     """The sql store with a Redis read cache: the same contract, the same name."""
 
@@ -197,7 +204,10 @@ class CachedStore(SessionStore):
         self.primary.close()
         self.cache.close()
 
-    def _primary(self) -> SqlOperations:
+    def sign_unsigned(self, now: float, batch_size: int) -> int:
+        return self.primary.sign_unsigned(now, batch_size)  # the cache holds signed copies
+
+    def _primary(self) -> SqlStore | RequestSqlStore:
         return self.primary
 
 
@@ -228,7 +238,7 @@ class BoundCachedStore(CachedStore):
     def abandon(self) -> None:
         self._bound_primary.abandon()
 
-    def _primary(self) -> SqlOperations:
+    def _primary(self) -> SqlStore | RequestSqlStore:
         return self._bound_primary
 
     def _after_commit(self, fn: Callable[[], None]) -> None:

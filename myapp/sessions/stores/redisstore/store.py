@@ -14,8 +14,10 @@ import redis
 from redis.cluster import RedisCluster
 from redis.commands.core import Script
 from redis.exceptions import NoScriptError, RedisClusterException
+from zope.interface import implementer
 
 from ...exceptions import StaleSession, StoreError, StoreNotReady
+from ...interfaces import IStoreStatistics, IUserSessions
 from ...redact import redact
 from ..authenticator import RecordAuthenticator
 from ..base import SelfBoundStore, SessionRecord
@@ -91,6 +93,8 @@ def _ms(seconds: float) -> int:
     return max(1, math.ceil(seconds * 1000))
 
 
+# Not IPurgeable: Redis expires session keys itself.
+@implementer(IUserSessions, IStoreStatistics)
 class RedisStore(SelfBoundStore):
     name = "redis"
     shared = True
@@ -294,10 +298,6 @@ class RedisStore(SelfBoundStore):
             self._call("SREM", self.client.srem, index, *stale)
         return sorted(records, key=lambda r: r.created)
 
-    def purge_expired(self, now: float, batch_size: int) -> int:
-        # Redis expires session keys itself; nothing is left to purge.
-        return 0
-
     def count(self, now: float) -> tuple[int, int]:
         # Only session keys: the prefix and a storage key (64 hex digits). The user
         # indexes, the read cache (``cache:``) and the sign-in throttle (``throttle:``)
@@ -329,7 +329,7 @@ def build(options: SessionOptions, registry: Registry) -> RedisStore:
     try:
         client = make_client(options.redis_url, options.store_timeout)
     except REDIS_ERRORS as exc:  # a Cluster client connects on construction
-        cause = f"cannot reach {_redact(options.redis_url)}: {exc}"
+        cause = f"cannot reach {redact(options.redis_url)}: {exc}"
         raise StoreError("redis", "connection", cause) from exc
     return RedisStore(
         client,
@@ -338,13 +338,5 @@ def build(options: SessionOptions, registry: Registry) -> RedisStore:
         min_replicas=options.redis_min_replicas,
         replica_timeout=options.redis_replica_timeout,
         authenticator=RecordAuthenticator(options.secret_bytes, "redis"),
-        url_for_messages=_redact(options.redis_url),
+        url_for_messages=redact(options.redis_url),
     )
-
-
-def _redact(url: str) -> str:
-    """The URL without its password (in the userinfo or the query), for log lines."""
-    scheme, sep, rest = url.partition("://")
-    if "@" in rest:
-        rest = "***@" + rest.split("@", 1)[1]
-    return redact(scheme + sep + rest)

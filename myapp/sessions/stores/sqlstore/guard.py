@@ -8,12 +8,7 @@ import psycopg
 from sqlalchemy.engine import Connection, Engine
 
 from ...deadline import Deadline, Watchdog
-from ...exceptions import StoreError
-
-
-def short_cause(exc: Exception) -> str:
-    text = str(getattr(exc, "orig", None) or exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__
+from ...exceptions import StoreError, error_summary
 
 
 def store_error(
@@ -27,12 +22,12 @@ def store_error(
     if isinstance(driver_error, psycopg.errors.QueryCanceled):
         # The server answered: it cancelled one statement (statement_timeout, a lock
         # wait, an operator's pg_cancel_backend). Not the silence of a frozen server.
-        return StoreError("sql", "query_canceled", short_cause(exc))
+        return StoreError("sql", "query_canceled", error_summary(exc))
     if isinstance(driver_error, psycopg.errors.ReadOnlySqlTransaction):
         # SQLSTATE 25006: a standby, or a primary fenced read-only (a switchover).
-        return StoreError("sql", "read_only", short_cause(exc))
+        return StoreError("sql", "read_only", error_summary(exc))
     kind = "timeout" if "timeout" in str(exc).lower() else type(exc).__name__.lower()
-    return StoreError("sql", kind, short_cause(exc))
+    return StoreError("sql", kind, error_summary(exc))
 
 
 def fileno_of(conn: Connection) -> int | None:

@@ -8,8 +8,10 @@ from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
+from zope.interface import implementer
 
 from ...exceptions import StaleSession
+from ...interfaces import IPurgeable, IStoreStatistics, IUserSessions, IUserSessionsTable
 from ...table import expiry_bucket, user_sessions
 from ..authenticator import RecordAuthenticator
 from ..base import SessionRecord
@@ -27,6 +29,7 @@ from .statements import (
 T = TypeVar("T")
 
 
+@implementer(IUserSessions, IPurgeable, IStoreStatistics, IUserSessionsTable)
 class SqlOperations:
     """The store's I/O methods, each one statement, written against ``_read`` and
     ``_write``: :class:`SqlStore` runs them on its own connections, its request-bound

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import zope.sqlalchemy
 from pyramid_tm import is_tm_active
@@ -21,43 +21,22 @@ from sqlalchemy.exc import SQLAlchemyError
 from zope.interface import implementer
 
 from ...database import existing_dbsession
+from ...exceptions import error_summary
 from ...interfaces import IRequestBoundStore
+from ...veto import expects_writes
 from ..base import SessionStore
-from .guard import short_cause, store_error
+from .guard import store_error
 from .operations import SqlOperations
-from .transaction import SessionTransaction, expects_writes
+from .transaction import SessionTransaction
 
 if TYPE_CHECKING:
     from pyramid.request import Request
     from sqlalchemy.orm import Session as DBSession
-    from sqlalchemy.pool import PoolProxiedConnection
 
-    from ..authenticator import RecordAuthenticator
-    from .driver import CompiledStatements
-    from .held import HeldConnections
-    from .statements import SqlStatements
+    from .store import SqlStore
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-
-
-class ParentStore(Protocol):
-    """What the request-bound form uses of the store it is bound from (``SqlStore``)."""
-
-    statements: SqlStatements
-    authenticator: RecordAuthenticator
-    session_transactions: bool
-    _held: HeldConnections | None
-    _statements: CompiledStatements | None
-
-    def bind(self, request: Request) -> RequestSqlStore: ...
-    def check(self) -> None: ...
-    def health(self) -> dict[str, object]: ...
-    def _read(self, fn: Callable[[Connection], T]) -> T: ...
-    def _write(self, fn: Callable[[Connection], T]) -> T: ...
-    def _guarded(self, conn: Connection, fn: Callable[[Connection], T], *, commit: bool) -> T: ...
-    def _acquire_held(self) -> PoolProxiedConnection: ...
-    def _guard_driver(self, pooled: PoolProxiedConnection, run: Callable[[], Any]) -> Any: ...
 
 
 @implementer(IRequestBoundStore)
@@ -69,7 +48,7 @@ class RequestSqlStore(SqlOperations, SessionStore):
 
     answered_from_cache = False
 
-    def __init__(self, parent: ParentStore, request: Request, *, session_transaction: bool) -> None:
+    def __init__(self, parent: SqlStore, request: Request, *, session_transaction: bool) -> None:
         self.parent = parent
         self.request = request
         self.statements = parent.statements
@@ -87,9 +66,6 @@ class RequestSqlStore(SqlOperations, SessionStore):
 
     def check(self) -> None:
         self.parent.check()
-
-    def health(self) -> dict[str, object]:
-        return self.parent.health()
 
     def close(self) -> None:
         """End this request's session transaction, if any; the parent keeps its pool."""
@@ -109,7 +85,7 @@ class RequestSqlStore(SqlOperations, SessionStore):
         try:
             dbsession.rollback()
         except SQLAlchemyError as exc:
-            log.info("rolling back after a failed session save failed too: %s", short_cause(exc))
+            log.info("rolling back after a failed session save failed too: %s", error_summary(exc))
 
     def in_request_transaction(self) -> bool:
         dbsession = existing_dbsession(self.request)

@@ -23,22 +23,23 @@ from ...database import (
     get_engine,
 )
 from ...deadline import WATCHDOG, Deadline, Watchdog
-from ...exceptions import StoreError, StoreNotReady
+from ...exceptions import StoreError, StoreNotReady, error_summary
 from ...options import SessionOptions
 from ...primary import answered_read_only, note_failure
 from ..authenticator import RecordAuthenticator
 from ..base import SessionStore
 from .driver import DriverConnection, kept_cursor
-from .guard import driver_fileno, fileno_of, guard_pre_ping, short_cause, store_error
+from .guard import driver_fileno, fileno_of, guard_pre_ping, store_error
 from .held import HeldConnections
 from .operations import SqlOperations
-from .request import RequestSqlStore
 from .schema import schema_problem
 from .statements import SqlStatements
 
 if TYPE_CHECKING:
     from pyramid.registry import Registry
     from pyramid.request import Request
+
+    from ...interfaces import IRequestBoundStore
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -171,7 +172,7 @@ class SqlStore(SqlOperations, SessionStore):
             raise StoreError("sql", "read_only", READ_ONLY_CAUSE)
         return result
 
-    def bind(self, request: Request, *, session_transaction: bool = True) -> RequestSqlStore:
+    def bind(self, request: Request, *, session_transaction: bool = True) -> IRequestBoundStore:
         """This store, running its statements in ``request``'s transactions (the same
         object for every call in one request: it holds the request's state).
 
@@ -181,6 +182,9 @@ class SqlStore(SqlOperations, SessionStore):
         bound = request.environ.get(_BOUND_KEY)
         # pyramid_retry reuses the environ for a new request: bound to that one anew.
         if bound is None or bound.parent is not self or bound.request is not request:
+            # Imported here: the request-bound form is typed to this store (no circle).
+            from .request import RequestSqlStore
+
             bound = RequestSqlStore(self, request, session_transaction=session_transaction)
             request.environ[_BOUND_KEY] = bound
         return bound
@@ -194,7 +198,7 @@ class SqlStore(SqlOperations, SessionStore):
                 with guard as deadline:
                     problem = schema_problem(conn, self.statements.is_postgres)
         except SQLAlchemyError as exc:
-            cause = short_cause(exc)
+            cause = error_summary(exc)
             if deadline is not None and deadline.fired:
                 cause = f"no answer within {self.check_timeout:g}s (frozen or overloaded?)"
             raise StoreNotReady(

@@ -52,17 +52,10 @@ from .held import HeldConnections
 
 log = logging.getLogger(__name__)
 
-SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
-
 Values = Mapping[str, Any]
 
 #: Runs one round trip on the connection under the store's deadline and error mapping.
 Guard = Callable[[PoolProxiedConnection, Callable[[], Any]], Any]
-
-
-def expects_writes(method: str) -> bool:
-    """Whether a request with this HTTP method is expected to change state."""
-    return method.upper() not in SAFE_METHODS
 
 
 @implementer(IDataManager)
