@@ -36,6 +36,7 @@ Revises: 0003_user_sessions_mac
 """
 
 import logging
+from collections.abc import Collection
 
 import sqlalchemy as sa
 from alembic import op
@@ -129,23 +130,27 @@ def _index_state(name: str) -> str | None:
     return None if valid is None else ("valid" if valid else "invalid")
 
 
-def _add_copies() -> None:
-    """Step 1: the new columns, their checks and the trigger, in one short lock."""
+def copy_statements(checks_present: Collection[str] = ()) -> list[str]:
+    """Step 1's statements: the new columns, their checks (those not in
+    ``checks_present``) and the trigger that copies every write into them."""
     adds = [f"ADD COLUMN IF NOT EXISTS {new(name)} {kind}" for name, kind in MOVED.items()]
-    existing = {
+    checks = [
+        f"ADD CONSTRAINT {_check(name)} CHECK ({new(name)} IS NOT NULL) NOT VALID"
+        for name in NOT_NULL
+        if _check(name) not in checks_present
+    ]
+    return [f"ALTER TABLE user_sessions {', '.join(adds + checks)}", COPY_FUNCTION, COPY_TRIGGER]
+
+
+def _add_copies() -> None:
+    """Step 1, in one short lock."""
+    present = {
         row[0]
         for row in op.get_bind().execute(
             sa.text("SELECT conname FROM pg_constraint WHERE conrelid = 'user_sessions'::regclass")
         )
     }
-    checks = [
-        f"ADD CONSTRAINT {_check(name)} CHECK ({new(name)} IS NOT NULL) NOT VALID"
-        for name in NOT_NULL
-        if _check(name) not in existing
-    ]
-    alter_without_queueing(
-        f"ALTER TABLE user_sessions {', '.join(adds + checks)}", COPY_FUNCTION, COPY_TRIGGER
-    )
+    alter_without_queueing(*copy_statements(present))
 
 
 def _backfill() -> None:
