@@ -222,6 +222,7 @@ WHERE id NOT LIKE 'new-%' AND NOT (
     AND created_at = timestamptz '2026-01-01 00:00:00+00' + g * interval '1 second'
     AND expires_bucket IS NOT NULL AND mac IS NOT NULL AND id = md5('s' || g) || md5('t' || g))
 """
+SIZE = "SELECT pg_total_relation_size('user_sessions')"
 # One request of the previous release (the store's statements as they were): a load,
 # then a save of the whole record, data cast to jsonb.
 PREVIOUS_LOAD = (
@@ -295,6 +296,7 @@ def test_moving_the_columns_of_sessions_under_requests(database: str) -> None:
         conn.execute(LAYOUT_FILL, {"rows": LAYOUT_ROWS})
         conn.execute("VACUUM ANALYZE user_sessions")
         filenode = conn.execute("SELECT pg_relation_filenode('user_sessions')").fetchone()[0]
+        size = conn.execute(SIZE).fetchone()[0]
 
     clients = PreviousRelease(dsn)
     clients.start()
@@ -349,6 +351,8 @@ def test_moving_the_columns_of_sessions_under_requests(database: str) -> None:
             "SELECT count(*) FROM user_sessions WHERE id NOT LIKE 'new-%%'"
         ).fetchone() == (LAYOUT_ROWS,)
         assert conn.execute(LAYOUT_WRONG).fetchone() == (0,)
+        grown = conn.execute(SIZE).fetchone()[0]
+        print(f"table and indexes: {size / 2**20:.0f} MiB before, {grown / 2**20:.0f} MiB after")
         stored = dict(
             conn.execute(
                 "SELECT id, CAST(data AS TEXT) FROM user_sessions WHERE id = ANY(%s)",
