@@ -119,7 +119,7 @@ def test_edited_entry_in_the_read_cache_is_a_miss(make_app, redis_prefix, caplog
 
 
 def _edit_row(handle, key: str, alice: TestApp, *, mac: str = "keep") -> None:
-    assignments = "user_id = :alice, data = jsonb_set(data, '{username}', '\"alice\"')"
+    assignments = "user_id = :alice, data = jsonb_set(data::jsonb, '{username}', '\"alice\"')"
     if mac == "null":
         assignments += ", mac = NULL"
     elif mac == "alice":

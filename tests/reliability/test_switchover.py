@@ -191,8 +191,8 @@ def _poison_carts(server: ThrowawayPrimary) -> object:
     with psycopg.connect(server.dsn("app"), autocommit=True) as conn:
         conn.execute("SET default_transaction_read_only = off")
         conn.execute(
-            "UPDATE user_sessions SET data = jsonb_set(data, '{cart}', '[\"stale\"]')"
-            " WHERE data ? 'cart'"
+            "UPDATE user_sessions SET data = jsonb_set(data::jsonb, '{cart}', '[\"stale\"]')"
+            " WHERE data::jsonb ? 'cart'"
         )
         return conn.execute("SELECT clock_timestamp()").fetchone()[0]
 

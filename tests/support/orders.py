@@ -31,8 +31,8 @@ REFUSE_SESSION_WRITE = [
     """
     CREATE OR REPLACE FUNCTION test_refuse_session_write() RETURNS trigger AS $$
     BEGIN
-        IF NEW.data->>'username' LIKE 'nosave-%' AND NOT NEW.data ? 'cart'
-           AND OLD.data ? 'cart' THEN
+        IF NEW.data->>'username' LIKE 'nosave-%' AND NOT NEW.data::jsonb ? 'cart'
+           AND OLD.data::jsonb ? 'cart' THEN
             RAISE EXCEPTION 'this test refuses the session write';
         END IF;
         RETURN NEW;

@@ -85,8 +85,9 @@ class SqlStatements:
         insert = postgresql.insert if self.is_postgres else sqlite.insert
         data = sa.bindparam("data", type_=sa.Text)
         # The JSON text is made (and checked) by the serializer; bind it as text so
-        # SQLAlchemy does not encode it a second time.
-        data_param = sa.cast(data, postgresql.JSONB) if self.is_postgres else data
+        # SQLAlchemy does not encode it a second time. A json column keeps that text as
+        # is (a jsonb one, before 0004_user_sessions_layout, takes it by assignment).
+        data_param = sa.cast(data, postgresql.JSON) if self.is_postgres else data
         self.insert_new = (
             insert(user_sessions)
             .values(
