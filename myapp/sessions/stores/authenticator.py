@@ -1,12 +1,20 @@
-"""The authenticator every shared store keeps with a record: an HMAC no store writer can forge.
+"""The authenticator every shared store keeps with a record: a MAC no store writer can forge.
 
 Whoever can write to the database or to Redis could otherwise edit a stored session
-(its user id, its data) and be signed in as someone else. Each record is stored with
-an HMAC-SHA256 over its key, user id, user agent, times, version and data, under a key
-derived from the session secrets: the newest secret signs, every listed secret
-verifies (a rotated ring keeps old records readable). A record whose authenticator is
-missing or wrong is treated as absent by the store that read it, and said in the log
-(at most once a minute, with how many were refused meanwhile).
+(its user id, its data) and be signed in as someone else. Each record is stored with a
+MAC under a key derived from the session secrets: the newest secret signs, every listed
+secret verifies (a rotated ring keeps old records readable). Two forms:
+
+- field by field (``sign``/``verify``): HMAC-SHA256 over the key, user id, user agent,
+  times, version and data in one canonical form, for a store that hands back its own
+  form of what it was given (SQL rows);
+- stored text (``sign_text``/``verify_text``): keyed BLAKE2b over the key and the text
+  exactly as stored, for a store that hands back the very text it was given (Redis);
+  checking it re-encodes nothing.
+
+A record whose authenticator is missing or wrong is treated as absent by the store that
+read it, and said in the log (at most once a minute, with how many were refused
+meanwhile).
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ first, so a Lua script can read them without parsing JSON: ``'^%[(%d+),'`` match
 version, ``'^%[(%d+),[^,]*,([^,]*),'`` the version and the expiry.
 
 Redis gives back exactly the text it was given, so ``mac`` signs that text itself (with
-the 64 characters of ``mac`` left out): checking a record costs one HMAC over what was
+the 64 characters of ``mac`` left out): checking a record costs one MAC over what was
 read, with nothing re-encoded. ``mac`` is the first string of the header (the fields
 before it are numbers), so it starts right after the text's first ``"``. Records signed
 field by field (``RecordAuthenticator.verify``), as the previous release wrote them,
