@@ -63,7 +63,8 @@ def sign(store: SqlStore, dsn: str, keys: list[str]) -> None:
         macs = []
         for row in rows:
             record, _ = unverified_record(row)
-            macs.append((row_mac(store.authenticator, record, record.version), record.key))
+            mac = row_mac(store.authenticator, record, record.version, store.statements)
+            macs.append((mac, record.key))
         conn.cursor().executemany("UPDATE user_sessions SET mac = %s WHERE id = %s", macs)
 
 
@@ -181,6 +182,7 @@ def run(*, quick: bool = False) -> dict:
         migrate(url)
         engine = get_engine({"sqlalchemy.url": url})
         store = SqlStore(engine, authenticator=RecordAuthenticator((SECRET.encode(),), "sql"))
+        store.check()  # as the site's start-up does (it finds how data is kept)
         series, filled = [], 0
         for size in QUICK_SIZES if quick else SIZES:
             fill(dsn, filled, size, ttl=86_400)

@@ -159,6 +159,8 @@ class OursWriter:
         else:
             migrate(url)
         self.store = SqlStore(get_engine({"sqlalchemy.url": url}), authenticator=AUTHENTICATOR)
+        if not before:
+            self.store.check()  # as the site's start-up does (it finds how data is kept)
         self.schedule = schedule
         # Each session as last written (a reissue moves the expiry of the version read).
         self.records: list[SessionRecord | None] = [None] * schedule.sessions

@@ -224,3 +224,58 @@ def test_a_users_sessions_are_listed_through_the_moved_user_id_index(
         ).fetchone()
     assert "ix_user_sessions_user_id" in plan, plan
     assert valid and definition.endswith("(user_id)")
+
+
+def _stored_data_and_mac(dsn: str, key: str) -> tuple[str, str]:
+    with psycopg.connect(dsn) as conn:
+        return conn.execute(
+            "SELECT data::text, mac FROM user_sessions WHERE id = %s", (key,)
+        ).fetchone()
+
+
+@pytest.mark.parametrize("revision", [PREVIOUS, "head"])
+def test_rows_are_signed_in_a_form_that_verifies_on_the_column_they_are_in(
+    database: tuple[str, str], store: SqlStore, revision: str
+) -> None:
+    """On json (head) a row is signed over its data's very text; on jsonb (a database not
+    moved yet) over the canonical form, since jsonb hands back a text of its own. Either
+    way the next load verifies it."""
+    dsn, url = database
+    migrate(url, revision)
+    store.check()
+    assert store.statements.data_verbatim is (revision == "head")
+    now = time.time()
+    first = record(1, now)
+    version = store.save(first, None)
+    loaded = store.load(first.key, now)
+    assert loaded is not None and loaded.version == version
+    store.save(loaded.with_changes(data='{"cart": [1, 2], "n": 1.5}'), version)
+    again = store.load(first.key, now)
+    assert again is not None and json.loads(again.data) == {"cart": [1, 2], "n": 1.5}
+    text, mac = _stored_data_and_mac(dsn, first.key)
+    stored_form = store.authenticator.sign_stored(again, again.version)
+    assert (mac == stored_form) is (revision == "head")
+    # jsonb hands back a text of its own; json the very text written.
+    assert (text == '{"cart": [1, 2], "n": 1.5}') is (revision == "head")
+
+
+def test_a_row_signed_over_the_canonical_form_still_loads_on_json(
+    database: tuple[str, str], store: SqlStore
+) -> None:
+    """Rows a release signed over the canonical form (on jsonb, before the move) keep
+    loading after it: the load tries the stored form, then the canonical one."""
+    url = database[1]
+    migrate(url, PREVIOUS)
+    store.check()  # jsonb: signs over the canonical form
+    now = time.time()
+    first = record(2, now)
+    store.save(first, None)
+    migrate(url)  # the move to json, rows kept as they were signed
+    moved = SqlStore(sa.create_engine(url), authenticator=authenticator("sql"))
+    try:
+        moved.check()
+        assert moved.statements.data_verbatim
+        loaded = moved.load(first.key, now)
+        assert loaded is not None and json.loads(loaded.data) == json.loads(first.data)
+    finally:
+        moved.close()

@@ -24,5 +24,5 @@ def sign_stored_row(store: SqlStore, key: str) -> None:
     with store.engine.begin() as conn:
         row = conn.execute(sa.select(*columns).where(user_sessions.c.id == key)).one()
         record, _ = unverified_record(row)
-        mac = row_mac(store.authenticator, record, record.version)
+        mac = row_mac(store.authenticator, record, record.version, store.statements)
         conn.execute(sa.update(user_sessions).where(user_sessions.c.id == key).values(mac=mac))

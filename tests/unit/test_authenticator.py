@@ -112,3 +112,33 @@ def test_without_secrets_nothing_is_signed_and_nothing_verifies():
     with pytest.raises(NoSecretToSign, match="sql store cannot write a session"):
         secretless.sign(record, record.version)
     assert not secretless.verify(record, signed.sign(record, record.version))
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"key": "j" * 64},
+        {"user_id": None},
+        {"user_agent": "other"},
+        {"created": 1.5e9 - 1},
+        {"expires": 1.5e9 + 61},
+        {"version": 4},
+        {"data": '{"cart": {"tea": 2}}'},  # the same JSON in another form: not the same text
+    ],
+)
+def test_the_stored_form_covers_every_field_and_the_datas_very_text(change):
+    auth = RecordAuthenticator((NEW,), "sql")
+    mac = auth.sign_stored(sample(), 3)
+    assert auth.verify_stored(sample(), mac)
+    assert not auth.verify_stored(sample(**change), mac)
+
+
+def test_the_two_field_forms_never_stand_in_for_each_other():
+    auth = RecordAuthenticator((NEW,), "sql")
+    assert not auth.verify_stored(sample(), auth.sign(sample(), 3))
+    assert not auth.verify(sample(), auth.sign_stored(sample(), 3))
+    ring = RecordAuthenticator((NEW, OLD), "sql")
+    assert ring.verify_stored(sample(), RecordAuthenticator((OLD,), "sql").sign_stored(sample(), 3))
+    assert not RecordAuthenticator((NEW,), "redis").verify_stored(
+        sample(), auth.sign_stored(sample(), 3)
+    )

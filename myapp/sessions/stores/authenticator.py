@@ -3,14 +3,16 @@
 Whoever can write to the database or to Redis could otherwise edit a stored session
 (its user id, its data) and be signed in as someone else. Each record is stored with a
 MAC under a key derived from the session secrets: the newest secret signs, every listed
-secret verifies (a rotated ring keeps old records readable). Two forms:
+secret verifies (a rotated ring keeps old records readable). Three forms:
 
-- field by field (``sign``/``verify``): HMAC-SHA256 over the key, user id, user agent,
-  times, version and data in one canonical form, for a store that hands back its own
-  form of what it was given (SQL rows);
-- stored text (``sign_text``/``verify_text``): keyed BLAKE2b over the key and the text
-  exactly as stored, for a store that hands back the very text it was given (Redis);
-  checking it re-encodes nothing.
+- fields, data made canonical (``sign``/``verify``): HMAC-SHA256 over the key, user id,
+  user agent, times, version and the data in one canonical JSON form, for a column that
+  hands back its own form of the JSON it was given (``jsonb``);
+- fields, data as stored (``sign_stored``/``verify_stored``): keyed BLAKE2b over the
+  same fields and the data's very text, for a column that keeps that text (``json``,
+  SQLite's text): nothing is parsed or re-encoded to check it;
+- stored text (``sign_text``/``verify_text``): keyed BLAKE2b over the key and the whole
+  value as stored, for Redis, which hands back the very text it was given.
 
 A record whose authenticator is missing or wrong is treated as absent by the store that
 read it, and said in the log (at most once a minute, with how many were refused
@@ -104,8 +106,9 @@ class RecordAuthenticator:
         self._refused = 0
         self._next_notice = 0.0
 
-    def _digest(self, key: hmac.HMAC, record: SessionRecord, version: int, data: str) -> str:
-        mac = key.copy()
+    @staticmethod
+    def _fields(record: SessionRecord, version: int, data: str) -> bytes:
+        """One buffer: the fields as a JSON list, a newline, the data."""
         head = [
             record.key,
             record.user_id,
@@ -115,7 +118,11 @@ class RecordAuthenticator:
             _micros(record.expires),
             version,
         ]
-        mac.update(f"{_head(head)}\n{data}".encode())  # one buffer: header, newline, data
+        return f"{_head(head)}\n{data}".encode()
+
+    def _digest(self, key: hmac.HMAC, record: SessionRecord, version: int, data: str) -> str:
+        mac = key.copy()
+        mac.update(self._fields(record, version, data))
         return mac.hexdigest()
 
     def sign(self, record: SessionRecord, version: int, data: str | None = None) -> str:
@@ -160,15 +167,43 @@ class RecordAuthenticator:
         field-by-field form (``verify``), which counts it."""
         if not mac.isascii():  # (compare_digest refuses to compare such strings)
             return False
-        return any(
-            hmac.compare_digest(self._text_digest(secret, key, text), mac)
-            for secret in self._text_keys
-        )
+        for secret in self._text_keys:
+            if hmac.compare_digest(self._text_digest(secret, key, text), mac):
+                return True
+        return False
 
     @staticmethod
     def _text_digest(secret: Any, key: str, text: str) -> str:
         mac = secret.copy()
         mac.update(f"{key}\n{text}".encode())
+        return mac.hexdigest()
+
+    def sign_stored(self, record: SessionRecord, version: int) -> str:
+        """The authenticator of ``record`` at ``version`` for a store that keeps the very
+        text of its data (a ``json`` or text column): its fields and that text, signed as
+        they are, with nothing made canonical first."""
+        if not self._keys:
+            raise NoSecretToSign(
+                f"the {purpose_name(self.purpose)} cannot write a session without "
+                "session.secret (this process was built to count or delete only)"
+            )
+        return self._stored_digest(self._text_keys[0], record, version)
+
+    def verify_stored(self, record: SessionRecord, mac: str) -> bool:
+        """Whether ``mac`` is ``sign_stored(record, record.version)`` under any listed
+        secret. Not counted as a refusal: the caller goes on to ``verify``."""
+        if not mac.isascii():  # (compare_digest refuses to compare such strings)
+            return False
+        for secret in self._text_keys:
+            if hmac.compare_digest(self._stored_digest(secret, record, record.version), mac):
+                return True
+        return False
+
+    def _stored_digest(self, secret: Any, record: SessionRecord, version: int) -> str:
+        # The fields list starts with "[": no message of this form is one of the stored
+        # text form's, which starts with the record's key.
+        mac = secret.copy()
+        mac.update(self._fields(record, version, record.data))
         return mac.hexdigest()
 
     def refused(self, why: str) -> None:

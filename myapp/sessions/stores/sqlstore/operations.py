@@ -64,7 +64,7 @@ class SqlOperations:
             "b_user_agent": record.user_agent,
         }
         new_version = 1 if expected_version is None else expected_version + 1
-        params["b_mac"] = row_mac(self.authenticator, record, new_version)
+        params["b_mac"] = row_mac(self.authenticator, record, new_version, self.statements)
         if expected_version is None:
             params["b_created"] = to_datetime(record.created)
             statement = self.statements.insert_new
@@ -90,7 +90,7 @@ class SqlOperations:
             "b_expires": to_datetime(expires),
             "b_bucket": expiry_bucket(expires),
             "b_version": record.version,
-            "b_mac": row_mac(self.authenticator, moved, record.version),
+            "b_mac": row_mac(self.authenticator, moved, record.version, self.statements),
         }
         touch = self.statements.touch
         if self._write(lambda conn: conn.execute(touch, params).rowcount) == 1:
@@ -162,7 +162,7 @@ class SqlOperations:
                 if mac is not None:
                     continue
                 try:
-                    stored = row_mac(self.authenticator, record, record.version)
+                    stored = row_mac(self.authenticator, record, record.version, self.statements)
                 except ValueError:  # data that is not JSON: never served either way
                     continue
                 values = {"b_key": record.key, "b_version": record.version, "b_mac": stored}

@@ -46,3 +46,18 @@ def older_than_required(revisions: set[str]) -> bool:
     # later revision (a newer release migrated first) carries the columns we need.
     required = USER_SESSIONS_REVISION.split("_", 1)[0]
     return all(rev.split("_", 1)[0] < required for rev in revisions)
+
+
+def data_kept_verbatim(conn: Connection, is_postgres: bool) -> bool:
+    """Whether ``user_sessions.data`` gives back the very text it was given: ``json``
+    (since 0004_user_sessions_layout) and SQLite's text do, ``jsonb`` does not."""
+    if not is_postgres:
+        return True
+    kind = conn.execute(
+        sa.text(
+            "SELECT format_type(atttypid, atttypmod) FROM pg_attribute "
+            "WHERE attrelid = 'user_sessions'::regclass AND attname = 'data' "
+            "AND NOT attisdropped"
+        )
+    ).scalar()
+    return kind == "json"

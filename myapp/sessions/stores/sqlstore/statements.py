@@ -58,6 +58,10 @@ def record_from_row(row: Sequence[Any], authenticator: RecordAuthenticator) -> S
     if mac is None:
         authenticator.refused("it has no authenticator")
         return None
+    if authenticator.verify_stored(record, mac):  # signed over the data's very text
+        return record
+    # Signed over the data made canonical: written by a store on a jsonb column (the
+    # layout before 0004_user_sessions_layout, or a release before it).
     try:
         canonical = canonical_data(record.data)
     except ValueError:
@@ -66,9 +70,17 @@ def record_from_row(row: Sequence[Any], authenticator: RecordAuthenticator) -> S
     return record if authenticator.verify(record, mac, canonical) else None
 
 
-def row_mac(authenticator: RecordAuthenticator, record: SessionRecord, version: int) -> str:
-    """The authenticator stored with ``record`` at ``version``: over the canonical form
-    of its data, since ``jsonb`` hands back the JSON in a form of its own."""
+def row_mac(
+    authenticator: RecordAuthenticator,
+    record: SessionRecord,
+    version: int,
+    statements: SqlStatements,
+) -> str:
+    """The authenticator stored with ``record`` at ``version``: over the data's very text
+    where the column keeps it (``statements.data_verbatim``), else over its canonical
+    form, since ``jsonb`` hands back the JSON in a form of its own."""
+    if statements.data_verbatim:
+        return authenticator.sign_stored(record, version)
     return authenticator.sign(record, version, canonical_data(record.data))
 
 
@@ -82,6 +94,11 @@ class SqlStatements:
 
     def __init__(self, engine: Engine) -> None:
         self.is_postgres = engine.dialect.name == "postgresql"
+        #: Whether ``user_sessions.data`` gives back the very text it was given (json,
+        #: SQLite's text) rather than a form of its own (jsonb): rows are then signed over
+        #: that text (``row_mac``). Found by the store's start-up check; until then, and
+        #: on jsonb, rows are signed over the canonical form, which verifies on either.
+        self.data_verbatim = False
         insert = postgresql.insert if self.is_postgres else sqlite.insert
         data = sa.bindparam("data", type_=sa.Text)
         # The JSON text is made (and checked) by the serializer; bind it as text so

@@ -32,7 +32,7 @@ from .driver import DriverConnection, kept_cursor
 from .guard import driver_fileno, fileno_of, guard_pre_ping, store_error
 from .held import HeldConnections
 from .operations import SqlOperations
-from .schema import schema_problem
+from .schema import data_kept_verbatim, schema_problem
 from .statements import SqlStatements
 
 if TYPE_CHECKING:
@@ -197,6 +197,9 @@ class SqlStore(SqlOperations, SessionStore):
                 guard = self.watchdog.guard(fileno_of(conn), self.check_timeout, "readiness check")
                 with guard as deadline:
                     problem = schema_problem(conn, self.statements.is_postgres)
+                    if problem is None:
+                        verbatim = data_kept_verbatim(conn, self.statements.is_postgres)
+                        self.statements.data_verbatim = verbatim
         except SQLAlchemyError as exc:
             cause = error_summary(exc)
             if deadline is not None and deadline.fired:
