@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from myapp.sessions.deadline import Watchdog
+from myapp.sessions.database.deadline import Watchdog
 from myapp.sessions.stores.redisstore.urls import make_client, parse_redis_url
 from tests.servers import ThrowawayRedis, free_port
 

@@ -7,7 +7,7 @@ from typing import Any
 import psycopg
 from sqlalchemy.engine import Connection, Engine
 
-from ...deadline import Deadline, Watchdog
+from ...database.deadline import Deadline, Watchdog
 from ...exceptions import StoreError, error_summary
 
 

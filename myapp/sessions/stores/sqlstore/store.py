@@ -22,10 +22,10 @@ from ...database import (
     autocommit_engine,
     get_engine,
 )
-from ...deadline import WATCHDOG, Deadline, Watchdog
+from ...database.deadline import WATCHDOG, Deadline, Watchdog
+from ...database.primary import answered_read_only, note_failure
 from ...exceptions import StoreError, StoreNotReady, error_summary
 from ...options import SessionOptions
-from ...primary import answered_read_only, note_failure
 from ..authenticator import RecordAuthenticator
 from ..base import SessionStore
 from .driver import DriverConnection, kept_cursor
@@ -176,7 +176,7 @@ class SqlStore(SqlOperations, SessionStore):
         """This store, running its statements in ``request``'s transactions (the same
         object for every call in one request: it holds the request's state).
 
-        With ``session_transaction`` a state-changing request (see ``transaction``)
+        With ``session_transaction`` a state-changing request (see ``pipeline``)
         loads and writes its session in one transaction of its own.
         """
         bound = request.environ.get(_BOUND_KEY)
