@@ -22,14 +22,21 @@ from ...database import (
     autocommit_engine,
     get_engine,
 )
-from ...database.deadline import WATCHDOG, Deadline, Watchdog
 from ...database.primary import answered_read_only, note_failure
 from ...exceptions import StoreError, StoreNotReady, error_summary
 from ...options import SessionOptions
 from ..authenticator import RecordAuthenticator
 from ..base import SessionStore
 from .driver import DriverConnection, kept_cursor
-from .guard import driver_fileno, fileno_of, guard_pre_ping, store_error
+from .guard import (
+    WATCHDOG,
+    Deadline,
+    Watchdog,
+    driver_fileno,
+    fileno_of,
+    guard_pre_ping,
+    store_error,
+)
 from .held import HeldConnections
 from .operations import SqlOperations
 from .schema import schema_problem
