@@ -13,7 +13,7 @@ import psycopg
 from bench.apps import SECRET
 from bench.probes import rss_bytes
 from myapp.sessions.database import get_engine
-from myapp.sessions.purge import purge_store
+from myapp.sessions.operations.purge import purge_store
 from myapp.sessions.stores.authenticator import RecordAuthenticator
 from myapp.sessions.stores.base import SessionRecord
 from myapp.sessions.stores.memorystore import MemoryStore

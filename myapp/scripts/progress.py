@@ -6,7 +6,7 @@ import time
 from typing import TextIO
 
 from myapp.sessions.interfaces import IStoreStatistics
-from myapp.sessions.purge import StorePurge
+from myapp.sessions.operations.purge import StorePurge
 from myapp.sessions.stores.base import SessionStore
 
 BAR_WIDTH = 30

@@ -31,6 +31,7 @@ from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 from myapp.accounts import find_user
 from myapp.models import users
 from myapp.sessions.chain import StoreState
+from myapp.sessions.database.tablehealth import read_table_health
 from myapp.sessions.exceptions import StoreError, error_summary
 from myapp.sessions.interfaces import (
     IPurgeable,
@@ -38,10 +39,9 @@ from myapp.sessions.interfaces import (
     IUserSessions,
     IUserSessionsTable,
 )
-from myapp.sessions.purge import PURGE_LOCK_ID, Purger
+from myapp.sessions.operations.purge import PURGE_LOCK_ID, Purger
 from myapp.sessions.redact import RedactingWriter, redact
 from myapp.sessions.stores.base import SessionStore
-from myapp.sessions.tablehealth import read_table_health
 
 from .environment import ScriptEnvironment, load_environment
 from .progress import PurgeProgress

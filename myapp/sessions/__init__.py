@@ -3,6 +3,52 @@
 Reads the ``session.*`` settings once, builds the store chain (sql, redis, memory by
 default), picks the first store that is ready, and registers the ISessionFactory,
 pyramid_tm, the SQLAlchemy wiring and ``GET /healthz``.
+
+The folders, in the order a request meets them (each imports only the ones after it):
+``request/`` (cookie in, load, the session, its writes, cookie out), ``chain/`` (which
+store serves), ``stores/`` (the stores), ``database/`` (the engine, ``request.dbsession``,
+pyramid_tm, the table), then ``options/`` and the modules every folder uses
+(``interfaces``, ``exceptions``, ``events``, ``redact``). ``assemble`` builds the chain
+from the options; ``operations/`` (purge, ending sessions, ``/healthz``) use the chain and
+the stores.
+
+Words, one per idea:
+
+session
+    The web session a view sees as ``request.session`` (a dict of JSON values); never
+    a SQLAlchemy session, which is ``dbsession``.
+token, storage key
+    The random token the session cookie carries (signed), and its SHA-256, which
+    stores index by: a store never holds a live token.
+record
+    What a store keeps of one session (``SessionRecord``): its storage key, its data
+    as JSON text, its times, user and version. Shared stores keep an HMAC with it
+    (``stores/authenticator``).
+store
+    Where records live (``sql``, ``redis``, ``memory``, or an app's own): a handful
+    of I/O methods behind ``ISessionStore``. Its *request-bound* form is the store as one
+    request uses it.
+chain
+    The configured stores in order of preference; the first that works *serves*. A
+    store that fails is *failing* (its breaker open) until a probe finds it back.
+read cache
+    Redis in front of the sql store (``session.cache = redis``): copies of records,
+    dropped when they change.
+unavailable
+    A session whose store cannot be asked now: served without it (its cookie kept),
+    or refused with a 503 when the request must change it; never ended.
+transaction
+    The request's transaction: the ``transaction`` package's, which pyramid_tm
+    begins and commits around the request and every resource joins (the view's
+    ``dbsession``, the session's writes). Its manager begins it at its first use
+    (``database/requesttm``).
+database transaction
+    A PostgreSQL transaction. The view's joins the request's transaction through
+    zope.sqlalchemy.
+session transaction
+    The sql store's own database transaction in a state-changing request (POST, PUT,
+    PATCH, DELETE): the load and the write in one psycopg pipeline
+    (``stores/sqlstore/pipeline``), committed when the request's transaction votes.
 """
 
 from __future__ import annotations
@@ -23,7 +69,6 @@ from .assemble import (
     get_options,
 )
 from .chain import StoreChain
-from .csrf import SessionOrCookieCSRFStoragePolicy
 from .exceptions import (
     NoStoreReady,
     SessionConflict,
@@ -31,10 +76,11 @@ from .exceptions import (
     SessionTemporarilyUnavailable,
     SessionTooLarge,
 )
-from .factory import SessionFactory
 from .options import SessionOptions
 from .redact import install_log_redaction, redact
-from .session import Session
+from .request.csrf import SessionOrCookieCSRFStoragePolicy
+from .request.factory import SessionFactory
+from .request.session import Session
 
 __all__ = [
     "NoStoreReady",
@@ -63,7 +109,7 @@ def includeme(config: Configurator) -> None:
     config.registry[OPTIONS_KEY] = options
     install_log_redaction()  # no URL with a password reaches the log, from any library
     # A 5xx answer persists no session change (nor the view's data), like an exception.
-    settings.setdefault("tm.commit_veto", "myapp.sessions.veto.server_error_veto")
+    settings.setdefault("tm.commit_veto", "myapp.sessions.database.requesttm.server_error_veto")
     try:
         config.include(".database")  # pyramid_tm, the engine, request.dbsession
     except (ArgumentError, ValueError) as exc:  # an unparsable URL (a bad port...) or option
@@ -83,24 +129,32 @@ def includeme(config: Configurator) -> None:
     config.set_session_factory(SessionFactory(options, chain, observer=observer))
     config.set_csrf_storage_policy(SessionOrCookieCSRFStoragePolicy(options))
     config.add_request_method(lambda request: chain.degraded, "sessions_degraded", reify=True)
-    config.add_request_method("myapp.sessions.current.session_key", "session_key", reify=True)
     config.add_request_method(
-        "myapp.sessions.current.session_unavailable", "session_unavailable", property=True
+        "myapp.sessions.request.properties.session_key", "session_key", reify=True
     )
-    config.include(".purge")  # the purge thread, when session.purge_interval > 0
-    config.include(".requestclass")  # request.tm, .dbsession...: no new class per request
+    config.add_request_method(
+        "myapp.sessions.request.properties.session_unavailable",
+        "session_unavailable",
+        property=True,
+    )
+    config.include(".operations.purge")  # the purge thread, when session.purge_interval > 0
+    config.include(".request.properties")  # request.tm, .dbsession...: no new class per request
 
     if options.healthz_path:
         config.add_route("myapp.sessions.healthz", options.healthz_path)
         config.add_view(
-            "myapp.sessions.health.healthz",
+            "myapp.sessions.operations.health.healthz",
             route_name="myapp.sessions.healthz",
             renderer="json",
             request_method="GET",
             http_cache=0,
         )
     config.add_exception_view(
-        "myapp.sessions.health.store_unavailable", context=SessionStoreUnavailable
+        "myapp.sessions.operations.health.store_unavailable", context=SessionStoreUnavailable
     )
-    config.add_exception_view("myapp.sessions.health.session_conflict", context=SessionConflict)
-    config.add_exception_view("myapp.sessions.health.session_too_large", context=SessionTooLarge)
+    config.add_exception_view(
+        "myapp.sessions.operations.health.session_conflict", context=SessionConflict
+    )
+    config.add_exception_view(
+        "myapp.sessions.operations.health.session_too_large", context=SessionTooLarge
+    )

@@ -22,8 +22,8 @@ from .events import ObserverGroup, SessionObserver
 from .exceptions import BUILD_ERRORS
 from .interfaces import IUserSessionsTable
 from .options import SessionOptions
+from .options.backends import BUILDERS
 from .redact import redact
-from .stores import BUILDERS
 
 if TYPE_CHECKING:
     from .stores.base import SessionStore

@@ -13,7 +13,7 @@ from pyramid.view import view_config
 from myapp.auth import SignedInUser, sign_in_redirect
 from myapp.devices import device_name
 from myapp.relativetime import exact_time, iso_time, time_ago
-from myapp.sessions.ending import (
+from myapp.sessions.operations.ending import (
     end_session_everywhere,
     end_user_everywhere,
     list_user_everywhere,

@@ -9,7 +9,7 @@ import pytest
 from webtest import TestApp
 
 from myapp.sessions import get_options
-from myapp.sessions.flashcookie import MAX_AGE, FlashCookie
+from myapp.sessions.request.flashcookie import MAX_AGE, FlashCookie
 from tests.support.site import add_to_cart, cart_lines, csrf_token, flashes, signed_in_as
 
 pytestmark = pytest.mark.usefixtures("site_users")

@@ -8,7 +8,7 @@ import time
 import pytest
 import redis
 
-from myapp.sessions.codec import new_token, storage_key
+from myapp.sessions.request.cookie import new_token, storage_key
 from myapp.sessions.stores.base import SessionRecord
 from myapp.sessions.stores.cachedstore import TOMBSTONE, CachedStore
 from tests.servers import ThrowawayRedis

@@ -14,7 +14,7 @@ import pytest
 import sqlalchemy as sa
 from webtest import TestApp
 
-from myapp.sessions.codec import storage_key
+from myapp.sessions.request.cookie import storage_key
 from tests.conftest import LOOPBACK, SECRET
 from tests.support.site import add_to_cart, cart_lines, sign_in, signed_in_as
 

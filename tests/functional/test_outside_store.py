@@ -8,7 +8,7 @@ import time
 import pytest
 from pyramid.exceptions import ConfigurationError
 
-from myapp.sessions.codec import storage_key
+from myapp.sessions.request.cookie import storage_key
 from tests.support.outsidestore import DictStore
 from tests.support.site import add_to_cart, cart_lines, sign_in, signed_in_as
 

@@ -11,7 +11,7 @@ import sqlalchemy as sa
 
 from myapp.accounts import find_user
 from myapp.sessions.database import get_engine
-from myapp.sessions.purge import PURGE_LOCK_ID, Purger, get_purge_thread
+from myapp.sessions.operations.purge import PURGE_LOCK_ID, Purger, get_purge_thread
 from myapp.sessions.stores.sqlstore import SqlStore
 from tests.support.databases import advisory_locks, migrated_database
 from tests.support.ops import add_session, purge_while_another_purges, run, write_ini

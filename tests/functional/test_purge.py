@@ -10,7 +10,7 @@ from collections.abc import Iterator
 import pytest
 import sqlalchemy as sa
 
-from myapp.sessions.purge import PURGE_LOCK_ID, Purger, get_purge_thread
+from myapp.sessions.operations.purge import PURGE_LOCK_ID, Purger, get_purge_thread
 from myapp.sessions.stores.sqlstore import SqlStore
 from tests.support.databases import emptied_engine, migrated_database
 from tests.support.ops import add_session, purge_while_another_purges
@@ -152,7 +152,7 @@ def test_purge_is_off_by_default(make_app):
 
 
 def test_purge_thread_logs_store_errors(make_app, closed_port_url, caplog):
-    caplog.set_level(logging.INFO, logger="myapp.sessions.purge")
+    caplog.set_level(logging.INFO, logger="myapp.sessions.operations.purge")
     handle = make_app(
         "memory",
         **{

@@ -21,7 +21,7 @@ from webtest import TestApp
 
 from myapp.cart import MAX_QUANTITY
 from myapp.catalogue import PRODUCTS
-from myapp.sessions.codec import storage_key
+from myapp.sessions.request.cookie import storage_key
 from tests.support.databases import migrated_database
 from tests.support.site import USERS, ensure_users
 

@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from argon2 import PasswordHasher
 
 from myapp.accounts import find_user
-from myapp.sessions.purge import PURGE_LOCK_ID
+from myapp.sessions.operations.purge import PURGE_LOCK_ID
 from myapp.sessions.stores.redisstore import RedisStore, make_client
 from myapp.sessions.stores.sqlstore import SqlStore
 from tests.conftest import REDIS_URL

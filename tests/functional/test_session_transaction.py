@@ -8,8 +8,8 @@ import time
 import pytest
 import sqlalchemy as sa
 
-from myapp.sessions.codec import storage_key
-from myapp.sessions.veto import expects_writes
+from myapp.sessions.database.requesttm import expects_writes
+from myapp.sessions.request.cookie import storage_key
 from tests.support.counting import count_sql
 from tests.support.views import Boom
 

@@ -10,7 +10,7 @@ import pytest
 import sqlalchemy as sa
 from webtest import TestApp
 
-from myapp.sessions.codec import storage_key
+from myapp.sessions.request.cookie import storage_key
 from tests.support.counting import RedisCommandLog, count_sql
 from tests.support.views import Boom
 

@@ -8,7 +8,7 @@ import time
 import pytest
 from webtest import TestApp
 
-from myapp.sessions.codec import storage_key
+from myapp.sessions.request.cookie import storage_key
 from myapp.sessions.stores.base import StoreError
 from tests.support.site import (
     add_to_cart,

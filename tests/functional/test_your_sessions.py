@@ -7,7 +7,7 @@ import time
 
 from webtest import TestApp
 
-from myapp.sessions.codec import storage_key
+from myapp.sessions.request.cookie import storage_key
 from tests.support.site import csrf_token, flashes, new_user, post_form, sign_in, signed_in_as
 
 COOKIE = "session"

@@ -10,8 +10,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from webtest import TestApp
 
-from myapp.sessions.codec import CookieSigner, new_token
-from myapp.sessions.serializer import check_value, dumps, loads
+from myapp.sessions.request.cookie import CookieSigner, new_token
+from myapp.sessions.request.session import check_value, dumps, loads
 from tests.conftest import SECRET
 
 INCLUDES = "tests.support.views tests.reliability.views"

@@ -10,7 +10,7 @@ import pytest
 import redis
 from webtest import TestApp
 
-from myapp.sessions.codec import storage_key
+from myapp.sessions.request.cookie import storage_key
 from tests.conftest import REDIS_URL, AppHandle
 from tests.servers import ThrowawayPostgres
 from tests.support.databases import migrate

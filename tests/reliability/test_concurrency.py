@@ -143,6 +143,6 @@ def test_a_late_touch_does_not_revive_an_expired_session(make_app):
 
 
 def _key(app: TestApp) -> str:
-    from myapp.sessions.codec import storage_key
+    from myapp.sessions.request.cookie import storage_key
 
     return storage_key(app.cookies["session"].split(".", 1)[0])

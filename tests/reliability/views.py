@@ -10,8 +10,9 @@ from pyramid.request import Request
 from sqlalchemy import text
 from zope.sqlalchemy import mark_changed
 
-from myapp.sessions import ending, get_chain
-from myapp.sessions.codec import storage_key
+from myapp.sessions import get_chain
+from myapp.sessions.operations import ending
+from myapp.sessions.request.cookie import storage_key
 
 
 def cart_add(request: Request) -> dict:

@@ -6,7 +6,7 @@ import hashlib
 
 import pytest
 
-from myapp.sessions.codec import COOKIE_LENGTH, CookieSigner, new_token, storage_key
+from myapp.sessions.request.cookie import COOKIE_LENGTH, CookieSigner, new_token, storage_key
 
 NEW, OLD = b"n" * 40, b"o" * 40
 

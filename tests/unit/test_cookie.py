@@ -5,9 +5,8 @@ from __future__ import annotations
 from pyramid.request import Request
 from pyramid.response import Response
 
-from myapp.sessions.codec import new_token
-from myapp.sessions.cookie import SessionCookie
 from myapp.sessions.options import SessionOptions
+from myapp.sessions.request.cookie import SessionCookie, new_token
 
 SECRET = "k3Yq8vP1zR7mW2nX5cT9bL4hJ6dF0sGa"
 

@@ -1,12 +1,31 @@
 """``myapp.sessions`` stands on its own: no import of the rest of myapp, no import circle,
-no capability found by ``getattr`` on a store."""
+its folders on floors that import only downwards, no capability found by ``getattr`` on a
+store, and the README's Layout names every module that exists and none that does not."""
 
 from __future__ import annotations
 
 import ast
 from pathlib import Path
 
-PACKAGE = Path(__file__).resolve().parents[2] / "myapp" / "sessions"
+ROOT = Path(__file__).resolve().parents[2]
+PACKAGE = ROOT / "myapp" / "sessions"
+
+#: The package's floors, from the top down, each a list of its first-level folders and
+#: modules: a module imports only from its own floor and the floors below it. The
+#: request's road runs down them (request -> chain -> stores -> database), start-up and
+#: operations sit above it, and what every floor uses sits at the bottom.
+FLOORS = [
+    ["__init__"],  # includeme
+    ["migrations"],  # the Alembic revisions (imported by Alembic alone)
+    ["operations"],  # purge, ending sessions, /healthz
+    ["assemble"],  # options -> stores -> cache -> chain
+    ["request"],  # cookie in, load, session, writes, cookie out
+    ["chain"],  # which store serves
+    ["stores"],  # the stores
+    ["database"],  # the engine, request.dbsession, pyramid_tm, the table
+    ["options"],  # the settings, parsed once
+    ["interfaces", "exceptions", "events", "redact"],  # what every floor uses
+]
 
 
 def _modules() -> dict[str, ast.Module]:
@@ -44,6 +63,30 @@ def _top_level_imports(name: str, tree: ast.Module, known: set[str]) -> set[str]
         elif isinstance(node, ast.Import):
             imported.update(alias.name for alias in node.names)
     return imported
+
+
+def _all_imports(name: str, tree: ast.Module, known: set[str]) -> set[str]:
+    """Every module of the package ``name`` imports, wherever the import stands."""
+    is_package = any(k.startswith(name + ".") for k in known)
+    imported: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom):
+            target = _absolute(name, node, is_package)
+            for alias in node.names:
+                candidate = f"{target}.{alias.name}"
+                imported.add(candidate if candidate in known else target)
+        elif isinstance(node, ast.Import):
+            imported.update(alias.name for alias in node.names)
+    return {target for target in imported if target in known}
+
+
+def _floor(name: str) -> int:
+    parts = name.split(".")
+    first = parts[2] if len(parts) > 2 else "__init__"
+    for index, floor in enumerate(FLOORS):
+        if first in floor:
+            return index
+    raise AssertionError(f"{name} is on no floor: add {first!r} to FLOORS")
 
 
 def test_the_package_imports_nothing_else_of_myapp():
@@ -89,6 +132,24 @@ def test_the_package_has_no_import_circle():
     assert circles == []
 
 
+def test_no_import_runs_up_a_floor():
+    modules = _modules()
+    known = set(modules)
+    upwards = [
+        f"{name} (floor {_floor(name)}) imports {target} (floor {_floor(target)})"
+        for name, tree in modules.items()
+        for target in sorted(_all_imports(name, tree, known))
+        if _floor(target) < _floor(name)
+    ]
+    assert upwards == []
+
+
+def test_the_floors_name_only_what_exists():
+    present = {path.stem if path.suffix else path.name for path in PACKAGE.iterdir()}
+    named = {entry for floor in FLOORS for entry in floor}
+    assert named - present == set()
+
+
 def test_no_capability_of_a_store_is_found_by_getattr():
     probes = []
     for name, tree in _modules().items():
@@ -102,3 +163,51 @@ def test_no_capability_of_a_store_is_found_by_getattr():
             ):
                 probes.append(f"{name}: {ast.unparse(node)}")
     assert probes == []
+
+
+def _layout_paths() -> list[str]:
+    """The files and folders of ``myapp/sessions/`` that the README's Layout names, each
+    on a line of its own, indented four spaces per folder level."""
+    readme = (ROOT / "README.md").read_text().split("\n## Layout\n", 1)[1]
+    block = readme.split("```", 2)[1].splitlines()
+    start = next(i for i, line in enumerate(block) if line.startswith("myapp/sessions/ "))
+    stack = ["myapp/sessions/"]
+    paths = []
+    for line in block[start + 1 :]:
+        if line and not line.startswith(" "):
+            break  # the next top-level entry: the package's part is over
+        stripped = line.lstrip(" ")
+        depth, rest = divmod(len(line) - len(stripped), 4)
+        entry = stripped.split(" ", 1)[0]
+        if rest or not 1 <= depth <= len(stack) or not entry.endswith((".py", "/")):
+            continue  # a description's second line
+        del stack[depth:]
+        paths.append("".join(stack) + entry)
+        if entry.endswith("/"):
+            stack.append(entry)
+    return paths
+
+
+def _defines_something(path: Path) -> bool:
+    """Whether a module holds code of its own (not only a docstring and re-exports)."""
+    for node in ast.parse(path.read_text()).body:
+        if isinstance(node, (ast.Import, ast.ImportFrom)):
+            continue
+        if isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant):
+            continue
+        if isinstance(node, ast.Assign) and ast.unparse(node.targets[0]) == "__all__":
+            continue
+        return True
+    return False
+
+
+def test_the_readme_layout_names_every_module_and_only_modules_that_exist():
+    named = _layout_paths()
+    missing = [path for path in named if not (ROOT / path).exists()]
+    assert missing == []
+    modules = [
+        str(path.relative_to(ROOT))
+        for path in sorted(PACKAGE.rglob("*.py"))
+        if "migrations" not in path.parts and _defines_something(path)
+    ]
+    assert [path for path in modules if path not in named] == []

@@ -7,7 +7,7 @@ import logging
 
 import pytest
 
-from myapp.sessions.operatoraccess import is_loopback
+from myapp.sessions.operations.operatoraccess import is_loopback
 from myapp.sessions.redact import RedactingFilter, RedactingWriter, redact, redact_values
 
 

@@ -21,7 +21,7 @@ def build_app(seen: list) -> TestApp:
 
     with Configurator() as config:
         config.add_request_method(answer, "answer", reify=True)
-        config.include("myapp.sessions.requestclass")
+        config.include("myapp.sessions.request.properties")
         config.add_route("view", "/")
         config.add_view(view, route_name="view")
     return TestApp(config.make_wsgi_app())

@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from myapp.sessions.serializer import SessionTooLarge, check_value, dumps, dumps_checked, loads
+from myapp.sessions.request.session import SessionTooLarge, check_value, dumps, dumps_checked, loads
 
 
 @pytest.mark.parametrize(

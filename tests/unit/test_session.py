@@ -8,7 +8,7 @@ import pytest
 from pyramid.interfaces import ISession
 from zope.interface.verify import verifyObject
 
-from myapp.sessions.session import Session
+from myapp.sessions.request.session import Session
 
 
 def make(data=None, new=False) -> Session:

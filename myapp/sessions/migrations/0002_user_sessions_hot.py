@@ -16,7 +16,7 @@ import logging
 import sqlalchemy as sa
 from alembic import op
 
-from myapp.sessions.onlineddl import add_column_without_queueing
+from myapp.sessions.database.onlineddl import add_column_without_queueing
 
 revision = "0002_user_sessions_hot"
 down_revision = "0001_user_sessions"
@@ -25,7 +25,7 @@ depends_on = None
 
 log = logging.getLogger("alembic.runtime.migration")
 
-# Frozen here as they were when this revision was written (myapp.sessions.table may
+# Frozen here as they were when this revision was written (myapp.sessions.database.table may
 # change them later; any bucket later than its row's expires_at stays correct).
 BUCKET_SECONDS = 3600
 FILLFACTOR = 80

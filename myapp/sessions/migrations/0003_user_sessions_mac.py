@@ -12,7 +12,7 @@ Revises: 0002_user_sessions_hot
 import sqlalchemy as sa
 from alembic import op
 
-from myapp.sessions.onlineddl import add_column_without_queueing
+from myapp.sessions.database.onlineddl import add_column_without_queueing
 
 revision = "0003_user_sessions_mac"
 down_revision = "0002_user_sessions_hot"

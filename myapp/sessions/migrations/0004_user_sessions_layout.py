@@ -41,7 +41,7 @@ from collections.abc import Collection
 import sqlalchemy as sa
 from alembic import op
 
-from myapp.sessions.onlineddl import alter_without_queueing
+from myapp.sessions.database.onlineddl import alter_without_queueing
 
 revision = "0004_user_sessions_layout"
 down_revision = "0003_user_sessions_mac"

@@ -1,12 +1,3 @@
-"""The session stores, and the one mapping from backend names to them."""
-
-from __future__ import annotations
-
-#: name -> "module:builder"; each builder is ``(options, registry) -> SessionStore`` and
-#: is imported only when its backend is configured (an unused driver is never loaded).
-BUILDERS = {
-    "sql": "myapp.sessions.stores.sqlstore:build",
-    "redis": "myapp.sessions.stores.redisstore:build",
-    "memory": "myapp.sessions.stores.memorystore:build",
-}
-BACKEND_NAMES: tuple[str, ...] = tuple(BUILDERS)
+"""The session stores: the record and the base classes (``base``), each record's HMAC
+(``authenticator``), one circuit breaker per store (``breaker``), and the stores. Their
+names are mapped to builders in ``options.backends``."""

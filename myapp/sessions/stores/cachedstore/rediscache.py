@@ -16,10 +16,10 @@ import time
 
 import redis
 
-from ...breaker import Breaker
 from ...options import SessionOptions
 from ..authenticator import RecordAuthenticator
 from ..base import SessionRecord
+from ..breaker import Breaker
 from ..redisstore.record import decode, encode
 from .fence import MasterFence
 

@@ -2,9 +2,10 @@
 
 ``store`` (the store), ``request`` (its request-bound form), ``operations`` (the I/O
 methods, one statement each), ``statements`` (built once per dialect), ``schema`` (the
-start-up check), ``guard`` (deadlines and errors), ``driver`` (statements on psycopg's
-cursor), ``held`` (connections kept between statements), ``transaction`` (a
-state-changing request's one transaction, in psycopg pipelines).
+start-up check), ``guard`` (deadlines, their watchdog thread, errors), ``driver``
+(statements on psycopg's cursor), ``held`` (connections kept between statements),
+``pipeline`` (the session transaction: a state-changing request's one database
+transaction, in one psycopg pipeline).
 """
 
 from .request import RequestSqlStore

@@ -26,8 +26,8 @@ from sqlalchemy import event
 from sqlalchemy.engine import Engine
 from sqlalchemy.pool import PoolProxiedConnection
 
-from ...liveness import IDLE_PING_SECONDS, needs_ping
-from ...primary import retired
+from ...database.liveness import IDLE_PING_SECONDS, needs_ping
+from ...database.primary import retired
 
 
 class HeldConnections:

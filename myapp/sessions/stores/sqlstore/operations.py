@@ -10,9 +10,9 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 from zope.interface import implementer
 
+from ...database.table import expiry_bucket, user_sessions
 from ...exceptions import StaleSession
 from ...interfaces import IPurgeable, IStoreStatistics, IUserSessions, IUserSessionsTable
-from ...table import expiry_bucket, user_sessions
 from ..authenticator import RecordAuthenticator
 from ..base import SessionRecord
 from .statements import (

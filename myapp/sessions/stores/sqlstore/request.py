@@ -4,7 +4,7 @@ A write joins the request's database transaction when the view has opened one
 (``request.dbsession``), and so commits or rolls back with the view's own data;
 otherwise the session factory queues it until the request's transaction votes. A
 read joins that transaction if it has begun. On PostgreSQL a state-changing request
-(POST...) loads and writes in a session transaction of its own (``transaction``).
+(POST...) loads and writes in a session transaction of its own (``pipeline``).
 Everything else runs as the parent store runs it.
 """
 
@@ -21,13 +21,13 @@ from sqlalchemy.exc import SQLAlchemyError
 from zope.interface import implementer
 
 from ...database import existing_dbsession
+from ...database.requesttm import expects_writes
 from ...exceptions import error_summary
 from ...interfaces import IRequestBoundStore
-from ...veto import expects_writes
 from ..base import SessionStore
 from .guard import store_error
 from .operations import SqlOperations
-from .transaction import SessionTransaction
+from .pipeline import SessionTransaction
 
 if TYPE_CHECKING:
     from pyramid.request import Request

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from ...table import REQUIRED_COLUMNS, USER_SESSIONS_REVISION
+from ...database.table import REQUIRED_COLUMNS, USER_SESSIONS_REVISION
 
 
 def schema_problem(conn: Connection, is_postgres: bool) -> str | None:

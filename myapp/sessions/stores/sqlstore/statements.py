@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 
-from ...table import user_sessions
+from ...database.table import user_sessions
 from ..authenticator import RecordAuthenticator, canonical_data
 from ..base import SessionRecord
 from .driver import CompiledStatements

@@ -22,14 +22,21 @@ from ...database import (
     autocommit_engine,
     get_engine,
 )
-from ...deadline import WATCHDOG, Deadline, Watchdog
+from ...database.primary import answered_read_only, note_failure
 from ...exceptions import StoreError, StoreNotReady, error_summary
 from ...options import SessionOptions
-from ...primary import answered_read_only, note_failure
 from ..authenticator import RecordAuthenticator
 from ..base import SessionStore
 from .driver import DriverConnection, kept_cursor
-from .guard import driver_fileno, fileno_of, guard_pre_ping, store_error
+from .guard import (
+    WATCHDOG,
+    Deadline,
+    Watchdog,
+    driver_fileno,
+    fileno_of,
+    guard_pre_ping,
+    store_error,
+)
 from .held import HeldConnections
 from .operations import SqlOperations
 from .schema import data_kept_verbatim, schema_problem
@@ -176,7 +183,7 @@ class SqlStore(SqlOperations, SessionStore):
         """This store, running its statements in ``request``'s transactions (the same
         object for every call in one request: it holds the request's state).
 
-        With ``session_transaction`` a state-changing request (see ``transaction``)
+        With ``session_transaction`` a state-changing request (see ``pipeline``)
         loads and writes its session in one transaction of its own.
         """
         bound = request.environ.get(_BOUND_KEY)

@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from pyramid.request import Request
     from pyramid.response import Response
 
-    from .options import SessionOptions
+    from ..options import SessionOptions
 
 #: The cookie outlives its redirect by a wide margin, and no more.
 MAX_AGE = 600

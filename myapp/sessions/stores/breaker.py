@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 
-from .options import SessionOptions
+from ..options import SessionOptions
 
 log = logging.getLogger(__name__)
 

@@ -7,7 +7,7 @@ import logging
 from pyramid.request import Request
 from pyramid.response import Response
 
-from .assemble import get_chain
+from ..assemble import get_chain
 from .operatoraccess import health_for
 
 log = logging.getLogger(__name__)

@@ -16,9 +16,9 @@ from pyramid.request import Request
 from pyramid.util import strings_differ
 from zope.interface import implementer
 
+from ..options import SessionOptions
 from .cookie import set_cookie
 from .flashcookie import flash_only
-from .options import SessionOptions
 
 SESSION_TOKEN_KEY = "_csrft_"  # noqa: S105 - where SessionCSRFStoragePolicy keeps it
 _ENVIRON_KEY = "myapp.sessions.csrf_cookie_token"

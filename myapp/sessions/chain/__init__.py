@@ -12,13 +12,13 @@ from collections.abc import Callable
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 
-from .breaker import Breaker
-from .events import SessionObserver
-from .exceptions import BUILD_ERRORS, NoStoreReady, StoreError, StoreNotReady
-from .options import SessionOptions
+from ..events import SessionObserver
+from ..exceptions import BUILD_ERRORS, NoStoreReady, StoreError, StoreNotReady
+from ..options import SessionOptions
+from ..stores.base import SessionStore
+from ..stores.breaker import Breaker
 from .recovery import Recovery
 from .state import StoreState
-from .stores.base import SessionStore
 
 __all__ = ["NoStoreReady", "StoreChain", "StoreState", "build_chain"]
 

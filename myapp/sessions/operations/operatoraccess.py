@@ -8,7 +8,7 @@ import ipaddress
 from pyramid.request import Request
 from pyramid.response import Response
 
-from .redact import redact_values
+from ..redact import redact_values
 
 #: What anyone may read of /healthz: enough for a load balancer, nothing about the stores.
 PUBLIC_HEALTH_FIELDS = ("status", "session_backend")
@@ -40,7 +40,7 @@ def operator_access(request: Request) -> bool:
     Behind a proxy on this host every request comes from loopback unless waitress's
     ``trusted_proxy`` settings give the client's own address (see production.ini).
     """
-    from . import get_options
+    from ..assemble import get_options
 
     if bearer_matches(request, get_options(request.registry).operator_token):
         return True

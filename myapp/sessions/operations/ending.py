@@ -15,10 +15,10 @@ from dataclasses import dataclass, field
 
 from pyramid.request import Request
 
-from .assemble import get_chain
-from .exceptions import SessionStoreUnavailable, StoreError
-from .interfaces import IUserSessions
-from .stores.base import SessionRecord, SessionStore
+from ..assemble import get_chain
+from ..exceptions import SessionStoreUnavailable, StoreError
+from ..interfaces import IUserSessions
+from ..stores.base import SessionRecord, SessionStore
 
 log = logging.getLogger(__name__)
 

@@ -4,7 +4,7 @@ Nothing happens until a view touches ``request.session`` (Pyramid calls the fact
 lazily). Then the session is loaded, and hooks are put on the request's transaction:
 the write runs just before commit (so it commits or rolls back with the view's own
 data), and the cookie is set in a response callback once the commit succeeded. Which
-store answers when one fails (failover, read-through) is ``failover``'s business; where
+store answers when one fails (failover, read-through) is ``load``'s business; where
 each write runs (the request's transaction, or queued until it votes) is ``writes``'.
 """
 
@@ -20,31 +20,29 @@ from pyramid.interfaces import ISessionFactory
 from pyramid_tm import is_tm_active
 from zope.interface import implementer
 
-from .codec import new_token, storage_key
-from .cookie import SessionCookie
-from .events import SessionObserver
-from .exceptions import (
+from ..database.requesttm import LazyTransactionManager
+from ..events import SessionObserver
+from ..exceptions import (
     SessionConflict,
     SessionStoreUnavailable,
     StaleSession,
     StoreError,
 )
-from .failover import AVOID_KEY, UNAVAILABLE_KEY, FailoverLoad, UnavailableNotice
+from ..interfaces import INewSessionAdmission, IRequestBoundStore
+from ..stores import base
+from ..stores.base import SessionRecord, SessionStore
+from .cookie import SessionCookie, new_token, storage_key
 from .flashcookie import FlashCookie, flash_only
-from .interfaces import INewSessionAdmission, IRequestBoundStore
-from .lazytm import LazyTransactionManager
-from .serializer import dumps_checked, loads
-from .session import Session
-from .stores import base
-from .stores.base import SessionRecord, SessionStore
+from .load import AVOID_KEY, UNAVAILABLE_KEY, FailoverLoad, UnavailableNotice
+from .session import Session, dumps_checked, loads
 from .writes import Writes, quietly
 
 if TYPE_CHECKING:
     from pyramid.request import Request
     from pyramid.response import Response
 
-    from .chain import StoreChain
-    from .options import SessionOptions
+    from ..chain import StoreChain
+    from ..options import SessionOptions
 
 __all__ = ["AVOID_KEY", "UNAVAILABLE_KEY", "RequestSession", "SessionFactory"]
 

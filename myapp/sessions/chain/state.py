@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .breaker import Breaker
-from .stores.base import SessionStore, health
+from ..stores.base import SessionStore, health
+from ..stores.breaker import Breaker
 
 
 @dataclass(slots=True)

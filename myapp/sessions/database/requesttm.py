@@ -1,4 +1,6 @@
-"""A request transaction that begins when something first uses it.
+"""The request's transaction under pyramid_tm: a manager that begins it at its first use
+(``tm.manager_hook``), the commit veto (``tm.commit_veto``: a server error keeps nothing,
+as a raised exception keeps nothing), and which HTTP methods are expected to change state.
 
 pyramid_tm begins and commits a transaction around every request. For a request
 that never touches a resource (a page that reads neither the session nor the
@@ -22,11 +24,28 @@ from collections.abc import Callable
 from typing import Any
 
 from pyramid.request import Request
+from pyramid.response import Response
 from transaction import TransactionManager
 from transaction.interfaces import AlreadyInTransaction
 from transaction.weakset import WeakSet
 
 log = logging.getLogger(__name__)
+
+#: The methods that only read (RFC 9110, section 9.2.1), as Pyramid's CSRF check counts
+#: them (``safe_methods``): a request with one of them is never expected to change state.
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
+
+
+def expects_writes(method: str) -> bool:
+    """Whether a request with this HTTP method is expected to change state."""
+    return method.upper() not in SAFE_METHODS
+
+
+def server_error_veto(request: Request, response: Response) -> bool:
+    """Abort the request's transaction (the session change and the view's own data) when
+    the response is a 5xx, or when an exception view rendered it (what pyramid_tm does
+    by itself only while no veto is configured)."""
+    return response.status_int >= 500 or getattr(request, "exc_info", None) is not None
 
 
 class PendingTransaction:

@@ -21,12 +21,12 @@ from sqlalchemy import text
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from .assemble import get_chain, get_observer, get_options
-from .database import ENGINE_KEY
-from .events import SessionObserver
-from .exceptions import PurgeLocked, StoreError, error_summary
-from .interfaces import IPurgeable, IUserSessionsTable
-from .stores.base import SessionStore
+from ..assemble import get_chain, get_observer, get_options
+from ..database import ENGINE_KEY
+from ..events import SessionObserver
+from ..exceptions import PurgeLocked, StoreError, error_summary
+from ..interfaces import IPurgeable, IUserSessionsTable
+from ..stores.base import SessionStore
 
 log = logging.getLogger(__name__)
 

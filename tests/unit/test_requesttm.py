@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from transaction.interfaces import AlreadyInTransaction, NoTransaction
 
-from myapp.sessions.lazytm import LazyTransactionManager
+from myapp.sessions.database.requesttm import LazyTransactionManager
 
 
 class Resource:

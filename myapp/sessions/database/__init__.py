@@ -22,10 +22,10 @@ from sqlalchemy.orm import Session as DBSession
 from sqlalchemy.orm import sessionmaker
 from transaction import TransactionManager
 
-from .lazytm import lazy_manager
+from ..options import DatabaseOptions, pgbouncer_mode
 from .liveness import ping_when_stale
-from .options import DatabaseOptions, pgbouncer_mode
 from .primary import note_failure, watch_for_failover
+from .requesttm import lazy_manager
 
 __all__ = [
     "autocommit_engine",

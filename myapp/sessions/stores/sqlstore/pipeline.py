@@ -1,4 +1,5 @@
-"""A state-changing request's session statements in one transaction (PostgreSQL).
+"""The session transaction: a state-changing request's session statements in one
+database transaction, implicit in one psycopg pipeline (PostgreSQL).
 
 A request whose method says it changes state (POST, PUT, PATCH, DELETE) is expected
 to write its session. Its session load opens a psycopg pipeline on a held connection

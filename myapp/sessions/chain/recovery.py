@@ -10,9 +10,9 @@ import random
 import threading
 from collections.abc import Callable
 
-from .breaker import Breaker
-from .events import SessionObserver
-from .exceptions import StoreError
+from ..events import SessionObserver
+from ..exceptions import StoreError
+from ..stores.breaker import Breaker
 from .state import StoreState
 
 log = logging.getLogger(__name__)

@@ -14,25 +14,25 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from .csrf import SESSION_TOKEN_KEY
-from .exceptions import (
+from ..database.requesttm import expects_writes
+from ..exceptions import (
     SessionStoreFailover,
     SessionStoreUnavailable,
     SessionTemporarilyUnavailable,
     StoreError,
 )
+from ..stores import base
+from ..stores.base import SessionRecord, SessionStore
+from .csrf import SESSION_TOKEN_KEY
 from .session import FLASH_PREFIX, Session
-from .stores import base
-from .stores.base import SessionRecord, SessionStore
-from .veto import expects_writes
 
 if TYPE_CHECKING:
     from pyramid.request import Request
 
-    from .chain import StoreChain
-    from .events import SessionObserver
-    from .interfaces import IRequestBoundStore
-    from .options import SessionOptions
+    from ..chain import StoreChain
+    from ..events import SessionObserver
+    from ..interfaces import IRequestBoundStore
+    from ..options import SessionOptions
 
 log = logging.getLogger(__name__)
 

@@ -1,4 +1,11 @@
-"""Session tokens and the signed cookie that carries them."""
+"""The session cookie and the token it carries: a token made, signed, read from the
+request, set on the response, or deleted.
+
+A token is unguessable (:func:`new_token`); stores index the session by its hash
+(:func:`storage_key`); the cookie carries the token signed (:class:`CookieSigner`). Its
+name and attributes come from the options. Reading never raises: a cookie that cannot be
+read is a verdict like a bad signature, and costs a fresh session.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +14,13 @@ import hashlib
 import hmac
 import secrets
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pyramid.request import Request
+    from pyramid.response import Response
+
+    from ..options import SessionOptions
 
 TOKEN_BYTES = 32  # 256 bits from the operating system's CSPRNG
 _TOKEN_LENGTH = 43  # base64url of 32 bytes, unpadded
@@ -81,3 +95,58 @@ class CookieSigner:
             if hmac.compare_digest(self._sign(key, token), signature):
                 return CookieVerdict(token, None, stale_secret=index > 0)
         return CookieVerdict(None, "bad_signature")
+
+
+def set_cookie(
+    response: Response, options: SessionOptions, name: str, value: str, max_age: int | None = None
+) -> None:
+    """Set one of the package's cookies (the session's, the CSRF token's, the flash
+    messages'), each with the attributes the options give them all; HttpOnly always."""
+    response.set_cookie(
+        name,
+        value,
+        max_age=max_age,
+        path=options.cookie_path,
+        domain=options.cookie_domain,
+        secure=options.cookie_secure,
+        httponly=True,
+        samesite=options.cookie_samesite,
+    )
+
+
+def delete_cookie(response: Response, options: SessionOptions, name: str) -> None:
+    response.delete_cookie(name, path=options.cookie_path, domain=options.cookie_domain)
+
+
+class SessionCookie:
+    """One app's session cookie, as its options describe it."""
+
+    def __init__(self, options: SessionOptions) -> None:
+        self.options = options
+        self.signer = CookieSigner(options.secret_bytes)
+
+    def read(self, request: Request) -> CookieVerdict:
+        """The token the request's cookie carries, or why there is none."""
+        try:
+            raw = request.cookies.get(self.options.cookie_name)
+        except UnicodeDecodeError:
+            # WebOb decodes a backslash escape of a non-UTF-8 byte and raises: a
+            # garbage Cookie header must cost a fresh session, not a 500.
+            raw = "malformed"
+        return self.signer.loads(raw)
+
+    def set(self, response: Response, token: str, *, created: float, now: float) -> None:
+        """Send ``token``, lasting as the options say (by default: until the
+        session's absolute lifetime ends)."""
+        options = self.options
+        if options.cookie_max_age is None:
+            max_age: int | None = max(1, int(created + options.max_lifetime - now))
+        else:
+            max_age = options.cookie_max_age or None  # 0: ends with the browser session
+        set_cookie(response, options, options.cookie_name, self.signer.dumps(token), max_age)
+
+    def delete(self, request: Request, response: Response) -> None:
+        """Tell the browser to forget the cookie, if it sent one."""
+        options = self.options
+        if options.cookie_name in request.cookies:
+            delete_cookie(response, options, options.cookie_name)
