@@ -114,6 +114,17 @@ class OlderRelease:
         return len(window), max(window, default=0.0), statistics.median(window or [0.0])
 
 
+def index_validity(conn: psycopg.Connection) -> dict[str, bool]:
+    """user_sessions' indexes and whether each is valid (a failed concurrent build is not)."""
+    return dict(
+        conn.execute(
+            "SELECT c.relname, i.indisvalid FROM pg_index i "
+            "JOIN pg_class c ON c.oid = i.indexrelid "
+            "WHERE i.indrelid = 'user_sessions'::regclass"
+        ).fetchall()
+    )
+
+
 @pytest.mark.slow
 def test_upgrading_a_million_sessions_under_requests(database: str) -> None:
     dsn = ADMIN_DSN.replace("dbname=postgres", f"dbname={database}")
@@ -152,14 +163,7 @@ def test_upgrading_a_million_sessions_under_requests(database: str) -> None:
         assert conn.execute("SELECT pg_relation_filenode('user_sessions')").fetchone()[0] == (
             filenode
         )
-        indexes = dict(
-            conn.execute(
-                "SELECT c.relname, i.indisvalid FROM pg_index i "
-                "JOIN pg_class c ON c.oid = i.indexrelid "
-                "WHERE i.indrelid = 'user_sessions'::regclass"
-            ).fetchall()
-        )
-        assert indexes == {
+        assert index_validity(conn) == {
             "pk_user_sessions": True,
             "ix_user_sessions_user_id": True,
             "ix_user_sessions_expires_bucket": True,
@@ -324,14 +328,7 @@ def test_moving_the_columns_of_sessions_under_requests(database: str) -> None:
         assert conn.execute("SELECT pg_relation_filenode('user_sessions')").fetchone()[0] == (
             filenode
         )
-        indexes = dict(
-            conn.execute(
-                "SELECT c.relname, i.indisvalid FROM pg_index i "
-                "JOIN pg_class c ON c.oid = i.indexrelid "
-                "WHERE i.indrelid = 'user_sessions'::regclass"
-            ).fetchall()
-        )
-        assert indexes == {
+        assert index_validity(conn) == {
             "pk_user_sessions": True,
             "ix_user_sessions_user_id": True,
             "ix_user_sessions_expires_bucket": True,
