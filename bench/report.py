@@ -281,6 +281,10 @@ def scale_targets(scale: dict | None) -> list[Target]:
     return out
 
 
+def _mib(size: int | None) -> str:
+    return "-" if size is None else f"{size / 2**20:,.0f}"
+
+
 def _fmt_counts(counts: dict[str, float]) -> str:
     return " ".join(f"{k}:{v:.2f}" for k, v in counts.items() if v >= 0.005) or "-"
 
@@ -353,13 +357,21 @@ def markdown(report: dict, found: list[Target]) -> str:
         lines += [
             "## Scale series (PostgreSQL)",
             "",
-            "| rows | load us (median) | load us (p99) | save us (median) | save us (p99) |",
-            "|---:|---:|---:|---:|---:|",
+            "| rows | table + indexes MiB | load us (median) | load us (p99) "
+            "| save us (median) | save us (p99) |",
+            "|---:|---:|---:|---:|---:|---:|",
             *[
-                f"| {r['rows']:,} | {r['load_us']:.0f} | {r['load_p99_us']:.0f} | "
-                f"{r['save_us']:.0f} | {r['save_p99_us']:.0f} |"
+                f"| {r['rows']:,} | {_mib(r.get('table_bytes'))} | {r['load_us']:.0f} "
+                f"| {r['load_p99_us']:.0f} | {r['save_us']:.0f} | {r['save_p99_us']:.0f} |"
                 for r in scale["latency"]
             ],
+            "",
+            (
+                "The sizes were sampled in turn, one database each; PostgreSQL's "
+                f"shared_buffers: {scale['shared_buffers']}."
+                if scale.get("interleaved")
+                else "The sizes were measured one after the other, in one table."
+            ),
             "",
             f"Purge: {json.dumps(scale['purge'])}",
             "",

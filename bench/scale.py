@@ -73,29 +73,44 @@ def _percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-def latency(store: SqlStore, dsn: str, rows: int) -> dict[str, float]:
-    """Median and p99 of load and save, on random rows, one transaction each."""
-    sample = random.sample(range(rows), SAMPLES)
-    sign(store, dsn, [key_of(i) for i in sample])
+def latency(tables: list[tuple[int, SqlStore, str]]) -> list[dict[str, float]]:
+    """Median and p99 of load and save at each table size, on random rows, one
+    transaction each.
+
+    The sizes are sampled in turn, one load and one save of each per step, so a
+    change in the host's speed during the series falls on every size alike (this
+    host moves between two speeds; sizes measured one after the other compared
+    those speeds, not the sizes).
+    """
+    samples = {rows: random.sample(range(rows), SAMPLES) for rows, _, _ in tables}
+    for rows, store, dsn in tables:
+        sign(store, dsn, [key_of(i) for i in samples[rows]])
+    loads = {rows: [] for rows, _, _ in tables}
+    saves = {rows: [] for rows, _, _ in tables}
     now = time.time()
-    loads, saves = [], []
-    for i in sample:
-        key = key_of(i)
-        started = time.perf_counter()
-        record = store.load(key, now)
-        loads.append(time.perf_counter() - started)
-        assert record is not None, key
-        changed = record.with_changes(data='{"n": 2, "csrf": "0123456789abcdef"}', last_active=now)
-        started = time.perf_counter()
-        store.save(changed, record.version)
-        saves.append(time.perf_counter() - started)
-    return {
-        "rows": rows,
-        "load_us": statistics.median(loads) * 1e6,
-        "load_p99_us": _percentile(loads, 0.99) * 1e6,
-        "save_us": statistics.median(saves) * 1e6,
-        "save_p99_us": _percentile(saves, 0.99) * 1e6,
-    }
+    for step in range(SAMPLES):
+        for rows, store, _ in tables:
+            key = key_of(samples[rows][step])
+            started = time.perf_counter()
+            record = store.load(key, now)
+            loads[rows].append(time.perf_counter() - started)
+            assert record is not None, key
+            changed = record.with_changes(
+                data='{"n": 2, "csrf": "0123456789abcdef"}', last_active=now
+            )
+            started = time.perf_counter()
+            store.save(changed, record.version)
+            saves[rows].append(time.perf_counter() - started)
+    return [
+        {
+            "rows": rows,
+            "load_us": statistics.median(loads[rows]) * 1e6,
+            "load_p99_us": _percentile(loads[rows], 0.99) * 1e6,
+            "save_us": statistics.median(saves[rows]) * 1e6,
+            "save_p99_us": _percentile(saves[rows], 0.99) * 1e6,
+        }
+        for rows, _, _ in tables
+    ]
 
 
 def purge(store: SqlStore, dsn: str, rows: int) -> dict[str, float]:
@@ -174,35 +189,64 @@ def rss_bytes_self() -> int:
     return rss_bytes(os.getpid())
 
 
+def shared_buffers(dsn: str) -> str:
+    with psycopg.connect(dsn) as conn:
+        return conn.execute("SHOW shared_buffers").fetchone()[0]
+
+
+def table_bytes(dsn: str) -> int:
+    with psycopg.connect(dsn) as conn:
+        return conn.execute("SELECT pg_total_relation_size('user_sessions')").fetchone()[0]
+
+
 def run(*, quick: bool = False) -> dict:
-    dbname = create_database(prefix="myapp_bench_scale")
-    dsn = f"host=127.0.0.1 port=5432 user=postgres dbname={dbname}"
+    """One database per table size, filled, then sampled in turn (see ``latency``);
+    the purge runs in the largest one."""
+    tables: list[tuple[int, SqlStore, str]] = []
+    databases: list[str] = []
     try:
-        url = pg_url(dbname)
-        migrate(url)
-        engine = get_engine({"sqlalchemy.url": url})
-        store = SqlStore(engine, authenticator=RecordAuthenticator((SECRET.encode(),), "sql"))
-        store.check()  # as the site's start-up does (it finds how data is kept)
-        series, filled = [], 0
         for size in QUICK_SIZES if quick else SIZES:
-            fill(dsn, filled, size, ttl=86_400)
-            filled = size
-            series.append(latency(store, dsn, size))
+            dbname = create_database(prefix="myapp_bench_scale")
+            databases.append(dbname)
+            dsn = f"host=127.0.0.1 port=5432 user=postgres dbname={dbname}"
+            url = pg_url(dbname)
+            migrate(url)
+            store = SqlStore(
+                get_engine({"sqlalchemy.url": url}),
+                authenticator=RecordAuthenticator((SECRET.encode(),), "sql"),
+            )
+            store.check()  # as the site's start-up does (it finds how data is kept)
+            tables.append((size, store, dsn))
+            fill(dsn, 0, size, ttl=86_400)
+        series = latency(tables)
+        for row, (_, _, dsn) in zip(series, tables, strict=True):
+            row["table_bytes"] = table_bytes(dsn)
             print(
-                f"scale {size:>9,} rows: load {series[-1]['load_us']:.0f} us, "
-                f"save {series[-1]['save_us']:.0f} us",
+                f"scale {row['rows']:>9,} rows ({row['table_bytes'] / 2**20:,.0f} MiB with "
+                f"indexes): load {row['load_us']:.0f} us, save {row['save_us']:.0f} us",
                 flush=True,
             )
+        _, store, dsn = tables[-1]
+        buffers = shared_buffers(dsn)
+        print(f"scale: PostgreSQL shared_buffers {buffers}", flush=True)
         purged = purge(store, dsn, QUICK_PURGE_ROWS if quick else PURGE_ROWS)
         print(
             f"purge: {purged['rows_per_second']:,.0f} rows/s, longest read "
             f"{purged['max_read_wait_ms']:.1f} ms",
             flush=True,
         )
-        store.close()  # the engine and the store's autocommit pool
     finally:
-        drop_database(dbname)
-    return {"latency": series, "purge": purged, "memory": memory()}
+        for _, store, _ in tables:
+            store.close()  # the engine and the store's autocommit pool
+        for dbname in databases:
+            drop_database(dbname)
+    return {
+        "latency": series,
+        "interleaved": True,
+        "shared_buffers": buffers,
+        "purge": purged,
+        "memory": memory(),
+    }
 
 
 if __name__ == "__main__":
