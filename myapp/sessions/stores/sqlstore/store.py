@@ -188,10 +188,7 @@ class SqlOperations:
             return int(stored_version)
         if expected_version is None:
             raise StaleSession(NAME, gone=False)
-        check = {"b_key": record.key, "b_now": to_datetime(record.last_active)}
-        live_version = self.statements.live_version
-        still_live = self._read(lambda conn: conn.execute(live_version, check).first())
-        raise StaleSession(NAME, gone=still_live is None)
+        raise StaleSession(NAME, gone=not self._live(record.key, to_datetime(record.last_active)))
 
     def touch(self, record: SessionRecord, last_active: float, expires: float, now: float) -> bool:
         moved = record.with_changes(last_active=last_active, expires=expires)
@@ -208,7 +205,12 @@ class SqlOperations:
         if self._write(lambda conn: conn.execute(touch, params).rowcount) == 1:
             return True
         # Ended, or saved since it was read (that save moved the expiry already).
-        check = {"b_key": record.key, "b_now": params["b_now"]}
+        return self._live(record.key, params["b_now"])
+
+    def _live(self, key: str, now: datetime) -> bool:
+        """Whether ``key`` is stored and live at ``now``: asked after a write that
+        changed no row."""
+        check = {"b_key": key, "b_now": now}
         live_version = self.statements.live_version
         return self._read(lambda conn: conn.execute(live_version, check).first()) is not None
 
@@ -367,6 +369,7 @@ class SqlStore(SessionStore):
             self.statements, authenticator, read=self.run_read, write=self.run_write
         )
 
+    # -- the operations: the collaborator's, run as this form runs statements ---------
     def load(self, key: str, now: float) -> SessionRecord | None:
         return self.operations.load(key, now)
 
@@ -436,7 +439,7 @@ class SqlStore(SessionStore):
         bound = request.environ.get(_BOUND_KEY)
         # pyramid_retry reuses the environ for a new request: bound to that one anew.
         if bound is None or bound.parent is not self or bound.request is not request:
-            # Imported here: the request-bound form is typed to this store (no circle).
+            # Imported here: the request-bound form builds on this module (no circle).
             from .transaction import RequestSqlStore
 
             bound = RequestSqlStore(self, request, session_transaction=session_transaction)

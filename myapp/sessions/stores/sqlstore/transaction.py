@@ -110,6 +110,7 @@ class RequestSqlStore(SessionStore):
             and expects_writes(request.method)
         )
 
+    # -- the operations: the collaborator's, run as this form runs statements ---------
     def load(self, key: str, now: float) -> SessionRecord | None:
         return self.operations.load(key, now)
 
@@ -193,11 +194,7 @@ class RequestSqlStore(SessionStore):
             # beginning the request's transaction for a read (~700 us CPU). A later
             # write's version check refuses what changed since this read.
             return self.parent.run_read(fn)
-        try:
-            conn = self._dbsession.connection()
-        except SQLAlchemyError as exc:
-            raise store_error(exc) from exc
-        return self.parent.guard.connection(conn, fn, commit=False)
+        return self.parent.guard.connection(self._request_connection(), fn, commit=False)
 
     def _begin_session_transaction(self) -> SessionTransaction | None:
         """Begin the session transaction of a state-changing request, once."""
@@ -220,15 +217,17 @@ class RequestSqlStore(SessionStore):
             # (an undo after a later resource failed), each is its own statement.
             txn = self.session_transaction()
             return fn(txn) if txn is not None else self.parent.run_write(fn)  # type: ignore[arg-type]
-        dbsession = self._dbsession
+        result = self.parent.guard.connection(self._request_connection(), fn, commit=False)
+        # Core statements are invisible to the ORM: tell zope.sqlalchemy to commit them.
+        zope.sqlalchemy.mark_changed(self._dbsession)
+        return result
+
+    def _request_connection(self) -> Connection:
+        """The connection of the request's database transaction (begun if it was not)."""
         try:
-            conn = dbsession.connection()
+            return self._dbsession.connection()
         except SQLAlchemyError as exc:
             raise store_error(exc) from exc
-        result = self.parent.guard.connection(conn, fn, commit=False)
-        # Core statements are invisible to the ORM: tell zope.sqlalchemy to commit them.
-        zope.sqlalchemy.mark_changed(dbsession)
-        return result
 
 
 # -- the session transaction ---------------------------------------------------------
