@@ -18,7 +18,7 @@ from myapp.sessions.stores.authenticator import RecordAuthenticator
 from myapp.sessions.stores.base import SessionRecord
 from myapp.sessions.stores.memorystore import MemoryStore
 from myapp.sessions.stores.sqlstore import SqlStore
-from myapp.sessions.stores.sqlstore.statements import row_mac, unverified_record
+from myapp.sessions.stores.sqlstore.store import row_mac, unverified_record
 from tests.support.databases import create_database, drop_database, migrate, pg_url
 
 SIZES = (10_000, 100_000, 1_000_000)

@@ -35,11 +35,11 @@ from pathlib import Path
 import psycopg
 
 from myapp.sessions.database import get_engine
-from myapp.sessions.database.table import EXPIRY_BUCKET_SECONDS, FILLFACTOR
 from myapp.sessions.stores.authenticator import RecordAuthenticator
 from myapp.sessions.stores.base import SessionRecord
 from myapp.sessions.stores.redisstore import RedisStore, make_client
 from myapp.sessions.stores.sqlstore import SqlStore
+from myapp.sessions.stores.sqlstore.table import EXPIRY_BUCKET_SECONDS, FILLFACTOR
 from tests.servers import ThrowawayPostgres, ThrowawayRedis
 from tests.support.databases import migrate
 

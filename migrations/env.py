@@ -25,7 +25,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from myapp.models import metadata as site_metadata
 from myapp.sessions.database import get_engine, pgbouncer_mode
-from myapp.sessions.database.table import metadata as sessions_metadata
+from myapp.sessions.stores.sqlstore.table import metadata as sessions_metadata
 
 # The app's tables and the session package's own.
 target_metadata = [site_metadata, sessions_metadata]

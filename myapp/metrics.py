@@ -22,10 +22,10 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from myapp.sessions import add_observer
 from myapp.sessions.database import ENGINE_KEY
-from myapp.sessions.database.tablehealth import read_table_health
 from myapp.sessions.events import SessionObserver
 from myapp.sessions.exceptions import error_summary
 from myapp.sessions.operations.operatoraccess import operator_access, refused
+from myapp.sessions.operations.tablehealth import read_table_health
 
 log = logging.getLogger(__name__)
 

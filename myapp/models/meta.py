@@ -2,7 +2,7 @@
 
 from sqlalchemy import MetaData
 
-from myapp.sessions.database.table import NAMING_CONVENTION
+from myapp.sessions.stores.sqlstore.table import NAMING_CONVENTION
 
 # The same constraint names as the session table's, so migrations read alike.
 metadata = MetaData(naming_convention=NAMING_CONVENTION)

@@ -31,7 +31,6 @@ from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 from myapp.accounts import find_user
 from myapp.models import users
 from myapp.sessions.chain import StoreState
-from myapp.sessions.database.tablehealth import read_table_health
 from myapp.sessions.exceptions import StoreError, error_summary
 from myapp.sessions.interfaces import (
     IPurgeable,
@@ -40,6 +39,7 @@ from myapp.sessions.interfaces import (
     IUserSessionsTable,
 )
 from myapp.sessions.operations.purge import PURGE_LOCK_ID, Purger
+from myapp.sessions.operations.tablehealth import read_table_health
 from myapp.sessions.redact import RedactingWriter, redact
 from myapp.sessions.stores.base import SessionStore
 

@@ -48,7 +48,7 @@ database transaction
 session transaction
     The sql store's own database transaction in a state-changing request (POST, PUT,
     PATCH, DELETE): the load and the write in one psycopg pipeline
-    (``stores/sqlstore/pipeline``), committed when the request's transaction votes.
+    (``stores/sqlstore/transaction``), committed when the request's transaction votes.
 """
 
 from __future__ import annotations

@@ -13,8 +13,8 @@ from alembic.script import ScriptDirectory
 from plaster import get_settings
 from pyramid.exceptions import ConfigurationError
 
-from myapp.sessions.database.table import USER_SESSIONS_REVISION
 from myapp.sessions.options import SessionOptions
+from myapp.sessions.stores.sqlstore.table import USER_SESSIONS_REVISION
 from tests.support.databases import REPO, alembic_config, create_database, drop_database, pg_url
 
 pytestmark = pytest.mark.postgres

@@ -11,7 +11,7 @@ import pytest
 import sqlalchemy as sa
 
 from myapp.sessions.database import autocommit_engine, get_engine
-from myapp.sessions.stores.sqlstore.held import HeldConnections
+from myapp.sessions.stores.sqlstore.connection import HeldConnections
 from tests.support.counting import on_psycopg_statement
 
 pytestmark = pytest.mark.postgres

@@ -3,7 +3,7 @@
 A state-changing request's session statements run in one psycopg pipeline with no
 ``BEGIN``: PostgreSQL runs a pipeline's statements up to its Sync as one implicit
 transaction. These tests pin each property the SQL store relies on
-(``stores/sqlstore/pipeline.py``), so an upgrade of either that changes one fails
+(``stores/sqlstore/transaction.py``), so an upgrade of either that changes one fails
 here first.
 """
 

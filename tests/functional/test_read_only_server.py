@@ -42,7 +42,7 @@ def _backends(postgres_url: str, name: str) -> set[int]:
 def _held_read_only(handle: AppHandle) -> set[int]:
     """Make every connection the SQL store holds read-only, as a fenced server would be
     (``default_transaction_read_only``, which the server reports to the client)."""
-    held = handle.store._held
+    held = handle.store.driver.held
     taken = [held.acquire() for _ in range(3)]  # a pool of several connections
     for pooled in taken:
         held.release(pooled)

@@ -78,11 +78,12 @@ class Shopper:
 
 
 def held_backend_pids(handle) -> list[int]:
-    return [pooled.driver_connection.info.backend_pid for pooled, _ in handle.store._held._idle]
+    held = handle.store.driver.held
+    return [pooled.driver_connection.info.backend_pid for pooled, _ in held._idle]
 
 
 def prepared_on_held_connection(handle) -> list[str]:
-    held = handle.store._held
+    held = handle.store.driver.held
     pooled = held.acquire()
     try:
         cursor = pooled.driver_connection.execute(

@@ -10,11 +10,11 @@ from collections.abc import Iterator
 import pytest
 import sqlalchemy as sa
 
-from myapp.sessions.database.table import EXPIRY_BUCKET_SECONDS, expiry_bucket
-from myapp.sessions.database.tablehealth import read_table_health
+from myapp.sessions.operations.tablehealth import read_table_health
 from myapp.sessions.stores.base import SessionRecord
 from myapp.sessions.stores.sqlstore import SqlStore
-from myapp.sessions.stores.sqlstore.statements import to_datetime
+from myapp.sessions.stores.sqlstore.store import expiry_bucket, to_datetime
+from myapp.sessions.stores.sqlstore.table import EXPIRY_BUCKET_SECONDS
 from tests.support.databases import migrated_database
 from tests.support.records import authenticator
 

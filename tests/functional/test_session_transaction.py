@@ -85,7 +85,7 @@ def test_a_get_that_writes_stays_on_two_autocommit_statements(handle):
 
 
 def test_a_post_that_only_reads_commits_and_hands_its_connection_back(handle):
-    held = handle.store._held
+    held = handle.store.driver.held
     with count_sql(handle.engine) as statements:
         assert handle.post("/_t/read").json["value"] == "before"
     assert _verbs(statements) == ["SELECT"]
@@ -175,7 +175,7 @@ def test_a_lost_race_is_refused_then_retried_on_fresh_data(make_app):
 
 
 def test_a_database_failure_inside_the_transaction_answers_503_and_leaks_nothing(handle):
-    held = handle.store._held
+    held = handle.store.driver.held
     with handle.engine.connect() as conn:
         conn.execute(sa.text("ALTER TABLE user_sessions RENAME TO user_sessions_away"))
         conn.commit()
@@ -202,7 +202,7 @@ def _prepared_on(pooled) -> list[str]:
 def test_psycopg_prepares_the_store_statements_itself_and_nothing_else_is_prepared(handle):
     for n in range(8):  # past psycopg's prepare_threshold (5)
         handle.post(f"/_t/write?value={n}")
-    pooled = handle.store._held.acquire()
+    pooled = handle.store.driver.held.acquire()
     try:
         prepared = _prepared_on(pooled)
         # Prepared by psycopg (protocol-level, no PREPARE statement of ours), for the
@@ -210,7 +210,7 @@ def test_psycopg_prepares_the_store_statements_itself_and_nothing_else_is_prepar
         assert any("FROM user_sessions" in text for text in prepared)
         assert not any(text.lstrip().upper().startswith("PREPARE") for text in prepared)
     finally:
-        handle.store._held.release(pooled)
+        handle.store.driver.held.release(pooled)
     with count_sql(handle.engine) as statements:
         handle.post("/_t/write?value=last")
     assert not {"PREPARE", "EXECUTE", "DEALLOCATE"} & set(statements.verbs())

@@ -21,7 +21,6 @@ from zope.interface.verify import verifyObject
 
 from myapp.sessions.assemble import build_store
 from myapp.sessions.database import get_dbsession_factory, get_engine, get_tm_dbsession
-from myapp.sessions.database.table import EXPIRY_BUCKET_SECONDS
 from myapp.sessions.exceptions import StaleSession, StoreNotReady
 from myapp.sessions.interfaces import (
     IPurgeable,
@@ -38,6 +37,7 @@ from myapp.sessions.stores.cachedstore import CachedStore, RedisCache
 from myapp.sessions.stores.memorystore import MemoryStore
 from myapp.sessions.stores.redisstore import RedisStore, make_client
 from myapp.sessions.stores.sqlstore import SqlStore
+from myapp.sessions.stores.sqlstore.table import EXPIRY_BUCKET_SECONDS
 from tests.conftest import SECRET
 from tests.support.records import authenticator
 

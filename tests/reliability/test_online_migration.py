@@ -21,8 +21,8 @@ import psycopg
 import pytest
 import sqlalchemy as sa
 
-from myapp.sessions.database.table import expiry_bucket
 from myapp.sessions.stores.sqlstore import SqlStore
+from myapp.sessions.stores.sqlstore.store import expiry_bucket
 from tests.support.databases import ADMIN_DSN, create_database, drop_database, migrate, pg_url
 from tests.support.records import authenticator, sign_stored_row
 

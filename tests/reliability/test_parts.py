@@ -9,7 +9,7 @@ import time
 import pytest
 
 from myapp.sessions.stores.redisstore.urls import make_client, parse_redis_url
-from myapp.sessions.stores.sqlstore.guard import Watchdog
+from myapp.sessions.stores.sqlstore.connection import Watchdog
 from tests.servers import ThrowawayRedis, free_port
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from myapp.sessions.database.table import MIGRATIONS_LOCATION as SESSION_MIGRATIONS
+from myapp.sessions.stores.sqlstore.table import MIGRATIONS_LOCATION as SESSION_MIGRATIONS
 from tests.conftest import REDIS_URL
 from tests.support.databases import ADMIN_DSN, REPO, create_database, drop_database, pg_url
 from tests.support.rediskeys import unique_prefix

@@ -8,10 +8,10 @@ import threading
 import time
 from pathlib import Path
 
-from myapp.sessions.database.table import EXPIRY_BUCKET_SECONDS
 from myapp.sessions.operations.purge import Purger, StorePurge
 from myapp.sessions.request.cookie import new_token, storage_key
 from myapp.sessions.stores.base import SessionRecord, SessionStore
+from myapp.sessions.stores.sqlstore.table import EXPIRY_BUCKET_SECONDS
 from tests.conftest import REDIS_URL, SECRET
 from tests.support.databases import REPO
 

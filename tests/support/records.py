@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
-from myapp.sessions.database.table import user_sessions
 from myapp.sessions.stores.authenticator import RecordAuthenticator
 from myapp.sessions.stores.sqlstore import SqlStore
-from myapp.sessions.stores.sqlstore.statements import row_mac, unverified_record
+from myapp.sessions.stores.sqlstore.store import row_mac, unverified_record
+from myapp.sessions.stores.sqlstore.table import user_sessions
 from tests.conftest import SECRET
 
 

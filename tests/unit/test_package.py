@@ -22,7 +22,7 @@ FLOORS = [
     ["request"],  # cookie in, load, session, writes, cookie out
     ["chain"],  # which store serves
     ["stores"],  # the stores
-    ["database"],  # the engine, request.dbsession, pyramid_tm, the table
+    ["database"],  # the engine, request.dbsession, pyramid_tm
     ["options"],  # the settings, parsed once
     ["interfaces", "exceptions", "events", "redact"],  # what every floor uses
 ]

@@ -15,7 +15,7 @@ from myapp.sessions.database.primary import (
     serves_read_only,
     watch_for_failover,
 )
-from myapp.sessions.stores.sqlstore.guard import store_error
+from myapp.sessions.stores.sqlstore.connection import store_error
 
 
 class _PGconn:

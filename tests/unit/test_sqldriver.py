@@ -6,8 +6,8 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 
-from myapp.sessions.database.table import user_sessions
-from myapp.sessions.stores.sqlstore.driver import CompiledStatements, DriverResult, kept_cursor
+from myapp.sessions.stores.sqlstore.connection import CompiledStatements, DriverResult, kept_cursor
+from myapp.sessions.stores.sqlstore.table import user_sessions
 
 DIALECT = postgresql.psycopg.dialect()
 

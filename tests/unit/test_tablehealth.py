@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from myapp.sessions.database.tablehealth import TableHealth
+from myapp.sessions.operations.tablehealth import TableHealth
 
 NOW = 1_800_000_000.0
 HEALTHY = TableHealth(

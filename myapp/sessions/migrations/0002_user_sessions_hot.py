@@ -25,8 +25,9 @@ depends_on = None
 
 log = logging.getLogger("alembic.runtime.migration")
 
-# Frozen here as they were when this revision was written (myapp.sessions.database.table may
-# change them later; any bucket later than its row's expires_at stays correct).
+# Frozen here as they were when this revision was written (the session table's module,
+# myapp.sessions.stores.sqlstore.table, may change them later; any bucket later than its
+# row's expires_at stays correct).
 BUCKET_SECONDS = 3600
 FILLFACTOR = 80
 # A dead row is vacuumed once 2% of the table (not PostgreSQL's 20%) has changed, so

@@ -28,7 +28,7 @@ from ..stores.base import SessionRecord, SessionStore
 if TYPE_CHECKING:
     from ..exceptions import SessionStoreUnavailable
     from ..interfaces import IRequestBoundStore
-    from ..stores.sqlstore.pipeline import SessionTransaction
+    from ..stores.sqlstore.transaction import SessionTransaction
 
 log = logging.getLogger(__name__)
 

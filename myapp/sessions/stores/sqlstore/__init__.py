@@ -1,14 +1,14 @@
 """The ``sql`` store: the ``user_sessions`` table, through SQLAlchemy Core.
 
-``store`` (the store), ``request`` (its request-bound form), ``operations`` (the I/O
-methods, one statement each), ``statements`` (built once per dialect), ``schema`` (the
-start-up check), ``guard`` (deadlines, their watchdog thread, errors), ``driver``
-(statements on psycopg's cursor), ``held`` (connections kept between statements),
-``pipeline`` (the session transaction: a state-changing request's one database
-transaction, in one psycopg pipeline).
+Three modules on a request's road: ``store`` (the store, the SQL of each operation, rows
+as records), ``transaction`` (the store as one request uses it, and its session
+transaction: a state-changing request's one database transaction, in one psycopg
+pipeline) and ``connection`` (deadlines and their watchdog thread, errors, connections
+held between statements, statements on psycopg's cursor). Beside them: ``statements``
+(built once per dialect) and ``table`` (the table and its start-up check).
 """
 
-from .request import RequestSqlStore
 from .store import SqlStore, build
+from .transaction import RequestSqlStore
 
 __all__ = ["RequestSqlStore", "SqlStore", "build"]

@@ -1,25 +1,15 @@
-"""The SQL store's statements, built once per dialect, and the row <-> record mapping."""
+"""The SQL store's statements, built once per dialect (what its operations run)."""
 
 from __future__ import annotations
-
-from collections.abc import Sequence
-from datetime import UTC, datetime
-from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 
-from ...database.table import user_sessions
-from ..authenticator import RecordAuthenticator, canonical_data
-from ..base import SessionRecord
-from .driver import CompiledStatements
+from .connection import CompiledStatements
+from .table import user_sessions
 
 t = user_sessions.c
-
-
-def to_datetime(epoch: float) -> datetime:
-    return datetime.fromtimestamp(epoch, UTC)
 
 
 def param(name: str, column: sa.Column) -> sa.BindParameter:
@@ -27,69 +17,12 @@ def param(name: str, column: sa.Column) -> sa.BindParameter:
     return sa.bindparam(name, type_=column.type)
 
 
-def to_epoch(value: datetime) -> float:
-    if value.tzinfo is None:  # SQLite hands back naive UTC
-        value = value.replace(tzinfo=UTC)
-    return value.timestamp()
-
-
-def unverified_record(row: Sequence[Any]) -> tuple[SessionRecord, str | None]:
-    """The record in a row of ``SqlStatements.record_columns`` and its stored
-    authenticator, not yet checked."""
-    key, data, created, last_active, expires, user_id, user_agent, version, mac = row
-    record = SessionRecord(
-        key=key,
-        data=data,
-        created=to_epoch(created),
-        last_active=to_epoch(last_active),
-        expires=to_epoch(expires),
-        user_id=user_id,
-        user_agent=user_agent,
-        version=version,
-    )
-    return record, mac
-
-
-def record_from_row(row: Sequence[Any], authenticator: RecordAuthenticator) -> SessionRecord | None:
-    """A record from a row of ``SqlStatements.record_columns``; None (said in the log)
-    when its authenticator fails, or is NULL (a row written before the column existed,
-    or one whose authenticator someone removed)."""
-    record, mac = unverified_record(row)
-    if mac is None:
-        authenticator.refused("it has no authenticator")
-        return None
-    if authenticator.verify_stored(record, mac):  # signed over the data's very text
-        return record
-    # Signed over the data made canonical: written by a store on a jsonb column (the
-    # layout before 0004_user_sessions_layout, or a release before it).
-    try:
-        canonical = canonical_data(record.data)
-    except ValueError:
-        authenticator.refused("its data is not JSON")
-        return None
-    return record if authenticator.verify(record, mac, canonical) else None
-
-
-def row_mac(
-    authenticator: RecordAuthenticator,
-    record: SessionRecord,
-    version: int,
-    statements: SqlStatements,
-) -> str:
-    """The authenticator stored with ``record`` at ``version``: over the data's very text
-    where the column keeps it (``statements.data_verbatim``), else over its canonical
-    form, since ``jsonb`` hands back the JSON in a form of its own."""
-    if statements.data_verbatim:
-        return authenticator.sign_stored(record, version)
-    return authenticator.sign(record, version, canonical_data(record.data))
-
-
 class SqlStatements:
     """The store's Core statements for one dialect, built once.
 
     Constructing an UPDATE and computing its cache key cost ~380 us per save (an
     INSERT ~240 us), more than the round trip itself: the hot ones are built here,
-    and on PostgreSQL compiled once for the driver (``driver``).
+    and on PostgreSQL compiled once for the driver (``connection``).
     """
 
     def __init__(self, engine: Engine) -> None:
@@ -159,7 +92,7 @@ class SqlStatements:
             )
         )
         # Every read selects the key first and then the record's fields, in the
-        # order record_from_row() takes them.
+        # order ``store.record_from_row`` takes them.
         self.record_columns = (
             t.id,
             sa.cast(t.data, sa.Text),

@@ -1,4 +1,14 @@
-"""The session transaction: a state-changing request's session statements in one
+"""The SQL store as one request uses it: its statements in the request's transactions,
+and the session transaction.
+
+A write joins the request's database transaction when the view has opened one
+(``request.dbsession``), and so commits or rolls back with the view's own data;
+otherwise the session factory queues it until the request's transaction votes. A
+read joins that transaction if it has begun. On PostgreSQL a state-changing request
+(POST...) loads and writes in a session transaction of its own. Everything else runs
+as the parent store runs it.
+
+The session transaction: a state-changing request's session statements in one
 database transaction, implicit in one psycopg pipeline (PostgreSQL).
 
 A request whose method says it changes state (POST, PUT, PATCH, DELETE) is expected
@@ -39,42 +49,196 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Mapping
 from contextlib import ExitStack, suppress
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
+import zope.sqlalchemy
 from psycopg.pq import TransactionStatus
+from pyramid_tm import is_tm_active
+from sqlalchemy.engine import Connection
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.pool import PoolProxiedConnection
 from sqlalchemy.sql.expression import Executable
 from transaction.interfaces import IDataManager
 from zope.interface import implementer
 
-from ...exceptions import StoreError
-from .driver import Compiled, CompiledStatements, DriverResult, kept_cursor
-from .held import HeldConnections
+from ...database import existing_dbsession
+from ...database.requesttm import expects_writes
+from ...exceptions import StoreError, error_summary
+from ...interfaces import (
+    IPurgeable,
+    IRequestBoundStore,
+    IStoreStatistics,
+    IUserSessions,
+    IUserSessionsTable,
+)
+from ..base import SessionRecord, SessionStore
+from .connection import Compiled, Driver, DriverResult, kept_cursor, store_error
+from .store import NAME, SqlOperations
+
+if TYPE_CHECKING:
+    from pyramid.request import Request
+    from sqlalchemy.orm import Session as DBSession
+
+    from .store import SqlStore
 
 log = logging.getLogger(__name__)
-
+T = TypeVar("T")
 Values = Mapping[str, Any]
 
-#: Runs one round trip on the connection under the store's deadline and error mapping.
-Guard = Callable[[PoolProxiedConnection, Callable[[], Any]], Any]
+
+@implementer(IRequestBoundStore, IUserSessions, IPurgeable, IStoreStatistics, IUserSessionsTable)
+class RequestSqlStore(SessionStore):
+    """The SQL store as one request uses it: the same statements, in the request's
+    transactions. Its database session's when the view opened one, else its session
+    transaction (state-changing requests on PostgreSQL), else one autocommit statement
+    each on the parent store's connections."""
+
+    name = NAME
+    answered_from_cache = False
+
+    def __init__(self, parent: SqlStore, request: Request, *, session_transaction: bool) -> None:
+        self.parent = parent
+        self.request = request
+        self.operations = SqlOperations(
+            parent.statements, parent.authenticator, read=self.run_read, write=self.run_write
+        )
+        self._session_txn: SessionTransaction | None = None
+        self._may_begin = (
+            session_transaction
+            and parent.session_transactions
+            and parent.driver is not None
+            and expects_writes(request.method)
+        )
+
+    # -- the operations: the collaborator's, run as this form runs statements ---------
+    def load(self, key: str, now: float) -> SessionRecord | None:
+        return self.operations.load(key, now)
+
+    def save(self, record: SessionRecord, expected_version: int | None) -> int:
+        return self.operations.save(record, expected_version)
+
+    def touch(self, record: SessionRecord, last_active: float, expires: float, now: float) -> bool:
+        return self.operations.touch(record, last_active, expires, now)
+
+    def delete(self, key: str) -> None:
+        self.operations.delete(key)
+
+    def delete_user(self, user_id: str, *, except_key: str | None = None) -> int:
+        return self.operations.delete_user(user_id, except_key=except_key)
+
+    def list_user(self, user_id: str, now: float) -> list[SessionRecord]:
+        return self.operations.list_user(user_id, now)
+
+    def session_keys_of(self, user_id: str) -> list[str]:
+        return self.operations.session_keys_of(user_id)
+
+    def sign_unsigned(self, now: float, batch_size: int) -> int:
+        return self.operations.sign_unsigned(now, batch_size)
+
+    def purge_expired(self, now: float, batch_size: int) -> int:
+        return self.operations.purge_expired(now, batch_size)
+
+    def top_users(self, now: float, limit: int) -> list[tuple[str, int]]:
+        return self.operations.top_users(now, limit)
+
+    def count(self, now: float) -> tuple[int, int]:
+        return self.operations.count(now)
+
+    def bind(self, request: Request) -> RequestSqlStore:
+        return self.parent.bind(request)
+
+    def check(self) -> None:
+        self.parent.check()
+
+    def close(self) -> None:
+        """End this request's session transaction, if any; the parent keeps its pool."""
+        if self._session_txn is not None:
+            self._session_txn.close()
+
+    def abandon(self) -> None:
+        """Roll back the request's database transaction now.
+
+        A save that fails in the before-commit hook leaves the transaction active:
+        pyramid_tm does not abort it, so its row locks would be held (blocking every
+        retry of the same session) until the request object is collected.
+        """
+        dbsession = self.request.__dict__.get("dbsession")
+        if dbsession is None:
+            return
+        try:
+            dbsession.rollback()
+        except SQLAlchemyError as exc:
+            log.info("rolling back after a failed session save failed too: %s", error_summary(exc))
+
+    def in_request_transaction(self) -> bool:
+        dbsession = existing_dbsession(self.request)
+        return dbsession is not None and dbsession.in_transaction()
+
+    def session_transaction(self) -> SessionTransaction | None:
+        txn = self._session_txn
+        return txn if txn is not None and txn.open else None
+
+    @property
+    def _dbsession(self) -> DBSession:
+        return self.request.dbsession
+
+    # -- how statements run ------------------------------------------------------
+    def run_read(self, fn: Callable[[Connection], T]) -> T:
+        """Run ``fn``'s one read in the request's transactions."""
+        if not self.in_request_transaction():
+            txn = self.session_transaction() or self._begin_session_transaction()
+            if txn is not None:
+                return fn(txn)  # type: ignore[arg-type]
+            # Nothing of this request's transaction to see: read in autocommit on a
+            # pooled connection, handed back before the view goes on, instead of
+            # beginning the request's transaction for a read (~700 us CPU). A later
+            # write's version check refuses what changed since this read.
+            return self.parent.run_read(fn)
+        return self.parent.guard.connection(self._request_connection(), fn, commit=False)
+
+    def _begin_session_transaction(self) -> SessionTransaction | None:
+        """Begin the session transaction of a state-changing request, once."""
+        request = self.request
+        if not self._may_begin or not is_tm_active(request):
+            return None
+        self._may_begin = False
+        driver = self.parent.driver
+        assert driver is not None
+        txn = SessionTransaction(driver)
+        request.tm.get().join(txn)
+        request.add_finished_callback(lambda request: txn.close())  # whatever happened
+        self._session_txn = txn
+        return txn
+
+    def run_write(self, fn: Callable[[Connection], T]) -> T:
+        """Run ``fn``'s one write in the request's transactions."""
+        if not self.in_request_transaction():
+            # Queued writes run in the session transaction; once that has ended
+            # (an undo after a later resource failed), each is its own statement.
+            txn = self.session_transaction()
+            return fn(txn) if txn is not None else self.parent.run_write(fn)  # type: ignore[arg-type]
+        result = self.parent.guard.connection(self._request_connection(), fn, commit=False)
+        # Core statements are invisible to the ORM: tell zope.sqlalchemy to commit them.
+        zope.sqlalchemy.mark_changed(self._dbsession)
+        return result
+
+    def _request_connection(self) -> Connection:
+        """The connection of the request's database transaction (begun if it was not)."""
+        try:
+            return self._dbsession.connection()
+        except SQLAlchemyError as exc:
+            raise store_error(exc) from exc
+
+
+# -- the session transaction ---------------------------------------------------------
 
 
 @implementer(IDataManager)
 class SessionTransaction:
     """One request's session statements in one database transaction."""
 
-    def __init__(
-        self,
-        held: HeldConnections,
-        statements: CompiledStatements,
-        *,
-        acquire: Callable[[], PoolProxiedConnection],
-        guard: Guard,
-    ) -> None:
-        self._held = held
-        self._statements = statements
-        self._acquire = acquire
-        self._guard = guard
+    def __init__(self, driver: Driver) -> None:
+        self._driver = driver
         self._pooled: PoolProxiedConnection | None = None
         # While the transaction is implicit: the pipeline it lives in, ended by a Sync.
         self._pipeline: ExitStack | None = None
@@ -89,7 +253,7 @@ class SessionTransaction:
         self, statement: Executable, parameters: Mapping[str, Any] | None = None
     ) -> DriverResult:
         """Run ``statement`` in the transaction (``execute`` as the store calls it)."""
-        compiled = self._statements(statement)
+        compiled = self._driver.compiled(statement)
         values = {**compiled.defaults, **parameters} if parameters else compiled.defaults
         commit = self._commit_with_next
         pooled = self._connection()
@@ -221,7 +385,7 @@ class SessionTransaction:
     def _connection(self) -> PoolProxiedConnection:
         if self._pooled is None:
             try:
-                self._pooled = self._acquire()
+                self._pooled = self._driver.acquire()
             except BaseException:
                 self.open = False  # the request's later statements run in autocommit
                 raise
@@ -230,7 +394,7 @@ class SessionTransaction:
     def _run(self, pooled: PoolProxiedConnection, run: Callable[[], Any]) -> Any:
         """One round trip; if anything fails the connection is closed, not reused."""
         try:
-            return self._guard(pooled, run)
+            return self._driver.guard.driver(pooled, run)
         except BaseException as exc:
             self._drop(exc)  # the request's later statements run in autocommit
             raise
@@ -240,7 +404,7 @@ class SessionTransaction:
         pipeline, self._pipeline = self._pipeline, None
         pooled, self._pooled = self._pooled, None
         if pooled is not None:
-            self._held.discard(pooled, error)
+            self._driver.held.discard(pooled, error)
         if pipeline is not None:
             # After the close: psycopg's exit then fails at once, with no round trip
             # to a server that may not answer, instead of when the garbage collector
@@ -258,17 +422,17 @@ class SessionTransaction:
         try:
             if self._pipeline is not None:
                 # Only reads ran in it: the Sync that ends it undoes nothing.
-                self._guard(pooled, self._sync)
+                self._driver.guard.driver(pooled, self._sync)
             elif driver.info.transaction_status != TransactionStatus.IDLE:
                 # psycopg's own rollback: it also drops the statements it prepared on
                 # this connection and forgets them, so its cache stays true.
-                self._guard(pooled, driver.rollback)
+                self._driver.guard.driver(pooled, driver.rollback)
         except Exception as exc:
             log.info("could not end a session transaction: %s", exc)
             self._drop(exc)
             return
         self._pooled = None
-        self._held.release(pooled)
+        self._driver.held.release(pooled)
 
 
 def _result(cursor: Any, compiled: Compiled) -> DriverResult:
