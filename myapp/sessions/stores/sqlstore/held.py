@@ -26,8 +26,7 @@ from sqlalchemy import event
 from sqlalchemy.engine import Engine
 from sqlalchemy.pool import PoolProxiedConnection
 
-from ...database.liveness import IDLE_PING_SECONDS, needs_ping
-from ...database.primary import retired
+from ...database.pool import IDLE_PING_SECONDS, needs_ping, retired
 
 
 class HeldConnections:

@@ -20,8 +20,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import SQLAlchemyError
 from zope.interface import implementer
 
-from ...database import existing_dbsession
-from ...database.requesttm import expects_writes
+from ...database.requesttm import existing_dbsession, expects_writes
 from ...exceptions import error_summary
 from ...interfaces import IRequestBoundStore
 from ..base import SessionStore

@@ -22,7 +22,7 @@ from ...database import (
     autocommit_engine,
     get_engine,
 )
-from ...database.primary import answered_read_only, note_failure
+from ...database.pool import answered_read_only, note_failure
 from ...exceptions import StoreError, StoreNotReady, error_summary
 from ...options import SessionOptions
 from ..authenticator import RecordAuthenticator
