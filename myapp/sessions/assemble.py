@@ -17,7 +17,7 @@ from pyramid.exceptions import ConfigurationError
 from pyramid.path import DottedNameResolver
 from pyramid.registry import Registry
 
-from .chain import StoreChain, build_chain
+from .chain import Breaker, StoreChain, build_chain
 from .events import ObserverGroup, SessionObserver
 from .exceptions import BUILD_ERRORS
 from .interfaces import IUserSessionsTable
@@ -88,7 +88,7 @@ def _build_store(name: str, options: SessionOptions, registry: Registry) -> Sess
         if options.cache == "redis" and IUserSessionsTable.providedBy(store):
             from .stores.cachedstore import wrap
 
-            store = wrap(store, options)  # type: ignore[arg-type]  # Redis answers reads
+            store = wrap(store, options, Breaker)  # type: ignore[arg-type]  # Redis answers reads
     except BUILD_ERRORS as exc:
         # Messages of drivers and URL parsers may quote a URL with its password; the
         # original exception is not chained, so no traceback shows it either.

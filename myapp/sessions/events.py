@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 
 class SessionObserver:
     """Receives one call per event. The base class ignores everything.
@@ -36,17 +34,58 @@ class ObserverGroup(SessionObserver):
     def add(self, observer: SessionObserver) -> None:
         self.observers.append(observer)
 
-
-def _fan_out(name: str) -> Callable[..., None]:
-    def method(self: ObserverGroup, *args: object) -> None:
+    def session_loaded(self, store: str) -> None:
         for observer in self.observers:
-            getattr(observer, name)(*args)
+            observer.session_loaded(store)
 
-    method.__name__ = method.__qualname__ = name
-    return method
+    def session_created(self, store: str) -> None:
+        for observer in self.observers:
+            observer.session_created(store)
 
+    def session_saved(self, store: str) -> None:
+        for observer in self.observers:
+            observer.session_saved(store)
 
-# One fan-out method per event, made once here rather than on every call.
-for _name in [name for name in vars(SessionObserver) if not name.startswith("_")]:
-    setattr(ObserverGroup, _name, _fan_out(_name))
-del _name
+    def session_touched(self, store: str) -> None:
+        for observer in self.observers:
+            observer.session_touched(store)
+
+    def session_invalidated(self, store: str) -> None:
+        for observer in self.observers:
+            observer.session_invalidated(store)
+
+    def session_conflict(self, store: str, gone: bool) -> None:
+        for observer in self.observers:
+            observer.session_conflict(store, gone)
+
+    def bad_cookie(self, reason: str) -> None:
+        for observer in self.observers:
+            observer.bad_cookie(reason)
+
+    def session_unavailable(self, store: str) -> None:
+        for observer in self.observers:
+            observer.session_unavailable(store)
+
+    def store_error(self, store: str, kind: str) -> None:
+        for observer in self.observers:
+            observer.store_error(store, kind)
+
+    def store_latency(self, store: str, operation: str, seconds: float) -> None:
+        for observer in self.observers:
+            observer.store_latency(store, operation, seconds)
+
+    def active_store(self, store: str, preferred: bool) -> None:
+        for observer in self.observers:
+            observer.active_store(store, preferred)
+
+    def fallback(self, from_store: str | None, to_store: str, reason: str) -> None:
+        for observer in self.observers:
+            observer.fallback(from_store, to_store, reason)
+
+    def recovered(self, from_store: str, to_store: str) -> None:
+        for observer in self.observers:
+            observer.recovered(from_store, to_store)
+
+    def purged(self, store: str, count: int) -> None:
+        for observer in self.observers:
+            observer.purged(store, count)

@@ -20,6 +20,7 @@ from pyramid.request import Request
 from zope.interface.verify import verifyObject
 
 from myapp.sessions.assemble import build_store
+from myapp.sessions.chain import Breaker
 from myapp.sessions.database import get_dbsession_factory, get_engine, get_tm_dbsession
 from myapp.sessions.exceptions import StaleSession, StoreNotReady
 from myapp.sessions.interfaces import (
@@ -93,6 +94,7 @@ def store(request, postgres_url, sqlite_url, redis_prefix):
             make_client("redis://127.0.0.1:6379/0", 1.0),
             prefix=redis_prefix + "c:",
             authenticator=authenticator("cache"),
+            breaker=Breaker,
         )
         built = CachedStore(
             SqlStore(sa.create_engine(postgres_url), authenticator=authenticator("sql")), cache

@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 import time
 
-from myapp.sessions.stores.breaker import BACKOFF_FACTOR, JITTER, Breaker
+from myapp.sessions.chain.recovery import BACKOFF_FACTOR, JITTER, Breaker
 
 
 class Clock:

@@ -6,7 +6,7 @@ import psycopg
 import sqlalchemy as sa
 from sqlalchemy.exc import InternalError
 
-from myapp.sessions.database.primary import (
+from myapp.sessions.database.pool import (
     FENCE_KEY,
     PrimaryFence,
     is_read_only_error,

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from transaction.interfaces import AlreadyInTransaction, NoTransaction
+from transaction.interfaces import AlreadyInTransaction, ITransactionManager, NoTransaction
+from zope.interface.verify import verifyObject
 
 from myapp.sessions.database.requesttm import LazyTransactionManager
 
@@ -50,6 +51,10 @@ class Synch:
 
     def afterCompletion(self, txn) -> None:
         pass
+
+
+def test_the_manager_provides_the_transaction_packages_interface():
+    assert verifyObject(ITransactionManager, LazyTransactionManager())
 
 
 def test_unused_transaction_never_starts_and_commits_as_nothing():

@@ -1,10 +1,9 @@
 """The fallback chain: the configured stores in order of preference, which one serves,
 where a miss reads through, and what ``/healthz`` reports. Its breakers, failover and
-recovery are ``recovery``'s."""
+recovery are a ``recovery.Recovery`` it holds."""
 
 from __future__ import annotations
 
-import functools
 import logging
 import threading
 import time
@@ -16,17 +15,15 @@ from ..events import SessionObserver
 from ..exceptions import BUILD_ERRORS, NoStoreReady, StoreError, StoreNotReady
 from ..options import SessionOptions
 from ..stores.base import SessionStore
-from ..stores.breaker import Breaker
-from .recovery import Recovery
-from .state import StoreState
+from .recovery import Breaker, Recovery, StoreState
 
-__all__ = ["NoStoreReady", "StoreChain", "StoreState", "build_chain"]
+__all__ = ["Breaker", "NoStoreReady", "StoreChain", "StoreState", "build_chain"]
 
 log = logging.getLogger(__name__)
 
 
 @dataclass
-class StoreChain(Recovery):
+class StoreChain:
     """Holds every configured store; ``active`` is the one sessions are served from."""
 
     states: list[StoreState]
@@ -43,26 +40,24 @@ class StoreChain(Recovery):
     breaker_threshold: int = SessionOptions.breaker_threshold
     breaker_cooldown: float = SessionOptions.breaker_cooldown
     runtime_failover: bool = SessionOptions.runtime_failover
+    recovery: Recovery = field(init=False, repr=False)
     breakers: list[Breaker] = field(init=False, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
-    _standby: threading.Thread | None = field(default=None, repr=False)
-    _standby_pid: int | None = field(default=None, repr=False)
-    _stop: threading.Event = field(default_factory=threading.Event, repr=False)
 
     def __post_init__(self) -> None:
-        # recheck_interval 0 turns the back-off off: probes every breaker_cooldown.
-        ceiling = max(self.recheck_interval, self.breaker_cooldown)
-        self.breakers = [
-            Breaker(
-                state.name,
-                functools.partial(self._probe, index),
-                threshold=self.breaker_threshold,
-                first_delay=self.breaker_cooldown,
-                max_delay=ceiling,
-                on_recover=functools.partial(self._recovered, index),
-            )
-            for index, state in enumerate(self.states)
-        ]
+        self.recovery = Recovery(
+            self.states,
+            check=self.check,
+            serving=lambda: self.active_index,
+            move_to=self._activate,
+            observer=self.observer,
+            clock=self.clock,
+            recheck_interval=self.recheck_interval,
+            breaker_threshold=self.breaker_threshold,
+            breaker_cooldown=self.breaker_cooldown,
+            runtime_failover=self.runtime_failover,
+        )
+        self.breakers = self.recovery.breakers
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -83,6 +78,49 @@ class StoreChain(Recovery):
     @property
     def degraded(self) -> bool:
         return self.active_index != 0
+
+    def serving_index(self, avoid: frozenset[str] = frozenset()) -> int | None:
+        """The store a request starts with: the active one unless this request avoids it."""
+        index = self.active_index
+        if index is None or self.states[index].name not in avoid:
+            return index
+        return self.next_store(index, avoid)
+
+    def note_served(self, index: int) -> None:
+        """A request was served by a store other than the active one: read through it later."""
+        if index != self.active_index and index not in self.previous:
+            with self._lock:
+                if index not in self.previous:
+                    self.previous.insert(0, index)
+
+    # -- what a request asks of the breakers (the recovery answers) ---------------------
+    def breaker_open(self, index: int) -> bool:
+        """True while the store is refused at once (a probe brings it back)."""
+        return self.breakers[index].open
+
+    def refusal(self, index: int) -> StoreError:
+        """The error a request gets, without any store call, while the breaker is open."""
+        return self.recovery.refusal(index)
+
+    def next_store(self, after: int, avoid: frozenset[str] = frozenset()) -> int | None:
+        """The first store after ``after`` that may serve a request, or None."""
+        return self.recovery.next_store(after, avoid)
+
+    def succeeded(self, index: int) -> None:
+        """A call to the store went through (closes its breaker if it was failing)."""
+        self.recovery.succeeded(index)
+
+    def failed(self, index: int, cause: str, *, timeout: bool = False) -> None:
+        """A call to the store failed: see ``Recovery.failed``."""
+        self.recovery.failed(index, cause, timeout=timeout)
+
+    def ensure_probing(self) -> None:
+        """Keep the probe and standby threads running in this process (every request)."""
+        self.recovery.ensure_probing()
+
+    def check_standby(self) -> None:
+        """Check each store after the active one whose breaker is closed."""
+        self.recovery.check_standby()
 
     def store_at(self, index: int) -> SessionStore:
         # Compared with None on purpose: an empty memory store has len() 0 and is falsy.
@@ -142,8 +180,7 @@ class StoreChain(Recovery):
                 state.fix,
                 f"Trying {following!r} next." if following else "No store is left to try.",
             )
-        for breaker in self.breakers:
-            breaker.stop()  # the app does not start: nothing to probe for
+        self.recovery.stop()  # the app does not start: nothing to probe for
         raise NoStoreReady(
             "no session store is ready ("
             + "; ".join(f"{s.name}: {s.cause}" for s in self.states)
@@ -242,9 +279,7 @@ class StoreChain(Recovery):
         }
 
     def close(self) -> None:
-        self._stop.set()
-        for breaker in self.breakers:
-            breaker.stop()
+        self.recovery.stop()
         for state in self.states:
             if state.store is not None:
                 state.store.close()

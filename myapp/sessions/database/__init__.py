@@ -6,26 +6,26 @@ engine and ``request.dbsession`` (the SQL session store writes in that transacti
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 from typing import Any
 
-import zope.sqlalchemy
-import zope.sqlalchemy.datamanager
 from pyramid.config import Configurator
 from pyramid.exceptions import ConfigurationError
 from pyramid.registry import Registry
-from pyramid.request import Request
 from sqlalchemy import create_engine, engine_from_config, event
 from sqlalchemy.engine import Engine
-from sqlalchemy.orm import Session as DBSession
-from sqlalchemy.orm import sessionmaker
-from transaction import TransactionManager
 
 from ..options import DatabaseOptions, pgbouncer_mode
-from .liveness import ping_when_stale
-from .primary import note_failure, watch_for_failover
-from .requesttm import lazy_manager
+from .pool import note_failure, ping_when_stale, watch_for_failover
+from .requesttm import (
+    existing_dbsession,
+    get_dbsession_factory,
+    get_tm_dbsession,
+    lazy_manager,
+    request_dbsession,
+)
 
 __all__ = [
     "autocommit_engine",
@@ -50,7 +50,7 @@ def get_engine(settings: dict[str, Any], prefix: str = "sqlalchemy.") -> Engine:
     """The engine from ``sqlalchemy.*`` settings, hardened for production.
 
     Connections a database restart killed are replaced before use (a ping on
-    PostgreSQL only when one looks closed or stale, see ``liveness``; on every
+    PostgreSQL only when one looks closed or stale, see ``pool``; on every
     checkout elsewhere); ``hide_parameters`` keeps bound values (session ids) out
     of error messages. Behind a transaction-pooling PgBouncer (``db.pgbouncer =
     transaction``) psycopg prepares no statement: the next transaction may run on a
@@ -109,7 +109,7 @@ def _discard_failed_connection(context: Any) -> None:
     the pool hand it, rolled back, to the next request: whatever the failure left on
     the server session (a cancelled statement, a broken protocol state) goes with it.
     Only this connection, unless the server refused a write as read-only: then every
-    connection opened to it so far is retired (``primary``)."""
+    connection opened to it so far is retired (``pool``)."""
     if context.dialect.loaded_dbapi is not None and isinstance(
         context.original_exception, context.dialect.loaded_dbapi.Error
     ):
@@ -148,55 +148,6 @@ def register_engine(registry: Registry, settings: dict[str, Any]) -> Engine:
     return engine
 
 
-_ZOPE_EVENTS = "myapp.zope_events"
-_ZOPE_HOOKS = (
-    "after_begin",
-    "after_attach",
-    "after_flush",
-    "after_bulk_update",
-    "after_bulk_delete",
-    "before_commit",
-    "do_orm_execute",
-)
-
-
-def get_dbsession_factory(engine: Engine) -> sessionmaker[DBSession]:
-    factory = sessionmaker(bind=engine, expire_on_commit=False)
-    # zope.sqlalchemy.register() on each new database session costs ~200 us a
-    # request (SQLAlchemy builds per-instance event dispatch). The same listeners
-    # are registered once here and find the session's own transaction manager.
-    for hook in _ZOPE_HOOKS:
-        event.listen(factory, hook, _zope_listener(hook))
-    return factory
-
-
-def _zope_listener(hook: str) -> Any:
-    def listener(target: Any, *args: Any) -> None:
-        session = getattr(target, "session", target)  # bulk and execute contexts
-        events = session.info.get(_ZOPE_EVENTS)
-        if events is not None:
-            getattr(events, hook)(target, *args)
-
-    return listener
-
-
-def get_tm_dbsession(
-    dbsession_factory: sessionmaker[DBSession], transaction_manager: TransactionManager
-) -> DBSession:
-    """A database session that commits or aborts with ``transaction_manager``."""
-    dbsession = dbsession_factory()
-    dbsession.info[_ZOPE_EVENTS] = zope.sqlalchemy.datamanager.ZopeTransactionEvents(
-        transaction_manager=transaction_manager
-    )
-    return dbsession
-
-
-def existing_dbsession(request: Request) -> DBSession | None:
-    """``request.dbsession`` if the request has one already; never creates it."""
-    dbsession = request.__dict__.get("dbsession")  # where reify keeps it
-    return dbsession if dbsession is not None else request.environ.get("app.dbsession")
-
-
 def includeme(config: Configurator) -> None:
     """Engine, pyramid_tm with a lazy explicit manager, and ``request.dbsession``."""
     settings = config.get_settings()
@@ -211,11 +162,6 @@ def includeme(config: Configurator) -> None:
     dbsession_factory = get_dbsession_factory(engine)
     config.registry[DBSESSION_FACTORY_KEY] = dbsession_factory
 
-    def dbsession(request: Request) -> DBSession:
-        # Tests may hand in their own database session through the environ.
-        existing = request.environ.get("app.dbsession")
-        if existing is not None:
-            return existing
-        return get_tm_dbsession(dbsession_factory, request.tm)
-
-    config.add_request_method(dbsession, reify=True)
+    config.add_request_method(
+        functools.partial(request_dbsession, dbsession_factory), "dbsession", reify=True
+    )

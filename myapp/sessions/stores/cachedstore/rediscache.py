@@ -13,13 +13,14 @@ import json
 import logging
 import threading
 import time
+from collections.abc import Callable
+from typing import Any
 
 import redis
 
 from ...options import SessionOptions
 from ..authenticator import RecordAuthenticator
 from ..base import SessionRecord
-from ..breaker import Breaker
 from ..redisstore.record import decode, encode
 from .fence import MasterFence
 
@@ -90,7 +91,8 @@ class RedisCache:
 
     While the breaker is open, reads and writes skip Redis at once; one background
     probe per process (``breaker``) pings it with back-off, invalidates what changed
-    meanwhile, and only then lets requests read it again.
+    meanwhile, and only then lets requests read it again. The breaker is the chain's
+    kind (``chain.recovery.Breaker``), handed in by whoever builds the cache.
     """
 
     def __init__(
@@ -99,6 +101,7 @@ class RedisCache:
         *,
         prefix: str,
         authenticator: RecordAuthenticator,
+        breaker: Callable[..., Any],
         fence: MasterFence | None = None,
         ttl: int = TTL_SECONDS,
         cooldown: float = SessionOptions.breaker_cooldown,
@@ -116,7 +119,7 @@ class RedisCache:
         self._catching_up = threading.Lock()
         self._pending: set[str] = set()
         self._flush_all = False
-        self.breaker = Breaker(
+        self.breaker = breaker(
             "redis cache",
             self._probe,
             threshold=1,

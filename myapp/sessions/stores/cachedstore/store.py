@@ -31,7 +31,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import redis
 from zope.interface import implementer
@@ -245,8 +245,9 @@ class BoundCachedStore(CachedStore):
         self.request.tm.get().addAfterCommitHook(lambda ok: ok and fn())
 
 
-def wrap(primary: SqlStore, options: SessionOptions) -> CachedStore:
-    """``primary`` behind a Redis cache at ``session.redis_url`` (``<prefix>cache:`` keys)."""
+def wrap(primary: SqlStore, options: SessionOptions, breaker: Callable[..., Any]) -> CachedStore:
+    """``primary`` behind a Redis cache at ``session.redis_url`` (``<prefix>cache:`` keys),
+    whose breaker is a ``breaker`` (the chain's kind: ``chain.recovery.Breaker``)."""
     from ..authenticator import RecordAuthenticator
     from ..redisstore import make_client
     from .fence import MasterFence
@@ -259,6 +260,7 @@ def wrap(primary: SqlStore, options: SessionOptions) -> CachedStore:
         prefix=prefix,
         fence=fence,
         authenticator=RecordAuthenticator(options.secret_bytes, "cache"),
+        breaker=breaker,
         cooldown=options.breaker_cooldown,
         max_cooldown=max(options.breaker_cooldown, options.recheck_interval),
     )

@@ -34,8 +34,13 @@ from sqlalchemy.pool import PoolProxiedConnection
 from sqlalchemy.sql import Select
 from sqlalchemy.sql.expression import Executable
 
-from ...database.liveness import IDLE_PING_SECONDS, needs_ping
-from ...database.primary import answered_read_only, note_failure, retired
+from ...database.pool import (
+    IDLE_PING_SECONDS,
+    answered_read_only,
+    needs_ping,
+    note_failure,
+    retired,
+)
 from ...exceptions import StoreError, error_summary
 
 log = logging.getLogger(__name__)
@@ -391,7 +396,7 @@ class HeldConnections:
     What the pool did at checkout is done here when a connection is taken: one that
     looks closed (its socket is readable) or that idled ``idle_ping_seconds`` is
     pinged, and replaced when the ping fails; one opened before a server refused a
-    write as read-only is closed (``primary``). ``pool_recycle`` applies only when a
+    write as read-only is closed (``database.pool``). ``pool_recycle`` applies only when a
     connection is taken from the pool itself.
     """
 

@@ -61,8 +61,7 @@ from sqlalchemy.sql.expression import Executable
 from transaction.interfaces import IDataManager
 from zope.interface import implementer
 
-from ...database import existing_dbsession
-from ...database.requesttm import expects_writes
+from ...database.requesttm import existing_dbsession, expects_writes
 from ...exceptions import StoreError, error_summary
 from ...interfaces import (
     IPurgeable,
