@@ -324,11 +324,51 @@ class SqlOperations:
 # -- the store ---------------------------------------------------------------------
 
 
-@implementer(IUserSessions, IPurgeable, IStoreStatistics, IUserSessionsTable)
-class SqlStore(SessionStore):
-    """The ``user_sessions`` table; outside a request, one autocommit statement each."""
+class SqlStoreForm(SessionStore):
+    """What both forms of the SQL store share: the I/O methods, each its
+    :class:`SqlOperations`' method, run as the form runs statements (``run_read`` and
+    ``run_write``, which each form defines)."""
 
     name = NAME
+    operations: SqlOperations
+
+    def load(self, key: str, now: float) -> SessionRecord | None:
+        return self.operations.load(key, now)
+
+    def save(self, record: SessionRecord, expected_version: int | None) -> int:
+        return self.operations.save(record, expected_version)
+
+    def touch(self, record: SessionRecord, last_active: float, expires: float, now: float) -> bool:
+        return self.operations.touch(record, last_active, expires, now)
+
+    def delete(self, key: str) -> None:
+        self.operations.delete(key)
+
+    def delete_user(self, user_id: str, *, except_key: str | None = None) -> int:
+        return self.operations.delete_user(user_id, except_key=except_key)
+
+    def list_user(self, user_id: str, now: float) -> list[SessionRecord]:
+        return self.operations.list_user(user_id, now)
+
+    def session_keys_of(self, user_id: str) -> list[str]:
+        return self.operations.session_keys_of(user_id)
+
+    def sign_unsigned(self, now: float, batch_size: int) -> int:
+        return self.operations.sign_unsigned(now, batch_size)
+
+    def purge_expired(self, now: float, batch_size: int) -> int:
+        return self.operations.purge_expired(now, batch_size)
+
+    def top_users(self, now: float, limit: int) -> list[tuple[str, int]]:
+        return self.operations.top_users(now, limit)
+
+    def count(self, now: float) -> tuple[int, int]:
+        return self.operations.count(now)
+
+
+@implementer(IUserSessions, IPurgeable, IStoreStatistics, IUserSessionsTable)
+class SqlStore(SqlStoreForm):
+    """The ``user_sessions`` table; outside a request, one autocommit statement each."""
 
     def __init__(
         self,
@@ -368,40 +408,6 @@ class SqlStore(SessionStore):
         self.operations = SqlOperations(
             self.statements, authenticator, read=self.run_read, write=self.run_write
         )
-
-    # -- the operations: the collaborator's, run as this form runs statements ---------
-    def load(self, key: str, now: float) -> SessionRecord | None:
-        return self.operations.load(key, now)
-
-    def save(self, record: SessionRecord, expected_version: int | None) -> int:
-        return self.operations.save(record, expected_version)
-
-    def touch(self, record: SessionRecord, last_active: float, expires: float, now: float) -> bool:
-        return self.operations.touch(record, last_active, expires, now)
-
-    def delete(self, key: str) -> None:
-        self.operations.delete(key)
-
-    def delete_user(self, user_id: str, *, except_key: str | None = None) -> int:
-        return self.operations.delete_user(user_id, except_key=except_key)
-
-    def list_user(self, user_id: str, now: float) -> list[SessionRecord]:
-        return self.operations.list_user(user_id, now)
-
-    def session_keys_of(self, user_id: str) -> list[str]:
-        return self.operations.session_keys_of(user_id)
-
-    def sign_unsigned(self, now: float, batch_size: int) -> int:
-        return self.operations.sign_unsigned(now, batch_size)
-
-    def purge_expired(self, now: float, batch_size: int) -> int:
-        return self.operations.purge_expired(now, batch_size)
-
-    def top_users(self, now: float, limit: int) -> list[tuple[str, int]]:
-        return self.operations.top_users(now, limit)
-
-    def count(self, now: float) -> tuple[int, int]:
-        return self.operations.count(now)
 
     # -- how statements run ------------------------------------------------------
     def run_read(self, fn: Callable[[Connection], T]) -> T:

@@ -70,9 +70,8 @@ from ...interfaces import (
     IUserSessions,
     IUserSessionsTable,
 )
-from ..base import SessionRecord, SessionStore
 from .connection import Compiled, Driver, DriverResult, kept_cursor, store_error
-from .store import NAME, SqlOperations
+from .store import SqlOperations, SqlStoreForm
 
 if TYPE_CHECKING:
     from pyramid.request import Request
@@ -86,13 +85,12 @@ Values = Mapping[str, Any]
 
 
 @implementer(IRequestBoundStore, IUserSessions, IPurgeable, IStoreStatistics, IUserSessionsTable)
-class RequestSqlStore(SessionStore):
+class RequestSqlStore(SqlStoreForm):
     """The SQL store as one request uses it: the same statements, in the request's
     transactions. Its database session's when the view opened one, else its session
     transaction (state-changing requests on PostgreSQL), else one autocommit statement
     each on the parent store's connections."""
 
-    name = NAME
     answered_from_cache = False
 
     def __init__(self, parent: SqlStore, request: Request, *, session_transaction: bool) -> None:
@@ -108,40 +106,6 @@ class RequestSqlStore(SessionStore):
             and parent.driver is not None
             and expects_writes(request.method)
         )
-
-    # -- the operations: the collaborator's, run as this form runs statements ---------
-    def load(self, key: str, now: float) -> SessionRecord | None:
-        return self.operations.load(key, now)
-
-    def save(self, record: SessionRecord, expected_version: int | None) -> int:
-        return self.operations.save(record, expected_version)
-
-    def touch(self, record: SessionRecord, last_active: float, expires: float, now: float) -> bool:
-        return self.operations.touch(record, last_active, expires, now)
-
-    def delete(self, key: str) -> None:
-        self.operations.delete(key)
-
-    def delete_user(self, user_id: str, *, except_key: str | None = None) -> int:
-        return self.operations.delete_user(user_id, except_key=except_key)
-
-    def list_user(self, user_id: str, now: float) -> list[SessionRecord]:
-        return self.operations.list_user(user_id, now)
-
-    def session_keys_of(self, user_id: str) -> list[str]:
-        return self.operations.session_keys_of(user_id)
-
-    def sign_unsigned(self, now: float, batch_size: int) -> int:
-        return self.operations.sign_unsigned(now, batch_size)
-
-    def purge_expired(self, now: float, batch_size: int) -> int:
-        return self.operations.purge_expired(now, batch_size)
-
-    def top_users(self, now: float, limit: int) -> list[tuple[str, int]]:
-        return self.operations.top_users(now, limit)
-
-    def count(self, now: float) -> tuple[int, int]:
-        return self.operations.count(now)
 
     def bind(self, request: Request) -> RequestSqlStore:
         return self.parent.bind(request)
