@@ -67,7 +67,7 @@ def test_a_post_passes_through_few_modules(make_app):
     assert responses[0].status_int == 303
     assert cart_lines(responses[0].follow()) == {"cups": 2}  # the POST changed the session
     # The hook saw the road: the factory, the write and the session transaction ran.
-    assert {"request/factory.py", "request/writes.py", "stores/sqlstore/pipeline.py"} <= set(
+    assert {"request/factory.py", "request/storeio.py", "stores/sqlstore/pipeline.py"} <= set(
         modules
     )
     assert len(modules) <= MOST_MODULES, modules

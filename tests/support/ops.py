@@ -10,7 +10,7 @@ from pathlib import Path
 
 from myapp.sessions.database.table import EXPIRY_BUCKET_SECONDS
 from myapp.sessions.operations.purge import Purger, StorePurge
-from myapp.sessions.request.cookie import new_token, storage_key
+from myapp.sessions.request.factory import new_token, storage_key
 from myapp.sessions.stores.base import SessionRecord, SessionStore
 from tests.conftest import REDIS_URL, SECRET
 from tests.support.databases import REPO

@@ -14,8 +14,8 @@ from pyramid.config import Configurator
 from pyramid.interfaces import IRequestExtensions, IRequestFactory, ISessionFactory
 from pyramid.request import Request
 
-from .cookie import storage_key
-from .load import UNAVAILABLE_KEY
+from .factory import storage_key
+from .storeio import UNAVAILABLE_KEY
 
 # After every other action (add_request_method, set_request_factory) has run.
 ORDER = 1_000_000
