@@ -132,7 +132,8 @@ class CookieSigner:
 
     def __init__(self, secrets_newest_first: tuple[bytes, ...]) -> None:
         self.signatures = Signatures(secrets_newest_first, _SALT, _TokenText())
-        # The keys of the format before this one, read until its cookies expire.
+        # The keys of the format before this one, read until its cookies expire (at most
+        # session.max_lifetime after this version was deployed; then this can go).
         self._legacy_keys = tuple(hashlib.sha256(_SALT + s).digest() for s in secrets_newest_first)
 
     def dumps(self, token: str) -> str:
