@@ -5,13 +5,16 @@ A browser whose session was ended elsewhere ("Your sessions" on another device,
 small signed cookie saying when this browser signed in and when it was last seen
 signed in; signing out here deletes it. A later request that carries the cookie but
 no signed-in session lost its sign-in somewhere else: it is told so once, and the
-cookie goes. The cookie holds two times and a signature: nothing secret, no session
-token.
+cookie goes. The cookie holds two times, signed by webob's ``SignedSerializer`` under
+the session secrets (the newest signs, every listed one verifies): nothing secret, no
+session token. Markers in the format before it (``signed_in.seen.signature``) are still
+read, and replaced as they are refreshed.
 """
 
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import hmac
 import time
@@ -22,6 +25,7 @@ from pyramid.response import Response
 
 from myapp.sessions import get_options
 from myapp.sessions.options import SessionOptions
+from myapp.sessions.request.factory import Signatures
 
 COOKIE_NAME = "signed_in"
 ENDED_ELSEWHERE = "You were signed out from another device."
@@ -35,35 +39,50 @@ class Marker:
     seen: int
 
 
-def _keys(options: SessionOptions) -> list[bytes]:
-    # Purpose-bound keys: the session secret reused here never signs a session cookie.
-    return [
-        hashlib.sha256(b"myapp.signin-marker\x00" + secret).digest()
-        for secret in options.secret_bytes
-    ]
+# Purpose-bound: the session secret reused here never signs a session cookie.
+_SALT = b"myapp.signin-marker\x00"
 
 
-def _signature(key: bytes, payload: str) -> str:
-    mac = hmac.new(key, payload.encode("ascii"), hashlib.sha256).digest()
-    return base64.urlsafe_b64encode(mac).rstrip(b"=").decode("ascii")
+@functools.lru_cache(maxsize=8)
+def _signatures(secrets_newest_first: tuple[bytes, ...]) -> Signatures:
+    return Signatures(secrets_newest_first, _SALT)
 
 
 def dumps(marker: Marker, options: SessionOptions) -> str:
-    payload = f"{marker.signed_in}.{marker.seen}"
-    return f"{payload}.{_signature(_keys(options)[0], payload)}"
+    return _signatures(options.secret_bytes).dumps([marker.signed_in, marker.seen])
 
 
 def loads(value: str | None, options: SessionOptions) -> Marker | None:
     """The marker a cookie value holds, or None when it is absent, garbled or forged."""
-    if not value or value.count(".") != 2:
+    if not value:
         return None
+    if value.count(".") == 2:
+        return _legacy(value, options)
+    try:
+        times, _ = _signatures(options.secret_bytes).loads(value)
+    except ValueError:
+        return None
+    if not (
+        isinstance(times, list)
+        and len(times) == 2
+        and all(type(t) is int and t >= 0 for t in times)
+    ):
+        return None
+    return Marker(*times)
+
+
+def _legacy(value: str, options: SessionOptions) -> Marker | None:
+    """A marker in the format before webob's serializer: ``signed_in.seen.signature``."""
     signed_in, seen, signature = value.split(".")
     if not (signed_in.isdigit() and seen.isdigit()):
         return None
-    payload = f"{signed_in}.{seen}"
-    if not any(hmac.compare_digest(_signature(key, payload), signature) for key in _keys(options)):
-        return None
-    return Marker(int(signed_in), int(seen))
+    payload = f"{signed_in}.{seen}".encode("ascii")
+    for secret in options.secret_bytes:
+        key = hashlib.sha256(_SALT + secret).digest()
+        mac = hmac.new(key, payload, hashlib.sha256).digest()
+        if hmac.compare_digest(base64.urlsafe_b64encode(mac).rstrip(b"=").decode(), signature):
+            return Marker(int(signed_in), int(seen))
+    return None
 
 
 def why_signed_out(marker: Marker, now: float, options: SessionOptions, degraded: bool) -> str:
@@ -84,14 +103,7 @@ def _set(request: Request, marker: Marker) -> None:
 
     def callback(request: Request, response: Response) -> None:
         response.set_cookie(
-            COOKIE_NAME,
-            value,
-            max_age=options.max_lifetime,
-            path=options.cookie_path,
-            domain=options.cookie_domain,
-            secure=options.cookie_secure,
-            httponly=True,
-            samesite=options.cookie_samesite,
+            COOKIE_NAME, value, max_age=options.max_lifetime, **options.cookie_attributes
         )
 
     request.add_response_callback(callback)

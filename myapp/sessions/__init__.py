@@ -78,9 +78,8 @@ from .exceptions import (
 )
 from .options import SessionOptions
 from .redact import install_log_redaction, redact
-from .request.csrf import SessionOrCookieCSRFStoragePolicy
 from .request.factory import SessionFactory
-from .request.session import Session
+from .request.session import Session, SessionOrCookieCSRFStoragePolicy
 
 __all__ = [
     "NoStoreReady",

@@ -17,7 +17,7 @@ from myapp.auth import safe_next, start_signed_in_session
 from myapp.metrics import count_failed_signin
 from myapp.relativetime import duration
 from myapp.sessions.operations.ending import sign_out
-from myapp.sessions.request.csrf import SESSION_TOKEN_KEY
+from myapp.sessions.request.session import SESSION_TOKEN_KEY
 from myapp.settings import get_site_settings
 from myapp.signinmarker import forget_sign_in, remember_sign_in
 from myapp.throttle import client_address, get_throttle, name_fingerprint

@@ -8,10 +8,11 @@ import time
 import pytest
 import redis
 
-from myapp.sessions.request.cookie import new_token, storage_key
+from myapp.sessions.request.factory import new_token, storage_key
 from myapp.sessions.stores.base import SessionRecord
 from myapp.sessions.stores.cachedstore import TOMBSTONE, CachedStore
 from tests.servers import ThrowawayRedis
+from tests.support.cookies import token_of
 from tests.support.counting import RedisCommandLog, count_sql
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis]
@@ -25,7 +26,7 @@ def cached_app(make_app, redis_prefix: str, **overrides):
 
 
 def key_of(handle) -> str:
-    return storage_key(handle.app.cookies["session"].split(".", 1)[0])
+    return storage_key(token_of(handle.app.cookies["session"]))
 
 
 def cached(handle, key: str):
@@ -239,7 +240,7 @@ def test_entries_of_another_master_are_dropped_before_the_cache_is_read(app):
     app.app.get("/_t/write?value=b")
     ended = TestApp(app.router, extra_environ=LOOPBACK)
     ended.get("/_t/write?value=gone")
-    ended_key = storage_key(ended.cookies["session"].split(".", 1)[0])
+    ended_key = storage_key(token_of(ended.cookies["session"]))
     ended.get("/_t/invalidate")
 
     cache = app.store.cache

@@ -14,8 +14,9 @@ import pytest
 import sqlalchemy as sa
 from webtest import TestApp
 
-from myapp.sessions.request.cookie import storage_key
+from myapp.sessions.request.factory import storage_key
 from tests.conftest import LOOPBACK, SECRET
+from tests.support.cookies import token_of
 from tests.support.site import add_to_cart, cart_lines, sign_in, signed_in_as
 
 pytestmark = pytest.mark.usefixtures("site_users")
@@ -24,7 +25,7 @@ REFUSED = "was treated as absent"
 
 
 def key_of(client: TestApp) -> str:
-    return storage_key(client.cookies["session"].split(".", 1)[0])
+    return storage_key(token_of(client.cookies["session"]))
 
 
 def other_client(handle) -> TestApp:

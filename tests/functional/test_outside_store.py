@@ -8,7 +8,8 @@ import time
 import pytest
 from pyramid.exceptions import ConfigurationError
 
-from myapp.sessions.request.cookie import storage_key
+from myapp.sessions.request.factory import storage_key
+from tests.support.cookies import token_of
 from tests.support.outsidestore import DictStore
 from tests.support.site import add_to_cart, cart_lines, sign_in, signed_in_as
 
@@ -33,7 +34,7 @@ def test_a_store_of_its_own_keeps_a_signed_in_cart(make_app, postgres_url):
     page = handle.app.get("/cart")
     assert signed_in_as(page) == "alice"
     assert cart_lines(page) == {"green-tea": 2, "cups": 1}
-    token = handle.app.cookies["session"].split(".", 1)[0]
+    token = token_of(handle.app.cookies["session"])
     stored = handle.store.load(storage_key(token), time.time())
     assert stored is not None and stored.user_id is not None
 

@@ -21,7 +21,8 @@ from webtest import TestApp
 
 from myapp.cart import MAX_QUANTITY
 from myapp.catalogue import PRODUCTS
-from myapp.sessions.request.cookie import storage_key
+from myapp.sessions.request.factory import storage_key
+from tests.support.cookies import token_of
 from tests.support.databases import migrated_database
 from tests.support.site import USERS, ensure_users
 
@@ -51,7 +52,7 @@ class Shopper:
         return self.app.post(path, headers={"X-CSRF-Token": self.token()}, status=status)
 
     def record(self) -> dict:
-        token = self.app.cookies["session"].split(".", 1)[0]
+        token = token_of(self.app.cookies["session"])
         stored = self.handle.store.load(storage_key(token), time.time())
         assert stored is not None, f"{self.name} has no session"
         return json.loads(stored.data)
@@ -247,7 +248,7 @@ def test_a_statement_timeout(make_app, timeout_url, request):
         for _ in range(3):
             alice.add(FIRST)
             bob.add(SECOND)
-        key = storage_key(alice.app.cookies["session"].split(".", 1)[0])
+        key = storage_key(token_of(alice.app.cookies["session"]))
         token = alice.token()
         with locker_engine.connect() as locker:
             locker.execute(

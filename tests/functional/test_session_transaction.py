@@ -9,7 +9,8 @@ import pytest
 import sqlalchemy as sa
 
 from myapp.sessions.database.requesttm import expects_writes
-from myapp.sessions.request.cookie import storage_key
+from myapp.sessions.request.factory import storage_key
+from tests.support.cookies import token_of
 from tests.support.counting import count_sql
 from tests.support.views import Boom
 
@@ -19,7 +20,7 @@ COOKIE = "session"
 
 
 def _stored(handle):
-    token = handle.app.cookies[COOKIE].split(".", 1)[0]
+    token = token_of(handle.app.cookies[COOKIE])
     return handle.store.load(storage_key(token), now=time.time())
 
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 import re
 import time
 import uuid
@@ -10,7 +13,9 @@ import pytest
 import sqlalchemy as sa
 from webtest import TestApp
 
-from myapp.sessions.request.cookie import storage_key
+from myapp.sessions.request.factory import storage_key
+from tests.conftest import SECRET
+from tests.support.cookies import token_of
 from tests.support.counting import RedisCommandLog, count_sql
 from tests.support.views import Boom
 
@@ -19,7 +24,7 @@ COOKIE = "session"
 
 def cookie_token(app) -> str:
     value = app.app.cookies[COOKIE]
-    return value.split(".", 1)[0]
+    return token_of(value)
 
 
 def stored(app, token: str):
@@ -302,3 +307,50 @@ def test_duplicate_cookies_never_error(make_app):
     response = handle.app.get("/_t/read", headers={"Cookie": f"{COOKIE}={real}; {COOKIE}=junk"})
     assert response.status_int == 200
     assert response.json["new"] is True
+
+
+def _old_format(token: str, secret: str) -> str:
+    """A cookie as issued before webob's serializer: the token, ".", its HMAC-SHA256."""
+    key = hashlib.sha256(b"myapp.sessions.cookie\x00" + secret.encode()).digest()
+    mac = hmac.new(key, token.encode("ascii"), hashlib.sha256).digest()
+    return f"{token}.{base64.urlsafe_b64encode(mac).rstrip(b'=').decode('ascii')}"
+
+
+def test_an_old_format_cookie_still_loads_its_session_and_is_reissued_anew(make_app):
+    handle = make_app("sql-postgres")
+    handle.app.get("/_t/write?value=mine")
+    token = cookie_token(handle)
+    handle.app.cookiejar.clear()
+    handle.app.set_cookie(COOKIE, _old_format(token, SECRET))
+    assert handle.app.get("/_t/read").json == {"value": "mine", "new": False}
+    handle.app.get("/_t/write?value=again")
+    reissued = handle.app.cookies[COOKIE]
+    assert "." not in reissued and cookie_token(handle) == token
+    assert handle.app.get("/_t/read").json == {"value": "again", "new": False}
+
+
+def test_a_cookie_signed_with_a_retired_secret_still_listed_works(make_app):
+    old = make_app("sql-postgres")
+    old.app.get("/_t/write?value=mine")
+    cookie = old.app.cookies[COOKIE]
+    newest = "rotated-secret-" + "Zq7Xk2Vb9Lm4Np8Rt3Wy6Hc1Jd5Gf0Ps"
+    rotated = make_app("sql-postgres", **{"session.secret": f"{newest} {SECRET}"})
+    rotated.app.set_cookie(COOKIE, cookie)
+    assert rotated.app.get("/_t/read").json == {"value": "mine", "new": False}
+    rotated.app.get("/_t/write?value=again")
+    assert rotated.app.cookies[COOKIE] != cookie  # re-signed with the newest secret
+    assert cookie_token(rotated) == token_of(cookie)
+    dropped = make_app("sql-postgres", **{"session.secret": newest})
+    dropped.app.set_cookie(COOKIE, cookie)
+    assert dropped.app.get("/_t/read").json == {"value": None, "new": True}
+
+
+def test_a_tampered_new_format_cookie_gets_a_fresh_session(make_app):
+    handle = make_app("sql-postgres")
+    handle.app.get("/_t/write?value=mine")
+    real = handle.app.cookies[COOKIE]
+    handle.app.cookiejar.clear()
+    for tampered in (("B" if real[0] == "A" else "A") + real[1:], real[:50] + real[51:] + "A"):
+        response = handle.app.get("/_t/read", headers={"Cookie": f"{COOKIE}={tampered}"})
+        assert response.status_int == 200
+        assert response.json == {"value": None, "new": True}

@@ -8,8 +8,9 @@ import time
 import pytest
 from webtest import TestApp
 
-from myapp.sessions.request.cookie import storage_key
+from myapp.sessions.request.factory import storage_key
 from myapp.sessions.stores.base import StoreError
+from tests.support.cookies import token_of as cookie_token
 from tests.support.site import (
     add_to_cart,
     cart_lines,
@@ -25,7 +26,7 @@ pytestmark = pytest.mark.usefixtures("site_users")
 
 
 def token_of(app: TestApp) -> str:
-    return app.cookies[COOKIE].split(".", 1)[0]
+    return cookie_token(app.cookies[COOKIE])
 
 
 def stored(handle, token: str):

@@ -7,7 +7,8 @@ import time
 
 from webtest import TestApp
 
-from myapp.sessions.request.cookie import storage_key
+from myapp.sessions.request.factory import storage_key
+from tests.support.cookies import token_of
 from tests.support.site import csrf_token, flashes, new_user, post_form, sign_in, signed_in_as
 
 COOKIE = "session"
@@ -31,7 +32,7 @@ def browser(handle, agent: str) -> TestApp:
 
 
 def key_of(app: TestApp) -> str:
-    return storage_key(app.cookies[COOKIE].split(".", 1)[0])
+    return storage_key(token_of(app.cookies[COOKIE]))
 
 
 def accounts(handle) -> tuple[tuple[str, str], tuple[str, str]]:

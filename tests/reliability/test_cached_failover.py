@@ -10,9 +10,10 @@ import pytest
 import redis
 from webtest import TestApp
 
-from myapp.sessions.request.cookie import storage_key
+from myapp.sessions.request.factory import storage_key
 from tests.conftest import REDIS_URL, AppHandle
 from tests.servers import ThrowawayPostgres
+from tests.support.cookies import token_of
 from tests.support.databases import migrate
 
 from .apps import wait_for
@@ -55,7 +56,7 @@ def _cart(browser: TestApp) -> dict[str, Any]:
 
 
 def _row(server: ThrowawayPostgres, cookie: str) -> tuple[Any, ...] | None:
-    key = storage_key(cookie.split(".", 1)[0])
+    key = storage_key(token_of(cookie))
     with psycopg.connect(server.dsn("app"), autocommit=True) as conn:
         return conn.execute(
             "SELECT data->'cart', version FROM user_sessions WHERE id = %s", (key,)
@@ -98,7 +99,7 @@ def test_cached_session_survives_a_killed_primary_and_ended_ones_stay_ended(
     assert cart == ["before", "outage", "outage", "outage", "after"] and version == 2
     client = redis.Redis.from_url(REDIS_URL)
     try:
-        assert client.get(redis_prefix + storage_key(kept_cookie.split(".", 1)[0])) is None
+        assert client.get(redis_prefix + storage_key(token_of(kept_cookie))) is None
     finally:
         client.close()
     # Neither ended session comes back: not from the cache, the database or Redis.

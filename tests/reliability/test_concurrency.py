@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from webtest import TestApp
 
+from tests.support.cookies import token_of
 from tests.support.rediskeys import unique_prefix
 
 from .apps import AppProcess, Client, Response, app_settings
@@ -143,6 +144,6 @@ def test_a_late_touch_does_not_revive_an_expired_session(make_app):
 
 
 def _key(app: TestApp) -> str:
-    from myapp.sessions.request.cookie import storage_key
+    from myapp.sessions.request.factory import storage_key
 
-    return storage_key(app.cookies["session"].split(".", 1)[0])
+    return storage_key(token_of(app.cookies["session"]))

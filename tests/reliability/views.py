@@ -12,7 +12,8 @@ from zope.sqlalchemy import mark_changed
 
 from myapp.sessions import get_chain
 from myapp.sessions.operations import ending
-from myapp.sessions.request.cookie import storage_key
+from myapp.sessions.request.factory import storage_key
+from tests.support.cookies import token_of
 
 
 def cart_add(request: Request) -> dict:
@@ -55,7 +56,7 @@ def race_once(request: Request) -> dict:
     request.environ.setdefault("test.attempts", []).append(attempt)
     if attempt < int(request.params.get("lose", 1)):
         store = get_chain(request.registry).active
-        token = request.cookies["session"].split(".", 1)[0]
+        token = token_of(request.cookies["session"])
         record = store.load(storage_key(token), time.time())
         other = {**json.loads(record.data), "value": "other"}  # keeps a CSRF token
         store.save(record.with_changes(data=json.dumps(other)), record.version)

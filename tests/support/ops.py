@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 from myapp.sessions.operations.purge import Purger, StorePurge
-from myapp.sessions.request.cookie import new_token, storage_key
+from myapp.sessions.request.factory import new_token, storage_key
 from myapp.sessions.stores.base import SessionRecord, SessionStore
 from myapp.sessions.stores.sqlstore.table import EXPIRY_BUCKET_SECONDS
 from tests.conftest import REDIS_URL, SECRET

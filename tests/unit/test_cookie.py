@@ -6,7 +6,7 @@ from pyramid.request import Request
 from pyramid.response import Response
 
 from myapp.sessions.options import SessionOptions
-from myapp.sessions.request.cookie import SessionCookie, new_token
+from myapp.sessions.request.factory import SessionCookie, new_token
 
 SECRET = "k3Yq8vP1zR7mW2nX5cT9bL4hJ6dF0sGa"
 

@@ -9,9 +9,8 @@ from pyramid.request import Request
 
 from myapp.sessions.exceptions import SessionStoreUnavailable
 from myapp.sessions.options import SessionOptions
-from myapp.sessions.request.cookie import new_token, storage_key
-from myapp.sessions.request.factory import SessionFactory
-from myapp.sessions.request.load import UnavailableNotice
+from myapp.sessions.request.factory import SessionFactory, new_token, storage_key
+from myapp.sessions.request.storeio import UnavailableNotice
 from myapp.sessions.stores.base import SessionRecord
 from tests.support.fakes import DownStore, FakeStore, make_chain
 
@@ -61,7 +60,7 @@ def test_a_get_served_without_its_session_keeps_the_cookie_while_a_store_is_open
 def test_the_unavailable_notice_is_said_once_a_minute_with_what_it_kept_quiet(caplog):
     now = [1000.0]
     notice = UnavailableNotice(every_seconds=60, clock=lambda: now[0])
-    with caplog.at_level(logging.WARNING, logger="myapp.sessions.request.load"):
+    with caplog.at_level(logging.WARNING, logger="myapp.sessions.request.storeio"):
         notice.say("redis", "'sql'")
         now[0] += 30
         notice.say("redis", "'sql'")

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
+
 from myapp.sessions.options import SessionOptions
 from myapp.signinmarker import (
     ENDED_ELSEWHERE,
@@ -30,9 +34,25 @@ def test_a_marker_signed_with_a_listed_older_secret_still_counts():
     assert loads(dumps(Marker(1, 2), older), both) == Marker(1, 2)
 
 
+def old_format(marker: Marker, secret: str) -> str:
+    """A marker as set before webob's serializer: the two times and their HMAC-SHA256."""
+    key = hashlib.sha256(b"myapp.signin-marker\x00" + secret.encode()).digest()
+    payload = f"{marker.signed_in}.{marker.seen}"
+    mac = hmac.new(key, payload.encode(), hashlib.sha256).digest()
+    return f"{payload}.{base64.urlsafe_b64encode(mac).rstrip(b'=').decode()}"
+
+
+def test_a_marker_in_the_old_format_still_counts_and_is_never_written():
+    both = SessionOptions.from_settings({"session.secret": f"{NEW_SECRET} {OLD_SECRET}"})
+    assert loads(old_format(Marker(1, 2), OLD_SECRET), both) == Marker(1, 2)
+    assert loads(old_format(Marker(1, 2), OLD_SECRET), OPTIONS) is None
+    assert "." not in dumps(Marker(1, 2), OPTIONS)
+
+
 def test_garbled_or_forged_markers_are_ignored():
     good = dumps(Marker(NOW, NOW), OPTIONS)
-    signed_in, seen, signature = good.split(".")
+    old = old_format(Marker(NOW, NOW), NEW_SECRET)
+    signed_in, seen, signature = old.split(".")
     other = SessionOptions.from_settings({"session.secret": OLD_SECRET})
     for value in (
         None,
@@ -42,6 +62,9 @@ def test_garbled_or_forged_markers_are_ignored():
         f"{signed_in}.{seen}.{signature[:-1]}",
         f"-1.{seen}.{signature}",
         dumps(Marker(NOW, NOW), other),  # another secret
+        ("B" if good[0] == "A" else "A") + good[1:],  # a changed signature
+        good[:-2] + ("AA" if not good.endswith("AA") else "BB"),  # changed times
+        "é" * 40,
     ):
         assert loads(value, OPTIONS) is None
 

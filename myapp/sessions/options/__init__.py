@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from pyramid.exceptions import ConfigurationError
 
@@ -73,6 +74,17 @@ class SessionOptions:
     @property
     def secret_bytes(self) -> tuple[bytes, ...]:
         return tuple(s.encode("utf-8") for s in self.secrets)
+
+    @property
+    def cookie_attributes(self) -> dict[str, Any]:
+        """What every cookie of the app is set with besides its name, value and age."""
+        return {
+            "path": self.cookie_path,
+            "domain": self.cookie_domain,
+            "secure": self.cookie_secure,
+            "httponly": True,
+            "samesite": self.cookie_samesite,
+        }
 
     @classmethod
     def from_settings(

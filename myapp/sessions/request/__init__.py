@@ -1,6 +1,5 @@
-"""A request's way through its session, in the order it meets them: the cookie in
-(``cookie``), the load (``load``: which store answers), the session itself (``session``),
-the decision at the end of the request (``factory``), where each write runs
-(``writes``), and the cookie out; a visitor without a stored session keeps a CSRF token
-(``csrf``) and flash messages (``flashcookie``) in cookies; ``properties`` are the
-request properties the package adds."""
+"""A request's way through its session: the factory (``factory``: the cookie in, the
+decision at the end of the request, the cookie out), the store side (``storeio``: which
+store answers the load, where each write runs), and the session itself with its CSRF
+token (``session``); a visitor without a stored session keeps flash messages in a cookie
+(``flashcookie``); ``properties`` are the request properties the package adds."""

@@ -4,20 +4,33 @@ Nothing happens until a view touches ``request.session`` (Pyramid calls the fact
 lazily). Then the session is loaded, and hooks are put on the request's transaction:
 the write runs just before commit (so it commits or rolls back with the view's own
 data), and the cookie is set in a response callback once the commit succeeded. Which
-store answers when one fails (failover, read-through) is ``load``'s business; where
-each write runs (the request's transaction, or queued until it votes) is ``writes``'.
+store answers when one fails (failover, read-through) and where each write runs (the
+request's transaction, or queued until it votes) is ``storeio``'s business.
+
+The session cookie carries a random token (:func:`new_token`), signed by webob's
+``SignedSerializer`` (HMAC-SHA256, one serializer per secret: the newest signs, every
+listed one verifies); stores index the session by the token's hash
+(:func:`storage_key`). Cookies signed in the format before it (``token.signature``)
+are still read until they expire, and replaced by the new format. Reading never raises:
+a cookie that cannot be read is a verdict like a bad signature, and costs a fresh session.
 """
 
 from __future__ import annotations
 
+import base64
 import functools
+import hashlib
+import hmac
 import logging
+import secrets
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from pyramid.interfaces import ISessionFactory
 from pyramid_tm import is_tm_active
+from webob.cookies import SignedSerializer
 from zope.interface import implementer
 
 from ..database.requesttm import LazyTransactionManager
@@ -28,14 +41,12 @@ from ..exceptions import (
     StaleSession,
     StoreError,
 )
-from ..interfaces import INewSessionAdmission, IRequestBoundStore
+from ..interfaces import INewSessionAdmission
 from ..stores import base
 from ..stores.base import SessionRecord, SessionStore
-from .cookie import SessionCookie, new_token, storage_key
-from .flashcookie import FlashCookie, flash_only
-from .load import AVOID_KEY, UNAVAILABLE_KEY, FailoverLoad, UnavailableNotice
-from .session import Session, dumps_checked, loads
-from .writes import Writes, quietly
+from .flashcookie import FlashCookie
+from .session import Session, dumps_checked, flash_only, loads
+from .storeio import AVOID_KEY, UNAVAILABLE_KEY, StoreLoader, UnavailableNotice, Writes, quietly
 
 if TYPE_CHECKING:
     from pyramid.request import Request
@@ -49,6 +60,148 @@ __all__ = ["AVOID_KEY", "UNAVAILABLE_KEY", "RequestSession", "SessionFactory"]
 log = logging.getLogger(__name__)
 
 USER_AGENT_LENGTH = 256
+TOKEN_BYTES = 32  # 256 bits from the operating system's CSPRNG
+_TOKEN_LENGTH = 43  # base64url of 32 bytes, unpadded
+COOKIE_LENGTH = 100  # base64url of an HMAC-SHA256 (32 bytes) and the token (43)
+_LEGACY_LENGTH = 87  # "token.signature", the format before webob's serializer
+_ALPHABET = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")
+_SALT = b"myapp.sessions.cookie\x00"
+
+
+def new_token() -> str:
+    """A fresh, unguessable session token."""
+    return secrets.token_urlsafe(TOKEN_BYTES)
+
+
+def storage_key(token: str) -> str:
+    """What stores index by: a hash, so a dump of the store hands out no live token."""
+    return hashlib.sha256(token.encode("ascii")).hexdigest()
+
+
+class Signatures:
+    """webob's ``SignedSerializer`` once per secret, newest first: the newest signs,
+    every listed one verifies (so secrets can be rotated)."""
+
+    def __init__(
+        self, secrets_newest_first: tuple[bytes, ...], salt: bytes, serializer: Any = None
+    ) -> None:
+        if not secrets_newest_first:
+            raise ValueError("at least one secret is needed")
+        self.serializers = tuple(
+            SignedSerializer(secret, salt, hashalg="sha256", serializer=serializer)
+            for secret in secrets_newest_first
+        )
+
+    def dumps(self, value: Any) -> str:
+        return self.serializers[0].dumps(value).decode("ascii")
+
+    def loads(self, text: str) -> tuple[Any, int]:
+        """The value and the index of the secret that signed it; ValueError if none did."""
+        for index, serializer in enumerate(self.serializers):
+            try:
+                return serializer.loads(text), index
+            except ValueError:
+                continue
+        raise ValueError("signed by no listed secret")
+
+
+class _TokenText:
+    """How a token is signed: its ASCII bytes; anything else read back is refused."""
+
+    def dumps(self, token: str) -> bytes:
+        return token.encode("ascii")
+
+    def loads(self, raw: bytes) -> str:
+        token = raw.decode("ascii")
+        if len(token) != _TOKEN_LENGTH or not _ALPHABET.issuperset(token):
+            raise ValueError("not a session token")
+        return token
+
+
+@dataclass(frozen=True, slots=True)
+class CookieVerdict:
+    """What a cookie value turned out to be: a token, or the reason it was refused."""
+
+    token: str | None
+    reason: str | None = None  # "absent", "malformed", "bad_signature"
+    stale_secret: bool = False  # signed with an older secret still listed, or the old format
+
+
+class CookieSigner:
+    """Signs a token for the cookie; reads a cookie value back into a verdict."""
+
+    def __init__(self, secrets_newest_first: tuple[bytes, ...]) -> None:
+        self.signatures = Signatures(secrets_newest_first, _SALT, _TokenText())
+        # The keys of the format before this one, read until its cookies expire (at most
+        # session.max_lifetime after this version was deployed; then this can go).
+        self._legacy_keys = tuple(hashlib.sha256(_SALT + s).digest() for s in secrets_newest_first)
+
+    def dumps(self, token: str) -> str:
+        return self.signatures.dumps(token)
+
+    def loads(self, value: str | None) -> CookieVerdict:
+        """Check a cookie value from the browser; never raises."""
+        if not value:
+            return CookieVerdict(None, "absent")
+        if len(value) == _LEGACY_LENGTH and value[_TOKEN_LENGTH] == ".":
+            return self._legacy(value)
+        if len(value) != COOKIE_LENGTH or not _ALPHABET.issuperset(value):
+            return CookieVerdict(None, "malformed")
+        try:
+            token, index = self.signatures.loads(value)
+        except ValueError:
+            return CookieVerdict(None, "bad_signature")
+        return CookieVerdict(token, None, stale_secret=index > 0)
+
+    def _legacy(self, value: str) -> CookieVerdict:
+        token, signature = value[:_TOKEN_LENGTH], value[_TOKEN_LENGTH + 1 :]
+        if not (_ALPHABET.issuperset(token) and _ALPHABET.issuperset(signature)):
+            return CookieVerdict(None, "malformed")
+        for key in self._legacy_keys:
+            mac = hmac.new(key, token.encode("ascii"), hashlib.sha256).digest()
+            expected = base64.urlsafe_b64encode(mac).rstrip(b"=").decode("ascii")
+            if hmac.compare_digest(expected, signature):
+                return CookieVerdict(token, None, stale_secret=True)  # re-signed anew
+        return CookieVerdict(None, "bad_signature")
+
+
+class SessionCookie:
+    """One app's session cookie, as its options describe it."""
+
+    def __init__(self, options: SessionOptions) -> None:
+        self.options = options
+        self.signer = CookieSigner(options.secret_bytes)
+
+    def read(self, request: Request) -> CookieVerdict:
+        """The token the request's cookie carries, or why there is none."""
+        try:
+            raw = request.cookies.get(self.options.cookie_name)
+        except UnicodeDecodeError:
+            # WebOb decodes a backslash escape of a non-UTF-8 byte and raises: a
+            # garbage Cookie header must cost a fresh session, not a 500.
+            raw = "malformed"
+        return self.signer.loads(raw)
+
+    def set(self, response: Response, token: str, *, created: float, now: float) -> None:
+        """Send ``token``, lasting as the options say (by default: until the
+        session's absolute lifetime ends)."""
+        options = self.options
+        if options.cookie_max_age is None:
+            max_age: int | None = max(1, int(created + options.max_lifetime - now))
+        else:
+            max_age = options.cookie_max_age or None  # 0: ends with the browser session
+        value = self.signer.dumps(token)
+        response.set_cookie(
+            options.cookie_name, value, max_age=max_age, **options.cookie_attributes
+        )
+
+    def delete(self, request: Request, response: Response) -> None:
+        """Tell the browser to forget the cookie, if it sent one."""
+        options = self.options
+        if options.cookie_name in request.cookies:
+            response.delete_cookie(
+                options.cookie_name, path=options.cookie_path, domain=options.cookie_domain
+            )
 
 
 @implementer(ISessionFactory)
@@ -91,29 +244,23 @@ class SessionFactory:
             self.observer.store_latency(store.name, operation, time.perf_counter() - started)
 
 
-class RequestSession(FailoverLoad):
+class RequestSession:
     """The life of one request's session: load, then write and cookie at the end."""
-
-    factory: SessionFactory
 
     def __init__(self, factory: SessionFactory, request: Request) -> None:
         self.factory = factory
         self.request = request
         self.options = factory.options
-        self.chain = chain = factory.chain
-        self.observer = factory.observer
-        self.unavailable_notice = factory.unavailable_notice
-        self.timed = factory.timed
-        self.avoid: frozenset[str] = frozenset(request.environ.get(AVOID_KEY, ()))
-        index = chain.serving_index(self.avoid) if self.options.runtime_failover else None
-        self.index: int = chain.active_index if index is None else index
-        if self.index != chain.active_index:
-            chain.note_served(self.index)  # a retry served elsewhere: read through it later
-        self.store = chain.store_at(self.index)
-        self.failed: set[int] = set()  # stores whose load failed in this request
-        self.unasked: set[str] = set()  # stores that may hold the session but were not asked
-        self.unavailable = False  # the session may exist in a store that cannot be asked
         self.now = factory.clock()
+        self.loader = StoreLoader(
+            factory.chain,
+            factory.observer,
+            factory.options,
+            request,
+            notice=factory.unavailable_notice,
+            timed=factory.timed,
+            now=self.now,
+        )
         self.token: str | None = None
         self.record: SessionRecord | None = None
         self.issue_cookie = False
@@ -133,17 +280,13 @@ class RequestSession(FailoverLoad):
                 factory.observer.bad_cookie(verdict.reason or "unknown")
                 log.info("ignored a session cookie: %s", verdict.reason)
             return self._fresh()
-        key = storage_key(verdict.token)
-        record = self._load_serving(key)
+        loader = self.loader
+        record = loader.load(storage_key(verdict.token))
         if record is None:
-            record = self._read_through(key)
-        if record is None:
-            unasked = self.unasked.union(
-                self.factory.chain.unreachable_before(self.index, self.failed)
-            )
+            unasked = loader.unasked_stores()
             if unasked:
                 # Not found here, while a store that may hold it is down: unknown, not ended.
-                return self._unavailable(sorted(unasked))
+                return loader.unavailable_session(unasked)
             # Unknown, ended or expired: never adopt a token we did not issue.
             factory.observer.bad_cookie("unknown_session")
             self.delete_cookie = True
@@ -158,7 +301,7 @@ class RequestSession(FailoverLoad):
         self.token, self.record = verdict.token, record
         # Re-sign with the newest secret once an older, still-listed one was used.
         self.issue_cookie = verdict.stale_secret
-        factory.observer.session_loaded(self.store.name)
+        factory.observer.session_loaded(loader.store.name)
         return Session(data, created=record.created, new=False, user_id=record.user_id)
 
     def _fresh(self) -> Session:
@@ -167,9 +310,6 @@ class RequestSession(FailoverLoad):
         return Session(carried, created=self.now, new=True)
 
     wrote = False
-
-    def _bound_store(self) -> IRequestBoundStore:
-        return self.store.bind(self.request)
 
     # -- the end of the request -------------------------------------------
     def _register(self) -> None:
@@ -192,20 +332,17 @@ class RequestSession(FailoverLoad):
     def _after_commit(self, success: bool) -> None:
         self.committed = success
         if success and self.wrote:
-            self.factory.chain.succeeded(self.index)
+            self.factory.chain.succeeded(self.loader.index)
 
     def _persist_guarded(self, transaction: Callable[[], Any]) -> None:
         try:
             self._persist(transaction)
         except SessionStoreUnavailable as exc:
-            self._abandon()
-            raise self.store_failed(exc) from exc
+            self.loader.bound().abandon()
+            raise self.loader.store_failed(exc) from exc
         except BaseException:
-            self._abandon()
+            self.loader.bound().abandon()
             raise
-
-    def _abandon(self) -> None:
-        self._bound_store().abandon()
 
     def _persist_late(self, request: Request, response: Response) -> None:
         with request.tm:
@@ -216,19 +353,19 @@ class RequestSession(FailoverLoad):
     def _persist(self, transaction: Callable[[], Any]) -> None:
         """Write what the request changed; ``transaction()`` (only called when there
         is something to write) gives the request's transaction."""
-        session, record, factory = self.session, self.record, self.factory
-        if self.unavailable:
-            self._drop_or_refuse()
+        session, record, factory, loader = self.session, self.record, self.factory, self.loader
+        if loader.unavailable:
+            loader.drop_or_refuse(session)
             return
         now = factory.clock()
         changed = (
             session.explicitly_changed
             or session.new
             or record is None
-            or self.moved_from is not None
+            or loader.moved_from is not None
             or loads(record.data) != session
         )
-        refused = factory.chain.breaker_open(self.index)
+        refused = factory.chain.breaker_open(loader.index)
         if not changed:
             stale = record is not None and now - record.last_active >= self.options.reissue_time
             if stale and not refused:  # a touch can wait for the store to answer again
@@ -243,8 +380,8 @@ class RequestSession(FailoverLoad):
                 if self.flash_out is not None:
                     return
         if refused:  # fail now, not after a connect timeout
-            exc = factory.chain.refusal(self.index)
-            raise SessionStoreUnavailable(self.store.name, exc.kind, str(exc))
+            exc = factory.chain.refusal(loader.index)
+            raise SessionStoreUnavailable(loader.store.name, exc.kind, str(exc))
         if record is None and session.user_id is None and not session.invalidated:
             admit = self.request.registry.queryUtility(INewSessionAdmission)
             if admit is not None:
@@ -253,7 +390,7 @@ class RequestSession(FailoverLoad):
         if ending:
             writes.delete(record.key, record)
             if session.invalidated:
-                factory.observer.session_invalidated(self.store.name)
+                factory.observer.session_invalidated(loader.store.name)
             self.delete_cookie = True
         if session.invalidated and not session:
             self._release_moved(transaction)
@@ -275,14 +412,14 @@ class RequestSession(FailoverLoad):
             new_record.key = storage_key(self.token)
             writes.save(new_record, None, None)
             self.issue_cookie, self.delete_cookie = True, False
-            factory.observer.session_created(self.store.name)
+            factory.observer.session_created(loader.store.name)
         else:
             new_record.key = record.key
-            if self.moved_from is not None:
+            if loader.moved_from is not None:
                 writes.adopt(new_record)
             else:
                 writes.save(new_record, record.version, record)
-            factory.observer.session_saved(self.store.name)
+            factory.observer.session_saved(loader.store.name)
         self._release_moved(transaction)
 
     def _release_moved(self, transaction: Callable[[], Any]) -> None:
@@ -290,7 +427,7 @@ class RequestSession(FailoverLoad):
 
         Also when the session ended here: its old copy must not be read through again.
         """
-        moved_from, moved = self.moved_from, self.moved_record
+        moved_from, moved = self.loader.moved_from, self.loader.moved_record
         if moved_from is not None and moved is not None:
             release = functools.partial(base.release, moved_from)
             transaction().addAfterCommitHook(lambda ok: ok and quietly(release, moved))
@@ -300,9 +437,10 @@ class RequestSession(FailoverLoad):
         self.factory.observer.session_conflict(exc.store, exc.gone)
         if exc.gone:
             log.info("refused a late write to a session that has ended (%s store)", exc.store)
-            if self.moved_from is not None and self.moved_record is not None:
+            moved_from, moved = self.loader.moved_from, self.loader.moved_record
+            if moved_from is not None and moved is not None:
                 # Never read through again.
-                quietly(functools.partial(base.release, self.moved_from), self.moved_record)
+                quietly(functools.partial(base.release, moved_from), moved)
             self.token = None
             self.issue_cookie, self.delete_cookie = False, True
             return
@@ -310,17 +448,17 @@ class RequestSession(FailoverLoad):
 
     def _touch(self, txn: object, record: SessionRecord, now: float) -> None:
         self._writer(txn).touch(record, now, self.factory.expiry(record.created, now), now)
-        self.factory.observer.session_touched(self.store.name)
+        self.factory.observer.session_touched(self.loader.store.name)
 
     def _writer(self, txn: object) -> Writes:
         self.wrote = True
         return Writes(
-            self._bound_store(),
-            self.store,
+            self.loader.bound(),
+            self.loader.store,
             txn,
-            timed=self.timed,
+            timed=self.factory.timed,
             on_stale=self.conflict,
-            on_error=self.store_failed,
+            on_error=self.loader.store_failed,
         )
 
     def _cookie(self, request: Request, response: Response) -> None:

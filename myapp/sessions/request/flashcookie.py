@@ -20,7 +20,6 @@ import json
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from .cookie import delete_cookie, set_cookie
 from .session import FLASH_PREFIX
 
 if TYPE_CHECKING:
@@ -33,11 +32,6 @@ if TYPE_CHECKING:
 MAX_AGE = 600
 #: Browsers keep about 4 KB per cookie, name and attributes included.
 MAX_LENGTH = 3000
-
-
-def flash_only(data: Mapping[str, Any]) -> bool:
-    """Whether ``data`` holds flash queues and nothing else (and holds something)."""
-    return bool(data) and all(key.startswith(FLASH_PREFIX) for key in data)
 
 
 def _b64(raw: bytes) -> str:
@@ -93,7 +87,8 @@ class FlashCookie:
         return queues
 
     def set(self, response: Response, value: str) -> None:
-        set_cookie(response, self.options, self.name, value, MAX_AGE)
+        response.set_cookie(self.name, value, max_age=MAX_AGE, **self.options.cookie_attributes)
 
     def delete(self, response: Response) -> None:
-        delete_cookie(response, self.options, self.name)
+        options = self.options
+        response.delete_cookie(self.name, path=options.cookie_path, domain=options.cookie_domain)

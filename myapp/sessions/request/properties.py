@@ -5,7 +5,10 @@ Pyramid applies ``add_request_method(..., reify=True)`` properties (pyramid_tm's
 ``request.tm``, ``request.dbsession``...) by creating a new subclass of the request
 class on every request, which costs as much as a small view. Once configuration
 is done, :func:`includeme` moves those properties onto a single subclass of the request
-factory.
+factory. Measured with ``python -m bench.instructions --only ours-sql-pg --requests 500``
+(instructions per request of the serving process): a read 1,098,977 with it against
+1,280,455 with Pyramid's own way (14% fewer), a write 1,510,811 against 1,693,902 (11%
+fewer).
 """
 
 from __future__ import annotations
@@ -14,8 +17,8 @@ from pyramid.config import Configurator
 from pyramid.interfaces import IRequestExtensions, IRequestFactory, ISessionFactory
 from pyramid.request import Request
 
-from .cookie import storage_key
-from .load import UNAVAILABLE_KEY
+from .factory import storage_key
+from .storeio import UNAVAILABLE_KEY
 
 # After every other action (add_request_method, set_request_factory) has run.
 ORDER = 1_000_000

@@ -1,18 +1,29 @@
-"""The session a view sees: a dict of JSON values plus Pyramid's ISession API, and the
-JSON it is kept as: only JSON every store can keep (PostgreSQL's jsonb included). No I/O
-here."""
+"""The session a view sees: a dict of JSON values plus Pyramid's ISession API, the JSON
+it is kept as (only JSON every store can keep, PostgreSQL's jsonb included), and its
+CSRF token. No I/O here.
+
+A visitor who only browses must not cost a stored session, yet every form they see
+(sign-in, add to cart) needs a CSRF token. Until their session exists the token lives in
+a cookie of its own (the "double submit cookie"); once the session begins it takes that
+token over and keeps it, as Pyramid's ``SessionCSRFStoragePolicy`` does.
+"""
 
 from __future__ import annotations
 
 import json
 import math
+import secrets
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from pyramid.interfaces import ISession
+from pyramid.csrf import SessionCSRFStoragePolicy
+from pyramid.interfaces import ICSRFStoragePolicy, ISession
+from pyramid.request import Request
+from pyramid.util import strings_differ
 from zope.interface import implementer
 
 from ..exceptions import SessionTooLarge
+from ..options import SessionOptions
 
 MAX_DEPTH = 32
 
@@ -106,6 +117,11 @@ def loads(text: str) -> dict[str, Any]:
 _MISSING = object()
 #: The keys of flash message queues start with it (Pyramid's own sessions name them so).
 FLASH_PREFIX = "_f_"
+
+
+def flash_only(data: Mapping[str, Any]) -> bool:
+    """Whether ``data`` holds flash queues and nothing else (and holds something)."""
+    return bool(data) and all(key.startswith(FLASH_PREFIX) for key in data)
 
 
 @implementer(ISession)
@@ -202,3 +218,79 @@ class Session(dict):
 
     def __reduce__(self):  # pragma: no cover - sessions are never pickled
         raise TypeError("sessions are stored as JSON, never pickled")
+
+
+SESSION_TOKEN_KEY = "_csrft_"  # noqa: S105 - where SessionCSRFStoragePolicy keeps it
+_ENVIRON_KEY = "myapp.sessions.csrf_cookie_token"
+CSRF_TOKEN_BYTES = 24
+CSRF_TOKEN_LENGTH = 32  # token_urlsafe(24)
+
+
+def _well_formed(token: object) -> bool:
+    return (
+        isinstance(token, str)
+        and len(token) == CSRF_TOKEN_LENGTH
+        and token.isascii()
+        and all(c.isalnum() or c in "-_" for c in token)
+    )
+
+
+@implementer(ICSRFStoragePolicy)
+class SessionOrCookieCSRFStoragePolicy:
+    """The session's token when the session holds something; a cookie's otherwise."""
+
+    def __init__(self, options: SessionOptions) -> None:
+        self.options = options
+        self.cookie_name = f"{options.cookie_name}_csrf"
+        self.in_session = SessionCSRFStoragePolicy(key=SESSION_TOKEN_KEY)
+
+    def _without_session(self, request: Request) -> bool:
+        session = request.session
+        # One-off messages carried in a cookie are no stored session either.
+        return session.new and session.user_id is None and (not session or flash_only(session))
+
+    # -- the cookie side ---------------------------------------------------------
+    def _cookie_token(self, request: Request) -> str | None:
+        token = request.environ.get(_ENVIRON_KEY)
+        if token is not None:
+            return token
+        try:
+            token = request.cookies.get(self.cookie_name)
+        except UnicodeDecodeError:  # a garbage Cookie header: no token, never a 500
+            return None
+        return token if _well_formed(token) else None
+
+    def _new_cookie_token(self, request: Request) -> str:
+        token = secrets.token_urlsafe(CSRF_TOKEN_BYTES)
+        request.environ[_ENVIRON_KEY] = token
+        options, name = self.options, self.cookie_name
+        request.add_response_callback(
+            lambda request, response: response.set_cookie(name, token, **options.cookie_attributes)
+        )
+        return token
+
+    # -- ICSRFStoragePolicy ------------------------------------------------------
+    def new_csrf_token(self, request: Request) -> str:
+        if self._without_session(request):
+            return self._new_cookie_token(request)
+        return self.in_session.new_csrf_token(request)
+
+    def get_csrf_token(self, request: Request) -> str:
+        if self._without_session(request):
+            return self._cookie_token(request) or self._new_cookie_token(request)
+        session = request.session
+        if not _well_formed(session.get(SESSION_TOKEN_KEY)):
+            # The session has just begun: it takes over the cookie's token, so forms
+            # rendered before it began (another tab) still post.
+            carried = self._cookie_token(request)
+            if carried is not None:
+                session[SESSION_TOKEN_KEY] = carried
+                return carried
+        return self.in_session.get_csrf_token(request)
+
+    def check_csrf_token(self, request: Request, supplied_token: str) -> bool:
+        expected = self.get_csrf_token(request)
+        return not strings_differ(
+            expected.encode("ascii", "backslashreplace"),
+            supplied_token.encode("utf-8", "backslashreplace"),
+        )
