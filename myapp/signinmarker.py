@@ -25,7 +25,7 @@ from pyramid.response import Response
 
 from myapp.sessions import get_options
 from myapp.sessions.options import SessionOptions
-from myapp.sessions.request.factory import Signatures
+from myapp.sessions.stores.authenticator import Signatures
 
 COOKIE_NAME = "signed_in"
 ENDED_ELSEWHERE = "You were signed out from another device."

@@ -6,10 +6,10 @@ from __future__ import annotations
 import time
 
 import pytest
+from pyramid.interfaces import ISessionFactory
 from webtest import TestApp
 
-from myapp.sessions import get_options
-from myapp.sessions.request.flashcookie import MAX_AGE, FlashCookie
+from myapp.sessions.request.flashcookie import MAX_AGE
 from tests.support.site import add_to_cart, cart_lines, csrf_token, flashes, signed_in_as
 
 pytestmark = pytest.mark.usefixtures("site_users")
@@ -98,7 +98,7 @@ def test_a_forged_or_garbled_flash_cookie_is_ignored(make_app, value):
 
 def test_an_old_flash_cookie_is_ignored(make_app):
     handle = make_app("memory")
-    cookie = FlashCookie(get_options(handle.registry))
+    cookie = handle.registry.getUtility(ISessionFactory).flash_cookie
     old = cookie.dumps({"_f_": ["stale"]}, time.time() - MAX_AGE - 5)
     fresh = cookie.dumps({"_f_": ["fresh"]}, time.time())
     assert flashes(visitor(handle).get("/", headers={"Cookie": f"{FLASH_COOKIE}={old}"})) == []

@@ -30,7 +30,6 @@ from typing import TYPE_CHECKING, Any
 
 from pyramid.interfaces import ISessionFactory
 from pyramid_tm import is_tm_active
-from webob.cookies import SignedSerializer
 from zope.interface import implementer
 
 from ..database.requesttm import LazyTransactionManager
@@ -43,8 +42,9 @@ from ..exceptions import (
 )
 from ..interfaces import INewSessionAdmission
 from ..stores import base
+from ..stores.authenticator import Signatures
 from ..stores.base import SessionRecord, SessionStore
-from .flashcookie import FlashCookie
+from . import flashcookie
 from .session import Session, dumps_checked, flash_only, loads
 from .storeio import AVOID_KEY, UNAVAILABLE_KEY, StoreLoader, UnavailableNotice, Writes, quietly
 
@@ -76,33 +76,6 @@ def new_token() -> str:
 def storage_key(token: str) -> str:
     """What stores index by: a hash, so a dump of the store hands out no live token."""
     return hashlib.sha256(token.encode("ascii")).hexdigest()
-
-
-class Signatures:
-    """webob's ``SignedSerializer`` once per secret, newest first: the newest signs,
-    every listed one verifies (so secrets can be rotated)."""
-
-    def __init__(
-        self, secrets_newest_first: tuple[bytes, ...], salt: bytes, serializer: Any = None
-    ) -> None:
-        if not secrets_newest_first:
-            raise ValueError("at least one secret is needed")
-        self.serializers = tuple(
-            SignedSerializer(secret, salt, hashalg="sha256", serializer=serializer)
-            for secret in secrets_newest_first
-        )
-
-    def dumps(self, value: Any) -> str:
-        return self.serializers[0].dumps(value).decode("ascii")
-
-    def loads(self, text: str) -> tuple[Any, int]:
-        """The value and the index of the secret that signed it; ValueError if none did."""
-        for index, serializer in enumerate(self.serializers):
-            try:
-                return serializer.loads(text), index
-            except ValueError:
-                continue
-        raise ValueError("signed by no listed secret")
 
 
 class _TokenText:
@@ -219,7 +192,9 @@ class SessionFactory:
         self.options = options
         self.chain = chain
         self.cookie = SessionCookie(options)
-        self.flash_cookie = FlashCookie(options)
+        self.flash_cookie = flashcookie.FlashCookie(
+            options, Signatures(options.secret_bytes, flashcookie.SALT)
+        )
         self.observer = observer or SessionObserver()
         self.clock = clock
         self.unavailable_notice = UnavailableNotice()

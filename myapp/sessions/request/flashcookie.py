@@ -4,19 +4,15 @@ A failed sign-in, a page that needs signing in, signing out without a session: e
 says something once ("Wrong username or password.") to a visitor the server keeps
 nothing for. Storing a session row for that would let anyone grow the table with
 anonymous requests. So a new session that holds flash messages only is not stored: its
-messages travel in the ``<cookie_name>_flash`` cookie (HMAC-signed, short-lived, at
-most MAX_LENGTH characters) and come back into the session on the next request, where
+messages travel in the ``<cookie_name>_flash`` cookie (signed as the session cookie is,
+by webob's ``SignedSerializer`` under the session secrets; short-lived, at most
+MAX_LENGTH characters) and come back into the session on the next request, where
 ``pop_flash`` finds them as usual. A message set that does not fit is stored as a
 session after all.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
-import hashlib
-import hmac
-import json
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -27,52 +23,44 @@ if TYPE_CHECKING:
     from pyramid.response import Response
 
     from ..options import SessionOptions
+    from ..stores.authenticator import Signatures
 
 #: The cookie outlives its redirect by a wide margin, and no more.
 MAX_AGE = 600
 #: Browsers keep about 4 KB per cookie, name and attributes included.
 MAX_LENGTH = 3000
-
-
-def _b64(raw: bytes) -> str:
-    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
+#: Purpose-bound: what signs a flash cookie never signs a session cookie.
+SALT = b"myapp.sessions.flash\x00"
 
 
 class FlashCookie:
-    """Signs, reads and clears one app's flash cookie."""
+    """Signs, reads and clears one app's flash cookie, with the ``signatures`` it is
+    handed (webob's serializer per session secret, salted with :data:`SALT`).
 
-    def __init__(self, options: SessionOptions) -> None:
+    Its JSON is webob's. A flash cookie written by the release before, signed by hand,
+    reads as forged: at most one message, sent in the ten minutes before the upgrade,
+    is not shown.
+    """
+
+    def __init__(self, options: SessionOptions, signatures: Signatures) -> None:
         self.options = options
         self.name = f"{options.cookie_name}_flash"
-        self._keys = [
-            hashlib.sha256(b"myapp.sessions.flash\x00" + secret).digest()
-            for secret in options.secret_bytes
-        ]
-
-    def _mac(self, key: bytes, payload: str) -> str:
-        return _b64(hmac.new(key, payload.encode("ascii"), hashlib.sha256).digest())
+        self.signatures = signatures
 
     def dumps(self, data: Mapping[str, Any], now: float) -> str | None:
         """The cookie value for ``data``, or None when it would be too long."""
-        text = json.dumps(
-            {"t": int(now), "f": dict(data)}, separators=(",", ":"), ensure_ascii=False
-        )
-        payload = _b64(text.encode("utf-8"))
-        value = f"{payload}.{self._mac(self._keys[0], payload)}"
+        value = self.signatures.dumps({"t": int(now), "f": dict(data)})
         return value if len(value) <= MAX_LENGTH else None
 
     def read(self, request: Request, now: float) -> dict[str, list[Any]] | None:
         """The flash queues the request's cookie carries; None when absent, forged,
         expired or garbled (never raises)."""
         value = request.cookies.get(self.name)
-        if not value or len(value) > MAX_LENGTH or value.count(".") != 1:
-            return None
-        payload, mac = value.split(".")
-        if not any(hmac.compare_digest(self._mac(key, payload), mac) for key in self._keys):
+        if not value or len(value) > MAX_LENGTH or not value.isascii():
             return None
         try:
-            content = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
-        except (ValueError, binascii.Error):
+            content, _ = self.signatures.loads(value)
+        except ValueError:  # forged, garbled, or JSON that is not
             return None
         if not isinstance(content, dict) or not isinstance(content.get("t"), int):
             return None

@@ -17,6 +17,10 @@ secret verifies (a rotated ring keeps old records readable). Three forms:
 A record whose authenticator is missing or wrong is treated as absent by the store that
 read it, and said in the log (at most once a minute, with how many were refused
 meanwhile).
+
+The cookies are signed under the same secrets, the same way round (newest signs, any
+listed verifies), by webob's ``SignedSerializer``: :class:`Signatures`, one serializer
+per secret, each salted for its purpose.
 """
 
 from __future__ import annotations
@@ -29,6 +33,8 @@ import math
 import threading
 import time
 from typing import Any
+
+from webob.cookies import SignedSerializer
 
 from .base import SessionRecord
 
@@ -223,3 +229,30 @@ class RecordAuthenticator:
             why,
             count,
         )
+
+
+class Signatures:
+    """webob's ``SignedSerializer`` once per secret, newest first: the newest signs,
+    every listed one verifies (so secrets can be rotated)."""
+
+    def __init__(
+        self, secrets_newest_first: tuple[bytes, ...], salt: bytes, serializer: Any = None
+    ) -> None:
+        if not secrets_newest_first:
+            raise ValueError("at least one secret is needed")
+        self.serializers = tuple(
+            SignedSerializer(secret, salt, hashalg="sha256", serializer=serializer)
+            for secret in secrets_newest_first
+        )
+
+    def dumps(self, value: Any) -> str:
+        return self.serializers[0].dumps(value).decode("ascii")
+
+    def loads(self, text: str) -> tuple[Any, int]:
+        """The value and the index of the secret that signed it; ValueError if none did."""
+        for index, serializer in enumerate(self.serializers):
+            try:
+                return serializer.loads(text), index
+            except ValueError:
+                continue
+        raise ValueError("signed by no listed secret")
