@@ -5,6 +5,7 @@ store, and the README's Layout names every module that exists and none that does
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -165,11 +166,17 @@ def test_no_capability_of_a_store_is_found_by_getattr():
     assert probes == []
 
 
+def _layout_blocks() -> list[str]:
+    """The drawings of the README's Layout section: the POST's road, then the files."""
+    section = (ROOT / "README.md").read_text().split("\n## Layout\n", 1)[1]
+    section = section.split("\n## ", 1)[0]
+    return section.split("```")[1::2]
+
+
 def _layout_paths() -> list[str]:
     """The files and folders of ``myapp/sessions/`` that the README's Layout names, each
     on a line of its own, indented four spaces per folder level."""
-    readme = (ROOT / "README.md").read_text().split("\n## Layout\n", 1)[1]
-    block = readme.split("```", 2)[1].splitlines()
+    block = next(b for b in _layout_blocks() if "\nmyapp/sessions/ " in b).splitlines()
     start = next(i for i, line in enumerate(block) if line.startswith("myapp/sessions/ "))
     stack = ["myapp/sessions/"]
     paths = []
@@ -211,3 +218,10 @@ def test_the_readme_layout_names_every_module_and_only_modules_that_exist():
         if "migrations" not in path.parts and _defines_something(path)
     ]
     assert [path for path in modules if path not in named] == []
+
+
+def test_the_readme_drawing_of_a_post_names_modules_that_exist():
+    road = _layout_blocks()[0]
+    named = set(re.findall(r"[a-z_/]+\.py", road))
+    assert len(named) >= 12
+    assert [name for name in sorted(named) if not (PACKAGE / name).exists()] == []
