@@ -27,6 +27,7 @@ from pyramid.tweens import INGRESS
 
 from myapp.hosts import host_allowed, parse_origin
 from myapp.sessions import get_options
+from myapp.sessions.database.requesttm import expects_writes
 from myapp.settings import get_site_settings
 
 CONTENT_SECURITY_POLICY = "; ".join(
@@ -78,9 +79,6 @@ def drop_undecodable_cookies(request: Request) -> None:
             request.environ["HTTP_COOKIE"] = ""
 
 
-UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
-
-
 def cross_origin(request: Request) -> bool:
     """Whether an unsafe request over plain HTTP says it comes from another origin.
 
@@ -89,7 +87,7 @@ def cross_origin(request: Request) -> bool:
     (login CSRF); browsers send ``Origin`` with every cross-site POST. A request that
     names no origin at all is left to the CSRF token.
     """
-    if request.method not in UNSAFE_METHODS or request.scheme == "https":
+    if not expects_writes(request.method) or request.scheme == "https":
         return False
     claimed = request.headers.get("Origin") or request.referrer
     if not claimed:
