@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import hmac
 import re
 import time
 import uuid
@@ -309,26 +306,6 @@ def test_duplicate_cookies_never_error(make_app):
     assert response.json["new"] is True
 
 
-def _old_format(token: str, secret: str) -> str:
-    """A cookie as issued before webob's serializer: the token, ".", its HMAC-SHA256."""
-    key = hashlib.sha256(b"myapp.sessions.cookie\x00" + secret.encode()).digest()
-    mac = hmac.new(key, token.encode("ascii"), hashlib.sha256).digest()
-    return f"{token}.{base64.urlsafe_b64encode(mac).rstrip(b'=').decode('ascii')}"
-
-
-def test_an_old_format_cookie_still_loads_its_session_and_is_reissued_anew(make_app):
-    handle = make_app("sql-postgres")
-    handle.app.get("/_t/write?value=mine")
-    token = cookie_token(handle)
-    handle.app.cookiejar.clear()
-    handle.app.set_cookie(COOKIE, _old_format(token, SECRET))
-    assert handle.app.get("/_t/read").json == {"value": "mine", "new": False}
-    handle.app.get("/_t/write?value=again")
-    reissued = handle.app.cookies[COOKIE]
-    assert "." not in reissued and cookie_token(handle) == token
-    assert handle.app.get("/_t/read").json == {"value": "again", "new": False}
-
-
 def test_a_cookie_signed_with_a_retired_secret_still_listed_works(make_app):
     old = make_app("sql-postgres")
     old.app.get("/_t/write?value=mine")
@@ -345,12 +322,12 @@ def test_a_cookie_signed_with_a_retired_secret_still_listed_works(make_app):
     assert dropped.app.get("/_t/read").json == {"value": None, "new": True}
 
 
-def test_a_tampered_new_format_cookie_gets_a_fresh_session(make_app):
+def test_a_tampered_cookie_gets_a_fresh_session(make_app):
     handle = make_app("sql-postgres")
     handle.app.get("/_t/write?value=mine")
     real = handle.app.cookies[COOKIE]
     handle.app.cookiejar.clear()
-    for tampered in (("B" if real[0] == "A" else "A") + real[1:], real[:50] + real[51:] + "A"):
+    for tampered in (("B" if real[0] == "A" else "A") + real[1:], real[:-1] + "." + real[-1]):
         response = handle.app.get("/_t/read", headers={"Cookie": f"{COOKIE}={tampered}"})
         assert response.status_int == 200
         assert response.json == {"value": None, "new": True}

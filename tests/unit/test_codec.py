@@ -1,11 +1,8 @@
-"""Tokens are 256-bit and random; cookies are signed; rotation of secrets works; cookies
-in the format before webob's serializer still read."""
+"""Tokens are 256-bit and random; cookies are signed; rotation of secrets works."""
 
 from __future__ import annotations
 
-import base64
 import hashlib
-import hmac
 
 import pytest
 
@@ -41,10 +38,7 @@ def test_signed_cookie_round_trips():
         (None, "absent"),
         ("", "absent"),
         ("garbage", "malformed"),
-        ("x" * (COOKIE_LENGTH - 1), "malformed"),
-        ("x" * COOKIE_LENGTH, "bad_signature"),
-        ("x" * 87, "malformed"),
-        ("x" * 43 + "." + "x" * 43, "bad_signature"),
+        ("x" * COOKIE_LENGTH, "malformed"),
         ("é" * COOKIE_LENGTH, "malformed"),
         ("a" * 43 + "." + "ü" * 43, "malformed"),
     ],
@@ -70,31 +64,9 @@ def test_old_secret_is_accepted_only_while_listed():
     assert CookieSigner((NEW,)).loads(old_cookie).reason == "bad_signature"
 
 
-def old_format(token: str, secret: bytes) -> str:
-    """A cookie as issued before webob's serializer: the token, ".", its HMAC-SHA256."""
-    key = hashlib.sha256(b"myapp.sessions.cookie\x00" + secret).digest()
-    mac = hmac.new(key, token.encode("ascii"), hashlib.sha256).digest()
-    return f"{token}.{base64.urlsafe_b64encode(mac).rstrip(b'=').decode('ascii')}"
-
-
-def test_an_old_format_cookie_still_reads_and_is_marked_for_reissue():
-    token = new_token()
-    verdict = CookieSigner((NEW, OLD)).loads(old_format(token, OLD))
-    assert (verdict.token, verdict.reason, verdict.stale_secret) == (token, None, True)
-    assert CookieSigner((NEW,)).loads(old_format(token, NEW)).token == token
-
-
-def test_an_old_format_cookie_is_never_written_and_needs_a_listed_secret():
-    token = new_token()
-    assert "." not in CookieSigner((NEW,)).dumps(token)
-    assert CookieSigner((NEW,)).loads(old_format(token, OLD)).reason == "bad_signature"
-    tampered = old_format(token, NEW)
-    tampered = ("B" if tampered[0] == "A" else "A") + tampered[1:]
-    assert CookieSigner((NEW,)).loads(tampered).reason == "bad_signature"
-
-
-def test_a_tampered_signature_fails():
+def test_a_tampered_token_or_signature_fails():
     signer = CookieSigner((NEW, OLD))
     value = signer.dumps(new_token())
-    tampered = ("B" if value[0] == "A" else "A") + value[1:]
-    assert signer.loads(tampered).reason == "bad_signature"
+    for at in (0, len(value) - 1):
+        flipped = "B" if value[at] == "A" else "A"
+        assert signer.loads(value[:at] + flipped + value[at + 1 :]).reason == "bad_signature"
