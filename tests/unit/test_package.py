@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import ast
 import re
+from collections.abc import Iterable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -47,15 +48,11 @@ def _absolute(module: str, node: ast.ImportFrom, is_package: bool) -> str:
     return ".".join([*base, node.module] if node.module else base)
 
 
-def _top_level_imports(name: str, tree: ast.Module, known: set[str]) -> set[str]:
-    """Modules ``name`` imports at its top (type-checking imports too, not in functions)."""
+def _imports(name: str, nodes: Iterable[ast.AST], known: set[str]) -> set[str]:
+    """The modules the import statements among ``nodes`` of module ``name`` name."""
     is_package = any(k.startswith(name + ".") for k in known)
-    body = list(tree.body)
-    for node in tree.body:
-        if isinstance(node, ast.If) and ast.unparse(node.test) == "TYPE_CHECKING":
-            body.extend(node.body)
     imported: set[str] = set()
-    for node in body:
+    for node in nodes:
         if isinstance(node, ast.ImportFrom):
             target = _absolute(name, node, is_package)
             for alias in node.names:
@@ -66,19 +63,18 @@ def _top_level_imports(name: str, tree: ast.Module, known: set[str]) -> set[str]
     return imported
 
 
+def _top_level_imports(name: str, tree: ast.Module, known: set[str]) -> set[str]:
+    """Modules ``name`` imports at its top (type-checking imports too, not in functions)."""
+    body = list(tree.body)
+    for node in tree.body:
+        if isinstance(node, ast.If) and ast.unparse(node.test) == "TYPE_CHECKING":
+            body.extend(node.body)
+    return _imports(name, body, known)
+
+
 def _all_imports(name: str, tree: ast.Module, known: set[str]) -> set[str]:
     """Every module of the package ``name`` imports, wherever the import stands."""
-    is_package = any(k.startswith(name + ".") for k in known)
-    imported: set[str] = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.ImportFrom):
-            target = _absolute(name, node, is_package)
-            for alias in node.names:
-                candidate = f"{target}.{alias.name}"
-                imported.add(candidate if candidate in known else target)
-        elif isinstance(node, ast.Import):
-            imported.update(alias.name for alias in node.names)
-    return {target for target in imported if target in known}
+    return {target for target in _imports(name, ast.walk(tree), known) if target in known}
 
 
 def _floor(name: str) -> int:
