@@ -331,3 +331,9 @@ def test_a_tampered_cookie_gets_a_fresh_session(make_app):
         response = handle.app.get("/_t/read", headers={"Cookie": f"{COOKIE}={tampered}"})
         assert response.status_int == 200
         assert response.json == {"value": None, "new": True}
+    # The real cookie still carries its session, and another visitor is unaffected.
+    response = handle.app.get("/_t/read", headers={"Cookie": f"{COOKIE}={real}"})
+    assert response.json == {"value": "mine", "new": False}
+    other = make_app("sql-postgres")
+    other.app.get("/_t/write?value=theirs")
+    assert other.app.get("/_t/read").json == {"value": "theirs", "new": False}
